@@ -1,0 +1,752 @@
+//! The per-connection state machine, for both roles (RFC 6455 §5–§7).
+//!
+//! # Call order
+//!
+//! 1. Bytes from the peer: call [`Connection::handle_read`] on the unconsumed input until it
+//!    returns neither an event nor consumed bytes, handing each [`Event`] to the application,
+//!    and keep `input[consumed..]` (at most a frame header or a control frame, ≤ 139 bytes) in
+//!    front of the next read.
+//! 2. Application messages: [`Connection::send`] appends frames to the caller's output queue.
+//! 3. After each batch: [`Connection::poll_transmit`] appends the replies the protocol owes
+//!    (pongs, the close echo or the close that fails the connection) to the same queue.
+//! 4. Timers: arm one for [`Connection::poll_timeout`]; when it fires call
+//!    [`Connection::handle_timeout`].
+//! 5. When [`Connection::state`] is [`State::Closed`] and the queue is written, close the
+//!    transport: the server closes TCP first (§7.1.1).
+//!
+//! States: `Open` → `Closing` (a close frame was sent or received, the handshake is not done)
+//! → `Closed`. Nothing is sent after a close frame.
+
+use core::fmt;
+use std::time::{Duration, Instant};
+
+use crate::Role;
+use crate::close::{CloseCode, CloseFrame};
+use crate::error::ProtocolError;
+use crate::extension::{Extension, ExtensionError, NoExtension};
+use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, Rsv};
+use crate::mask::apply_mask;
+use crate::status::Status;
+use crate::utf8::Utf8Validator;
+
+/// Limits and timeouts of a connection.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// The largest frame payload accepted, in bytes. Default 16 MiB. A larger frame fails the
+    /// connection with 1009 as soon as its header arrives, so a peer cannot announce a huge frame
+    /// and make the engine buffer it.
+    pub max_frame_size: u64,
+    /// The largest message accepted (after decompression), in bytes. Default 16 MiB. Bounds the
+    /// reassembly buffer and the output of decompression (a deflate bomb stops here, 1009).
+    pub max_message_size: usize,
+    /// The most frames one message may arrive in. Default 4096. Bounds the per-frame work a peer
+    /// can cause with tiny fragments (1009 above).
+    pub max_fragments: u32,
+    /// How long to wait for the peer's close frame after sending ours. Default 5 s. Bounds how
+    /// long a peer that never answers a close holds the connection.
+    pub close_timeout: Duration,
+}
+
+impl Config {
+    /// The defaults: 16 MiB frames and messages, 4096 fragments, 5 s close timeout.
+    pub const DEFAULT: Config = Config {
+        max_frame_size: 16 << 20,
+        max_message_size: 16 << 20,
+        max_fragments: 4096,
+        close_timeout: Duration::from_secs(5),
+    };
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::DEFAULT
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// A close frame was sent or received; the closing handshake is under way.
+    Closing,
+    /// The closing handshake finished, failed or timed out: write what is queued, then close the
+    /// transport.
+    Closed,
+}
+
+/// Something the peer sent, borrowed from the input or from the caller's message buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A whole text message, valid UTF-8.
+    Text(&'a str),
+    /// A whole binary message.
+    Binary(&'a [u8]),
+    /// A ping; the pong is already queued for [`Connection::poll_transmit`].
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The peer's close frame; the echo is already queued unless we had sent a close first.
+    Close(CloseFrame<'a>),
+}
+
+/// A message to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+    /// A ping (at most 125 bytes).
+    Ping(&'a [u8]),
+    /// An unsolicited pong (at most 125 bytes).
+    Pong(&'a [u8]),
+}
+
+/// The outcome of one [`Connection::handle_read`] step.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Read<'a> {
+    /// Bytes of the input used; the caller drops them.
+    pub consumed: usize,
+    /// The event completed by this step, if any.
+    pub event: Option<Event<'a>>,
+}
+
+impl Read<'_> {
+    /// Whether the step made no progress: the rest of the input is an incomplete frame (or
+    /// empty), so the caller should keep it and wait for more bytes.
+    pub fn is_blocked(&self) -> bool {
+        self.consumed == 0 && self.event.is_none()
+    }
+}
+
+/// Why a message could not be sent.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// A close frame was already sent or queued: "the endpoint MUST NOT send any more data
+    /// frames after sending a Close frame" (§5.5.1).
+    Closed,
+    /// A ping or pong payload over 125 bytes (§5.5).
+    ControlTooLong(usize),
+    /// The extension failed to encode the message.
+    Extension(ExtensionError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Closed => f.write_str("connection is closing"),
+            SendError::ControlTooLong(len) => write!(f, "control payload of {len} bytes (max 125)"),
+            SendError::Extension(e) => write!(f, "extension: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// The frame whose payload is still arriving.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    remaining: u64,
+    mask: Option<[u8; 4]>,
+    offset: usize,
+    fin: bool,
+}
+
+/// The message being assembled in the caller's buffer.
+#[derive(Debug, Clone, Copy)]
+struct InMessage {
+    text: bool,
+    compressed: bool,
+    fragments: u32,
+    utf8: Utf8Validator,
+}
+
+/// A WebSocket connection after the handshake: a sans-IO state machine (see the module docs for
+/// the call order).
+pub struct Connection<E = NoExtension> {
+    role: Role,
+    config: Config,
+    ext: E,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    /// The caller's message buffer holds a delivered message; clear it on the next read.
+    delivered: bool,
+    close_queued: bool,
+    close_flushed: bool,
+    close_received: bool,
+    failed: bool,
+    timed_out: bool,
+    deadline: Option<Instant>,
+    /// Encoded control frames owed to the peer (empty, and unallocated, most of the time).
+    pending: Vec<u8>,
+    mask_state: u64,
+}
+
+impl<E: Extension> fmt::Debug for Connection<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Extension> Connection<E> {
+    /// A server-side connection, with `ext` already negotiated (or [`NoExtension`]).
+    pub fn server(config: Config, ext: E) -> Self {
+        Self::new(Role::Server, config, ext, 0)
+    }
+
+    /// A client-side connection. Mask keys are drawn from a xorshift generator seeded with
+    /// `mask_seed`, which the caller takes from its entropy source: this crate has none.
+    pub fn client(config: Config, ext: E, mask_seed: u64) -> Self {
+        Self::new(Role::Client, config, ext, mask_seed | 1)
+    }
+
+    fn new(role: Role, config: Config, ext: E, mask_state: u64) -> Self {
+        Connection {
+            role,
+            config,
+            ext,
+            frame: None,
+            message: None,
+            delivered: false,
+            close_queued: false,
+            close_flushed: false,
+            close_received: false,
+            failed: false,
+            timed_out: false,
+            deadline: None,
+            pending: Vec::new(),
+            mask_state,
+        }
+    }
+
+    /// This endpoint's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The extension.
+    pub fn extension(&self) -> &E {
+        &self.ext
+    }
+
+    /// The extension, mutably.
+    pub fn extension_mut(&mut self) -> &mut E {
+        &mut self.ext
+    }
+
+    /// The state of the connection.
+    pub fn state(&self) -> State {
+        if self.failed || self.timed_out || (self.close_received && self.close_flushed) {
+            State::Closed
+        } else if self.close_queued || self.close_received {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    /// Whether the close timeout expired before the peer answered our close.
+    pub fn is_timed_out(&self) -> bool {
+        self.timed_out
+    }
+
+    /// Whether a message is partly received (its bytes are in the caller's message buffer).
+    pub fn is_receiving_message(&self) -> bool {
+        self.message.is_some() || self.frame.is_some()
+    }
+
+    /// Decodes the next step of `input`: at most one frame header and the payload bytes that
+    /// follow it, returning the event it completes.
+    ///
+    /// `message_buf` is the caller's reassembly buffer for this connection: a message that spans
+    /// frames or reads is gathered there (copied once), and its event borrows it. A message that
+    /// arrives whole in one frame in one read is delivered straight from `input`, unmasked in
+    /// place, with no copy. Pass the same buffer on every call; it is cleared at the next call
+    /// after a delivery.
+    ///
+    /// Text is validated as it arrives: an invalid byte fails the connection in the call that
+    /// sees it, even mid-frame.
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] fails the connection: its close frame is queued for
+    /// [`poll_transmit`](Connection::poll_transmit) and the state becomes [`State::Closed`].
+    pub fn handle_read<'b>(
+        &mut self,
+        input: &'b mut [u8],
+        message_buf: &'b mut Vec<u8>,
+        now: Instant,
+    ) -> Result<Read<'b>, ProtocolError> {
+        if self.delivered {
+            message_buf.clear();
+            self.delivered = false;
+        }
+        if self.close_received || self.failed {
+            // "after receiving a Close frame, the endpoint ... MUST NOT" expect data (§1.4): the
+            // rest is ignored.
+            return Ok(Read {
+                consumed: input.len(),
+                event: None,
+            });
+        }
+        match self.step(input, message_buf, now) {
+            Ok(read) => Ok(read),
+            Err(err) => {
+                self.fail(err.close_code(), now);
+                Err(err)
+            }
+        }
+    }
+
+    fn step<'b>(
+        &mut self,
+        input: &'b mut [u8],
+        message_buf: &'b mut Vec<u8>,
+        now: Instant,
+    ) -> Result<Read<'b>, ProtocolError> {
+        let (frame, header_len) = match self.frame {
+            Some(frame) => (frame, 0),
+            None => {
+                let decoded = FrameHeader::decode(input, self.role, self.ext.rsv())?;
+                let Status::Complete((header, len)) = decoded else {
+                    return Ok(Read {
+                        consumed: 0,
+                        event: None,
+                    });
+                };
+                if header.opcode.is_control() {
+                    return self.control(header, len, input, now);
+                }
+                let total = len as u64 + header.payload_len;
+                let whole = header.fin && header.rsv.is_empty() && input.len() as u64 >= total;
+                if whole && self.message.is_none() {
+                    self.check_frame(&header, 0)?;
+                    return single_frame(header, len, input);
+                }
+                (self.begin_frame(&header, message_buf.len())?, len)
+            }
+        };
+        let available = &mut input[header_len..];
+        let n = available.len().min(usize::try_from(frame.remaining).unwrap_or(usize::MAX));
+        let chunk = &mut available[..n];
+        if let Some(key) = frame.mask {
+            apply_mask(chunk, key, frame.offset);
+        }
+        let remaining = frame.remaining - n as u64;
+        let done = remaining == 0;
+        if n > 0 || done {
+            self.absorb(chunk, done && frame.fin, message_buf)?;
+        }
+        let consumed = header_len + n;
+        if !done {
+            self.frame = Some(InFrame {
+                remaining,
+                offset: frame.offset + n,
+                ..frame
+            });
+            return Ok(Read {
+                consumed,
+                event: None,
+            });
+        }
+        self.frame = None;
+        if !frame.fin {
+            return Ok(Read {
+                consumed,
+                event: None,
+            });
+        }
+        let message = self.message.take();
+        self.delivered = true;
+        let bytes: &'b [u8] = message_buf;
+        let event = if message.is_some_and(|m| m.text) {
+            Event::Text(simdutf8::basic::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8)?)
+        } else {
+            Event::Binary(bytes)
+        };
+        Ok(Read {
+            consumed,
+            event: Some(event),
+        })
+    }
+
+    /// Checks the sequence and size rules for a data frame and records it as the frame in
+    /// progress.
+    fn begin_frame(
+        &mut self,
+        header: &FrameHeader,
+        buffered: usize,
+    ) -> Result<InFrame, ProtocolError> {
+        self.check_frame(header, buffered)?;
+        match (header.opcode, &mut self.message) {
+            (OpCode::Continuation, Some(message)) => {
+                if message.fragments >= self.config.max_fragments {
+                    return Err(ProtocolError::TooManyFragments {
+                        max: self.config.max_fragments,
+                    });
+                }
+                message.fragments += 1;
+            }
+            (_, message) => {
+                *message = Some(InMessage {
+                    text: header.opcode == OpCode::Text,
+                    compressed: !header.rsv.is_empty(),
+                    fragments: 1,
+                    utf8: Utf8Validator::new(),
+                });
+            }
+        }
+        let frame = InFrame {
+            remaining: header.payload_len,
+            mask: header.mask,
+            offset: 0,
+            fin: header.fin,
+        };
+        self.frame = Some(frame);
+        Ok(frame)
+    }
+
+    /// The rules a data frame must follow given the message in progress.
+    fn check_frame(&self, header: &FrameHeader, buffered: usize) -> Result<(), ProtocolError> {
+        match (header.opcode, self.message.is_some()) {
+            // "a fragmented message consists of a single frame with the FIN bit clear and an
+            // opcode other than 0, followed by zero or more frames with the FIN bit clear and the
+            // opcode set to 0" (§5.4).
+            (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, true) => return Err(ProtocolError::ExpectedContinuation),
+            // Extensions mark the first frame of a message only (RFC 7692 §6.1).
+            (OpCode::Continuation, true) if !header.rsv.is_empty() => {
+                return Err(ProtocolError::ReservedBits(header.rsv.bits() >> 4));
+            }
+            _ => {}
+        }
+        if header.payload_len > self.config.max_frame_size {
+            return Err(ProtocolError::FrameTooLarge {
+                len: header.payload_len,
+                max: self.config.max_frame_size,
+            });
+        }
+        let compressed = self.message.map_or(!header.rsv.is_empty(), |m| m.compressed);
+        let total = buffered as u64 + header.payload_len;
+        let max = self.config.max_message_size as u64;
+        if !compressed && total > max {
+            return Err(ProtocolError::MessageTooLarge { len: total, max });
+        }
+        Ok(())
+    }
+
+    /// Takes in a piece of the payload of the frame in progress.
+    fn absorb(
+        &mut self,
+        chunk: &[u8],
+        last: bool,
+        message_buf: &mut Vec<u8>,
+    ) -> Result<(), ProtocolError> {
+        let Some(message) = self.message.as_mut() else {
+            return Ok(());
+        };
+        if message.compressed {
+            let before = message_buf.len();
+            let max = self.config.max_message_size;
+            self.ext
+                .decode(chunk, last, message_buf, max)
+                .map_err(|err| match err {
+                    ExtensionError::OutputLimit { .. } => ProtocolError::MessageTooLarge {
+                        len: message_buf.len() as u64 + 1,
+                        max: max as u64,
+                    },
+                    _ => ProtocolError::InvalidCompressedData,
+                })?;
+            if message.text {
+                utf8_feed(&mut message.utf8, &message_buf[before..])?;
+            }
+        } else {
+            if message.text {
+                utf8_feed(&mut message.utf8, chunk)?;
+            }
+            message_buf.extend_from_slice(chunk);
+        }
+        if last && message.text {
+            message
+                .utf8
+                .finish()
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+
+    /// Handles a control frame, which must be whole in `input`.
+    fn control<'b>(
+        &mut self,
+        header: FrameHeader,
+        header_len: usize,
+        input: &'b mut [u8],
+        now: Instant,
+    ) -> Result<Read<'b>, ProtocolError> {
+        if !header.rsv.is_empty() {
+            return Err(ProtocolError::ReservedBits(header.rsv.bits() >> 4));
+        }
+        // A control payload is at most 125 bytes (checked by the decoder).
+        let total = header_len + header.payload_len as usize;
+        if input.len() < total {
+            return Ok(Read {
+                consumed: 0,
+                event: None,
+            });
+        }
+        let payload = &mut input[header_len..total];
+        if let Some(key) = header.mask {
+            apply_mask(payload, key, 0);
+        }
+        let payload: &'b [u8] = payload;
+        let event = match header.opcode {
+            OpCode::Ping => {
+                // "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in response
+                // ... unless it already received a Close frame" (§5.5.2); none after our close.
+                if !self.close_queued {
+                    self.queue_control(OpCode::Pong, payload);
+                }
+                Event::Ping(payload)
+            }
+            OpCode::Pong => Event::Pong(payload),
+            _ => {
+                let close = CloseFrame::decode(payload)?;
+                self.close_received = true;
+                if self.close_queued {
+                    self.deadline = None;
+                } else {
+                    // "If an endpoint receives a Close frame and did not previously send a Close
+                    // frame, the endpoint MUST send a Close frame in response" (§5.5.1).
+                    self.queue_close(close.code, "");
+                    if self.role == Role::Client {
+                        self.deadline = Some(now + self.config.close_timeout);
+                    }
+                }
+                Event::Close(close)
+            }
+        };
+        Ok(Read {
+            consumed: total,
+            event: Some(event),
+        })
+    }
+
+    fn fail(&mut self, code: CloseCode, now: Instant) {
+        self.failed = true;
+        self.frame = None;
+        self.message = None;
+        if !self.close_queued {
+            self.queue_close(Some(code), "");
+            self.deadline = Some(now + self.config.close_timeout);
+        }
+    }
+
+    /// Appends `msg` as a frame to `out` (compressed when the extension chooses to).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once a close frame is queued; [`SendError::ControlTooLong`] for a
+    /// ping or pong over 125 bytes; [`SendError::Extension`] when compression fails.
+    pub fn send(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), SendError> {
+        if self.close_queued {
+            return Err(SendError::Closed);
+        }
+        let (opcode, payload) = match msg {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes),
+            Message::Ping(bytes) | Message::Pong(bytes) if bytes.len() > 125 => {
+                return Err(SendError::ControlTooLong(bytes.len()));
+            }
+            Message::Ping(bytes) => (OpCode::Ping, bytes),
+            Message::Pong(bytes) => (OpCode::Pong, bytes),
+        };
+        if !opcode.is_control() && !self.ext.rsv().is_empty() {
+            if self.send_encoded(opcode, payload, out)? {
+                return Ok(());
+            }
+        }
+        let mask = self.next_mask();
+        write_frame(out, opcode, Rsv::NONE, payload, mask);
+        Ok(())
+    }
+
+    /// Lets the extension encode the payload in place in `out`; `false` when it declined.
+    fn send_encoded(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, SendError> {
+        let start = out.len();
+        out.resize(start + MAX_HEADER_LEN, 0);
+        let rsv = match self.ext.encode(payload, out) {
+            Ok(rsv) if !rsv.is_empty() => rsv,
+            result => {
+                out.truncate(start);
+                return result.map(|_| false).map_err(SendError::Extension);
+            }
+        };
+        let body = start + MAX_HEADER_LEN;
+        let header = FrameHeader {
+            fin: true,
+            rsv,
+            opcode,
+            mask: self.next_mask(),
+            payload_len: (out.len() - body) as u64,
+        };
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut bytes);
+        out.copy_within(body.., start + n);
+        out.truncate(out.len() - (MAX_HEADER_LEN - n));
+        out[start..start + n].copy_from_slice(&bytes[..n]);
+        if let Some(key) = header.mask {
+            apply_mask(&mut out[start + n..], key, 0);
+        }
+        Ok(true)
+    }
+
+    /// Starts the closing handshake: queues a close frame with `code` and `reason` (cut to fit
+    /// 123 bytes) and arms the close timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] when a close frame was already queued.
+    pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant) -> Result<(), SendError> {
+        if self.close_queued {
+            return Err(SendError::Closed);
+        }
+        self.queue_close(Some(code), reason);
+        if !self.close_received {
+            self.deadline = Some(now + self.config.close_timeout);
+        }
+        Ok(())
+    }
+
+    /// Appends the frames the protocol owes the peer (pongs, close) to `out`; returns whether
+    /// anything was appended.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
+        out.extend_from_slice(&self.pending);
+        self.pending.clear();
+        if self.close_queued {
+            self.close_flushed = true;
+        }
+        true
+    }
+
+    /// Whether frames are owed to the peer.
+    pub fn has_pending_transmit(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The instant at which [`handle_timeout`](Connection::handle_timeout) must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state() == State::Closed && self.role == Role::Server {
+            return None;
+        }
+        self.deadline
+    }
+
+    /// Advances the clock: when the close timeout has passed the connection becomes
+    /// [`State::Closed`] and [`is_timed_out`](Connection::is_timed_out) turns true.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.deadline.is_some_and(|deadline| now >= deadline) {
+            self.deadline = None;
+            self.timed_out = true;
+        }
+    }
+
+    fn queue_close(&mut self, code: Option<CloseCode>, reason: &str) {
+        let mut payload = [0u8; 125];
+        let len = CloseFrame { code, reason }.encode(&mut payload);
+        self.queue_control(OpCode::Close, &payload[..len]);
+        self.close_queued = true;
+    }
+
+    fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
+        let mask = self.next_mask();
+        write_frame(&mut self.pending, opcode, Rsv::NONE, payload, mask);
+    }
+
+    /// The next mask key in the client role (xorshift64*), `None` for the server.
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        if self.role == Role::Server {
+            return None;
+        }
+        let mut x = self.mask_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.mask_state = x;
+        let key = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32;
+        Some(key.to_ne_bytes())
+    }
+}
+
+fn utf8_feed(validator: &mut Utf8Validator, bytes: &[u8]) -> Result<(), ProtocolError> {
+    validator.feed(bytes).map_err(|_| ProtocolError::InvalidUtf8)
+}
+
+/// The zero-copy path: a whole unfragmented, uncompressed frame inside `input`.
+fn single_frame(
+    header: FrameHeader,
+    header_len: usize,
+    input: &mut [u8],
+) -> Result<Read<'_>, ProtocolError> {
+    let total = header_len + header.payload_len as usize;
+    let payload = &mut input[header_len..total];
+    if let Some(key) = header.mask {
+        apply_mask(payload, key, 0);
+    }
+    let payload: &[u8] = payload;
+    let event = if header.opcode == OpCode::Text {
+        Event::Text(simdutf8::basic::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?)
+    } else {
+        Event::Binary(payload)
+    };
+    Ok(Read {
+        consumed: total,
+        event: Some(event),
+    })
+}
+
+/// Appends one whole frame to `out`, masking the payload when `mask` is set.
+pub fn write_frame(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    rsv: Rsv,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    let header = FrameHeader {
+        fin: true,
+        rsv,
+        opcode,
+        mask,
+        payload_len: payload.len() as u64,
+    };
+    let mut bytes = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut bytes);
+    out.reserve(n + payload.len());
+    out.extend_from_slice(&bytes[..n]);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
+}

@@ -1,0 +1,311 @@
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use memchr::memchr;
+
+use super::http::{self, Headers, TokenList};
+use super::{AcceptKey, HandshakeError, Limits};
+use crate::extension::{Offers, parse_offers};
+use crate::status::Status;
+
+/// A validated HTTP/1.1 request head of any kind, borrowed from the input.
+///
+/// [`parse_head`] returns it for every syntactically valid request, upgrade or not, so that an
+/// engine can answer plain HTTP (a page, a health check) on the same port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head<'b> {
+    /// The method (`GET`).
+    pub method: &'b str,
+    /// The request target (`/chat?room=1`).
+    pub path: &'b str,
+    /// The minor HTTP version (`1` for HTTP/1.1).
+    pub minor_version: u8,
+    block: &'b [u8],
+    len: usize,
+}
+
+impl<'b> Head<'b> {
+    /// The length of the head in bytes, blank line included; the next request or the WebSocket
+    /// stream starts there.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always `false`: a head has at least a request line.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Every header line as `(name, value)`, value trimmed of surrounding whitespace.
+    pub fn headers(&self) -> Headers<'b> {
+        Headers::new(self.block)
+    }
+
+    /// The value of the first header named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'b [u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// A valid WebSocket upgrade request (RFC 6455 §4.2.1), borrowed from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'b> {
+    head: Head<'b>,
+    host: &'b str,
+    key: &'b str,
+    origin: Option<&'b str>,
+}
+
+impl<'b> Request<'b> {
+    /// The method; always `GET`.
+    pub fn method(&self) -> &'b str {
+        self.head.method
+    }
+
+    /// The request target (`/chat`).
+    pub fn path(&self) -> &'b str {
+        self.head.path
+    }
+
+    /// The `Host` header.
+    pub fn host(&self) -> &'b str {
+        self.host
+    }
+
+    /// The `Sec-WebSocket-Key` header (base64 of 16 bytes).
+    pub fn key(&self) -> &'b str {
+        self.key
+    }
+
+    /// The `Sec-WebSocket-Version`; always 13.
+    pub fn version(&self) -> u8 {
+        13
+    }
+
+    /// The `Origin` header, when sent (browsers always send it).
+    pub fn origin(&self) -> Option<&'b str> {
+        self.origin
+    }
+
+    /// The subprotocols the client offered, in its order of preference, across every
+    /// `Sec-WebSocket-Protocol` line.
+    pub fn protocols(&self) -> TokenList<'b> {
+        TokenList::new(self.head.block, "sec-websocket-protocol")
+    }
+
+    /// The extension offers across every `Sec-WebSocket-Extensions` line, in order.
+    pub fn extensions(&self) -> impl Iterator<Item = Offers<'b>> + 'b {
+        self.head
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|(_, v)| parse_offers(core::str::from_utf8(v).unwrap_or("\u{0}")))
+    }
+
+    /// Every header line.
+    pub fn headers(&self) -> Headers<'b> {
+        self.head.headers()
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&'b [u8]> {
+        self.head.header(name)
+    }
+
+    /// The general view of the request head.
+    pub fn head(&self) -> &Head<'b> {
+        &self.head
+    }
+
+    /// The length of the head: the WebSocket stream starts at this offset of the input.
+    pub fn head_len(&self) -> usize {
+        self.head.len
+    }
+
+    /// The `Sec-WebSocket-Accept` value answering this request.
+    pub fn accept_key(&self) -> AcceptKey {
+        AcceptKey::from_key(self.key.as_bytes())
+    }
+}
+
+/// Parses the head of any HTTP/1.1 request, checking the grammar but not the upgrade rules.
+///
+/// # Errors
+///
+/// A [`HandshakeError`] as soon as the bytes so far cannot start a valid request, or when the
+/// head does not fit `limits`.
+pub fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Status<Head<'b>>, HandshakeError> {
+    parse_with(buf, limits, |_, _| Ok(()))
+}
+
+fn parse_with<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    on_header: impl FnMut(&'b [u8], &'b [u8]) -> Result<(), HandshakeError>,
+) -> Result<Status<Head<'b>>, HandshakeError> {
+    let (line, start) = match http::next_line(buf, 0, limits)? {
+        Status::Complete(found) => found,
+        Status::Incomplete { needed } => {
+            check_partial_method(buf)?;
+            return Ok(Status::Incomplete { needed });
+        }
+    };
+    let (method, path, minor_version) = parse_request_line(line)?;
+    let len = match http::scan_headers(buf, start, limits, on_header)? {
+        Status::Complete(len) => len,
+        Status::Incomplete { needed } => return Ok(Status::Incomplete { needed }),
+    };
+    Ok(Status::Complete(Head {
+        method,
+        path,
+        minor_version,
+        block: &buf[start..len],
+        len,
+    }))
+}
+
+/// Rejects a partial request line whose method can no longer be a token.
+fn check_partial_method(buf: &[u8]) -> Result<(), HandshakeError> {
+    let method = buf.split(|&b| b == b' ').next().unwrap_or_default();
+    let method = method.strip_suffix(b"\r").unwrap_or(method);
+    if method.iter().all(|&b| crate::extension::is_tchar(b)) {
+        Ok(())
+    } else if memchr(b'\r', method).is_some() {
+        Err(HandshakeError::BareCr)
+    } else {
+        Err(HandshakeError::MalformedRequestLine)
+    }
+}
+
+fn parse_request_line(line: &[u8]) -> Result<(&str, &str, u8), HandshakeError> {
+    if memchr(b'\r', line).is_some() {
+        return Err(HandshakeError::BareCr);
+    }
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HandshakeError::MalformedRequestLine);
+    };
+    let target_ok = !target.is_empty() && target.iter().all(|&b| (0x21..0x7f).contains(&b));
+    if !http::is_token(method) || !target_ok {
+        return Err(HandshakeError::MalformedRequestLine);
+    }
+    let Some((major, minor)) = http::parse_version(version) else {
+        return Err(HandshakeError::MalformedRequestLine);
+    };
+    if major != 1 || minor < 1 {
+        return Err(HandshakeError::HttpVersionNotSupported);
+    }
+    // Both are ASCII after the checks above.
+    let method = core::str::from_utf8(method).map_err(|_| HandshakeError::MalformedRequestLine)?;
+    let target = core::str::from_utf8(target).map_err(|_| HandshakeError::MalformedRequestLine)?;
+    Ok((method, target, minor))
+}
+
+/// Headers that decide the upgrade, collected in one pass.
+#[derive(Default)]
+struct Upgrade<'b> {
+    host: Option<&'b [u8]>,
+    key: Option<&'b [u8]>,
+    version: Option<&'b [u8]>,
+    origin: Option<&'b [u8]>,
+    upgrade_seen: bool,
+    upgrade_websocket: bool,
+    connection_upgrade: bool,
+}
+
+impl<'b> Upgrade<'b> {
+    fn visit(&mut self, name: &'b [u8], value: &'b [u8]) -> Result<(), HandshakeError> {
+        let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
+        match name.len() {
+            4 if is("host") => set_once(&mut self.host, value),
+            6 if is("origin") => set_once(&mut self.origin, value),
+            7 if is("upgrade") => {
+                self.upgrade_seen = true;
+                self.upgrade_websocket |= http::list_contains(value, "websocket");
+                Ok(())
+            }
+            10 if is("connection") => {
+                self.connection_upgrade |= http::list_contains(value, "upgrade");
+                Ok(())
+            }
+            17 if is("sec-websocket-key") => set_once(&mut self.key, value),
+            21 if is("sec-websocket-version") => set_once(&mut self.version, value),
+            22 if is("sec-websocket-protocol") => {
+                if http::is_token_list(value) {
+                    Ok(())
+                } else {
+                    Err(HandshakeError::InvalidProtocolList)
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn set_once<'b>(slot: &mut Option<&'b [u8]>, value: &'b [u8]) -> Result<(), HandshakeError> {
+    match slot.replace(value) {
+        Some(_) => Err(HandshakeError::DuplicateHeader),
+        None => Ok(()),
+    }
+}
+
+/// Parses and validates a WebSocket upgrade request (RFC 6455 §4.2.1).
+///
+/// Returns `Incomplete` while the head has not ended and is under `limits.max_head_len`; bytes
+/// after the head are not looked at and belong to the WebSocket stream.
+///
+/// # Errors
+///
+/// The first [`HandshakeError`] found; its `status()` is the HTTP answer. The syntax is checked
+/// as bytes arrive, so a hopeless prefix fails before the head is complete.
+pub fn parse_request<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+) -> Result<Status<Request<'b>>, HandshakeError> {
+    let mut upgrade = Upgrade::default();
+    let head = match parse_with(buf, limits, |name, value| upgrade.visit(name, value))? {
+        Status::Complete(head) => head,
+        Status::Incomplete { needed } => return Ok(Status::Incomplete { needed }),
+    };
+    // "The method of the request MUST be GET" (§4.1).
+    if head.method != "GET" {
+        return Err(HandshakeError::MethodNotAllowed);
+    }
+    // "A |Host| header field containing the server's authority" (§4.2.1, item 2).
+    let host = upgrade.host.ok_or(HandshakeError::MissingHost)?;
+    // "An |Upgrade| header field containing the value "websocket"" (item 3).
+    if !upgrade.upgrade_seen {
+        return Err(HandshakeError::NotUpgrade);
+    }
+    if !upgrade.upgrade_websocket {
+        return Err(HandshakeError::UpgradeNotWebSocket);
+    }
+    // "A |Connection| header field that includes the token "Upgrade"" (item 4).
+    if !upgrade.connection_upgrade {
+        return Err(HandshakeError::ConnectionNotUpgrade);
+    }
+    // "A |Sec-WebSocket-Key| header field with a base64-encoded value that, when decoded, is
+    // 16 bytes in length" (item 5).
+    let key = upgrade.key.ok_or(HandshakeError::InvalidKey)?;
+    if !is_valid_key(key) {
+        return Err(HandshakeError::InvalidKey);
+    }
+    // "A |Sec-WebSocket-Version| header field, with a value of 13" (item 6).
+    if upgrade.version != Some(b"13") {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    let text = |v: &'b [u8]| core::str::from_utf8(v).map_err(|_| HandshakeError::MalformedHeader);
+    Ok(Status::Complete(Request {
+        head,
+        host: text(host)?,
+        key: text(key)?,
+        origin: upgrade.origin.map(text).transpose()?,
+    }))
+}
+
+/// Whether `key` is the padded base64 of exactly 16 bytes.
+pub(crate) fn is_valid_key(key: &[u8]) -> bool {
+    let mut raw = [0u8; 18];
+    key.len() == 24 && matches!(STANDARD.decode_slice(key, &mut raw), Ok(16))
+}

@@ -1,0 +1,3 @@
+//! Helpers shared by the integration tests and benches of the sockeye workspace.
+
+pub mod vectors;
