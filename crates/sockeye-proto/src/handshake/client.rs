@@ -58,9 +58,13 @@ impl<'a> ClientRequest<'a> {
     /// path, host, protocol or header that is not valid in a request head.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, WriteError> {
         let path_ok = !self.path.is_empty() && self.path.bytes().all(|b| (0x21..0x7f).contains(&b));
-        let fields_ok = [self.host.as_bytes(), self.extensions, self.origin.unwrap_or("").as_bytes()]
-            .iter()
-            .all(|v| http::is_field_value(v));
+        let fields_ok = [
+            self.host.as_bytes(),
+            self.extensions,
+            self.origin.unwrap_or("").as_bytes(),
+        ]
+        .iter()
+        .all(|v| http::is_field_value(v));
         let protocols_ok = self.protocols.iter().all(|p| http::is_token(p.as_bytes()));
         let headers_ok = self
             .headers
@@ -69,22 +73,7 @@ impl<'a> ClientRequest<'a> {
         if !(path_ok && fields_ok && protocols_ok && headers_ok) {
             return Err(WriteError::InvalidHeader);
         }
-        let mut needed = 4 + self.path.len() + 11 + 8 + self.host.len() + 2;
-        needed += FIXED.len() + 19 + 24 + 2 + 2;
-        if !self.protocols.is_empty() {
-            needed += 24 + self.protocols.iter().map(|p| p.len() + 2).sum::<usize>();
-        }
-        if !self.extensions.is_empty() {
-            needed += 26 + self.extensions.len() + 2;
-        }
-        if let Some(origin) = self.origin {
-            needed += 8 + origin.len() + 2;
-        }
-        needed += self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>();
-        if out.len() < needed {
-            return Err(WriteError::BufferTooSmall { needed });
-        }
-        let mut w = Cursor { out, len: 0 };
+        let mut w = Cursor::new(out);
         w.put(b"GET ");
         w.put(self.path.as_bytes());
         w.put(b" HTTP/1.1\r\nHost: ");
@@ -120,7 +109,7 @@ impl<'a> ClientRequest<'a> {
             w.put(b"\r\n");
         }
         w.put(b"\r\n");
-        Ok(w.len)
+        w.finish()
     }
 }
 
@@ -220,7 +209,8 @@ pub fn parse_response<'b>(
     if seen.accept != Some(expected.as_bytes().as_slice()) {
         return Err(ResponseError::BadAccept);
     }
-    let text = |v: &'b [u8]| core::str::from_utf8(v).map_err(|_| ResponseError::ExtensionNotOffered);
+    let text =
+        |v: &'b [u8]| core::str::from_utf8(v).map_err(|_| ResponseError::ExtensionNotOffered);
     let protocol = match seen.protocol {
         None => None,
         Some(p) => {
@@ -258,9 +248,8 @@ fn parse_status_line(line: &[u8]) -> Result<u16, ResponseError> {
     let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
         return Err(ResponseError::MalformedStatusLine);
     };
-    let valid_version = http::parse_version(version).is_some_and(|(major, minor)| {
-        major == 1 && minor >= 1
-    });
+    let valid_version =
+        http::parse_version(version).is_some_and(|(major, minor)| major == 1 && minor >= 1);
     let [a, b, c] = code else {
         return Err(ResponseError::MalformedStatusLine);
     };
@@ -300,5 +289,136 @@ impl<'b> Seen<'b> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::{Limits, Response, parse_request};
+
+    const KEY: &[u8; 24] = b"dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn request() -> ClientRequest<'static> {
+        ClientRequest {
+            protocols: &["chat", "superchat"],
+            extensions: b"permessage-deflate; client_max_window_bits",
+            origin: Some("http://example.com"),
+            headers: &[("X-Trace", "1")],
+            ..ClientRequest::new("server.example.com", "/chat", KEY)
+        }
+    }
+
+    #[test]
+    fn request_round_trips_through_the_server_parser() {
+        let mut buf = [0u8; 512];
+        let n = request().encode(&mut buf).unwrap();
+        let req = parse_request(&buf[..n], &Limits::default())
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(req.path(), "/chat");
+        assert_eq!(req.host(), "server.example.com");
+        assert_eq!(req.protocols().collect::<Vec<_>>(), ["chat", "superchat"]);
+        assert_eq!(req.origin(), Some("http://example.com"));
+        assert_eq!(req.header("x-trace"), Some(&b"1"[..]));
+        assert_eq!(req.head_len(), n);
+        assert_eq!(
+            request().encode(&mut buf[..n - 1]),
+            Err(WriteError::BufferTooSmall { needed: n })
+        );
+    }
+
+    #[test]
+    fn server_response_is_verified() {
+        let mut buf = [0u8; 512];
+        let n = request().encode(&mut buf).unwrap();
+        let req = parse_request(&buf[..n], &Limits::default())
+            .unwrap()
+            .complete()
+            .unwrap();
+        let mut out = [0u8; 512];
+        let res = Response::new(&req)
+            .with_protocol("superchat")
+            .unwrap()
+            .with_extensions(b"permessage-deflate");
+        let len = res.encode(&mut out).unwrap();
+        assert_eq!(len, res.encoded_len());
+        let got = parse_response(&out[..len], &Limits::default(), &request())
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(got.protocol, Some("superchat"));
+        assert_eq!(got.extensions, "permessage-deflate");
+        assert_eq!(got.head_len, len);
+        for cut in 0..len {
+            assert!(
+                matches!(
+                    parse_response(&out[..cut], &Limits::default(), &request()),
+                    Ok(Status::Incomplete { .. })
+                ),
+                "prefix {cut}"
+            );
+        }
+        assert_eq!(
+            Response::new(&req).with_protocol("other").unwrap_err(),
+            HandshakeError::ProtocolNotOffered
+        );
+    }
+
+    #[test]
+    fn response_rule_table() {
+        let ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+        let table: &[(String, ResponseError)] = &[
+            (
+                "HTTP/1.1 403 Forbidden\r\n\r\n".to_owned(),
+                ResponseError::Status(403),
+            ),
+            (
+                "HTTP/1.1 1x1 Nope\r\n\r\n".to_owned(),
+                ResponseError::MalformedStatusLine,
+            ),
+            (
+                ok.replace("Upgrade: websocket", "Upgrade: h2c") + "\r\n",
+                ResponseError::UpgradeNotWebSocket,
+            ),
+            (
+                ok.replace("Connection: Upgrade", "Connection: close") + "\r\n",
+                ResponseError::ConnectionNotUpgrade,
+            ),
+            (
+                ok.replace("xOo=", "xOp=") + "\r\n",
+                ResponseError::BadAccept,
+            ),
+            (
+                format!("{ok}Sec-WebSocket-Protocol: mqtt\r\n\r\n"),
+                ResponseError::ProtocolNotOffered,
+            ),
+            (
+                format!("{ok}Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n\r\n"),
+                ResponseError::ExtensionNotOffered,
+            ),
+        ];
+        let plain = ClientRequest::new("h", "/", KEY);
+        let offered = ClientRequest {
+            protocols: &["chat"],
+            ..plain
+        };
+        for (text, expected) in table {
+            let got = parse_response(text.as_bytes(), &Limits::default(), &offered);
+            assert_eq!(got, Err(*expected), "{text:?}");
+        }
+        let fine = format!("{ok}\r\n");
+        assert!(
+            parse_response(fine.as_bytes(), &Limits::default(), &plain)
+                .unwrap()
+                .is_complete()
+        );
+    }
+
+    #[test]
+    fn key_encoding() {
+        assert_eq!(&encode_key(*b"the sample nonce"), KEY);
     }
 }

@@ -64,24 +64,38 @@ impl HandshakeError {
     /// `Allow: GET`.
     pub fn response(&self) -> &'static [u8] {
         match self.status() {
-            405 => b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nConnection: close\r\n\
-                     Content-Type: text/plain\r\nContent-Length: 19\r\n\r\nmethod not allowed\n",
-            505 => b"HTTP/1.1 505 HTTP Version Not Supported\r\nConnection: close\r\n\
+            405 => {
+                b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nConnection: close\r\n\
+                     Content-Type: text/plain\r\nContent-Length: 19\r\n\r\nmethod not allowed\n"
+            }
+            505 => {
+                b"HTTP/1.1 505 HTTP Version Not Supported\r\nConnection: close\r\n\
                      Content-Type: text/plain\r\nContent-Length: 27\r\n\r\n\
-                     HTTP/1.1 or later required\n",
-            431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\
+                     HTTP/1.1 or later required\n"
+            }
+            431 => {
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\
                      Content-Type: text/plain\r\nContent-Length: 26\r\n\r\n\
-                     request head is too large\n",
-            426 => b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\n\
+                     request head is too large\n"
+            }
+            426 => {
+                b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\n\
                      Connection: Upgrade, close\r\nSec-WebSocket-Version: 13\r\n\
                      Content-Type: text/plain\r\nContent-Length: 28\r\n\r\n\
-                     WebSocket version 13 needed\n",
-            403 => b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\
-                     Content-Type: text/plain\r\nContent-Length: 10\r\n\r\nforbidden\n",
-            500 => b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\
-                     Content-Type: text/plain\r\nContent-Length: 15\r\n\r\ninternal error\n",
-            _ => b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\
-                   Content-Type: text/plain\r\nContent-Length: 12\r\n\r\nbad request\n",
+                     WebSocket version 13 needed\n"
+            }
+            403 => {
+                b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\
+                     Content-Type: text/plain\r\nContent-Length: 10\r\n\r\nforbidden\n"
+            }
+            500 => {
+                b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\
+                     Content-Type: text/plain\r\nContent-Length: 15\r\n\r\ninternal error\n"
+            }
+            _ => {
+                b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\
+                   Content-Type: text/plain\r\nContent-Length: 12\r\n\r\nbad request\n"
+            }
         }
     }
 }

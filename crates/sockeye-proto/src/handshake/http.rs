@@ -49,7 +49,11 @@ pub(crate) fn next_line<'b>(
                 return Err(HandshakeError::BareCr);
             }
         }
-        return Ok(Status::incomplete(if rest.last() == Some(&b'\r') { 1 } else { 2 }));
+        return Ok(Status::incomplete(if rest.last() == Some(&b'\r') {
+            1
+        } else {
+            2
+        }));
     };
     let next = pos + lf + 1;
     if next > limits.max_head_len {
@@ -73,7 +77,10 @@ pub(crate) fn scan_headers<'b>(
     loop {
         let (line, next) = match next_line(buf, pos, limits)? {
             Status::Complete(found) => found,
-            Status::Incomplete { needed } => return Ok(Status::Incomplete { needed }),
+            Status::Incomplete { needed } => {
+                check_partial_header(&buf[pos..])?;
+                return Ok(Status::Incomplete { needed });
+            }
         };
         pos = next;
         if line.is_empty() {
@@ -88,13 +95,36 @@ pub(crate) fn scan_headers<'b>(
     }
 }
 
+/// Rejects a header line still arriving that can no longer become valid.
+fn check_partial_header(partial: &[u8]) -> Result<(), HandshakeError> {
+    // A trailing CR may be the start of the line ending.
+    let partial = partial.strip_suffix(b"\r").unwrap_or(partial);
+    if partial.is_empty() {
+        return Ok(());
+    }
+    if memchr(b':', partial).is_some() {
+        return split_header(partial).map(|_| ());
+    }
+    if matches!(partial[0], b' ' | b'\t') {
+        return Err(HandshakeError::ObsFold);
+    }
+    match partial.iter().find(|&&b| !TOKEN_BYTE[usize::from(b)]) {
+        None => Ok(()),
+        Some(b'\r') => Err(HandshakeError::BareCr),
+        Some(_) => Err(HandshakeError::MalformedHeader),
+    }
+}
+
 fn split_header(line: &[u8]) -> Result<(&[u8], &[u8]), HandshakeError> {
     if matches!(line[0], b' ' | b'\t') {
         // "A server that receives an obs-fold in a request message ... MUST either reject the
         // message by sending a 400 (Bad Request)" (RFC 7230 §3.2.4).
         return Err(HandshakeError::ObsFold);
     }
-    let name_len = line.iter().take_while(|&&b| TOKEN_BYTE[usize::from(b)]).count();
+    let name_len = line
+        .iter()
+        .take_while(|&&b| TOKEN_BYTE[usize::from(b)])
+        .count();
     let (name, rest) = line.split_at(name_len);
     // "No whitespace is allowed between the header field-name and colon" (RFC 7230 §3.2.4).
     let Some((b':', value)) = rest.split_first() else {

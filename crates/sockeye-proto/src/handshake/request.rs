@@ -309,3 +309,277 @@ pub(crate) fn is_valid_key(key: &[u8]) -> bool {
     let mut raw = [0u8; 18];
     key.len() == 24 && matches!(STANDARD.decode_slice(key, &mut raw), Ok(16))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                         Sec-WebSocket-Version: 13\r\nOrigin: http://example.com\r\n\
+                         Sec-WebSocket-Protocol: chat, superchat\r\n\r\n";
+
+    fn parse(text: &str) -> Result<Status<Request<'_>>, HandshakeError> {
+        parse_request(text.as_bytes(), &Limits::default())
+    }
+
+    /// `VALID` with one header line replaced (or removed when `with` is empty).
+    fn with_header(name: &str, with: &str) -> String {
+        let mut out = String::new();
+        for line in VALID.split_inclusive("\r\n") {
+            if line
+                .to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            {
+                out.push_str(with);
+            } else {
+                out.push_str(line);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn seed_request_views() {
+        let req = parse(VALID).unwrap().complete().unwrap();
+        assert_eq!(req.method(), "GET");
+        assert_eq!(req.path(), "/chat");
+        assert_eq!(req.host(), "server.example.com");
+        assert_eq!(req.key(), "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(req.version(), 13);
+        assert_eq!(req.origin(), Some("http://example.com"));
+        assert_eq!(req.protocols().collect::<Vec<_>>(), ["chat", "superchat"]);
+        assert_eq!(req.head_len(), VALID.len());
+        assert_eq!(req.accept_key().as_str(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(req.header("upgrade"), Some(&b"websocket"[..]));
+        assert_eq!(req.headers().count(), 7);
+    }
+
+    #[test]
+    fn pipelined_bytes_stay_after_the_head() {
+        let text = format!("{VALID}\u{81}");
+        let req = parse(&text).unwrap().complete().unwrap();
+        assert_eq!(req.head_len(), VALID.len());
+        assert_eq!(&text.as_bytes()[req.head_len()..], "\u{81}".as_bytes());
+    }
+
+    #[test]
+    fn every_strict_prefix_is_incomplete() {
+        for cut in 0..VALID.len() {
+            let got = parse(&VALID[..cut]);
+            assert!(
+                matches!(got, Ok(Status::Incomplete { .. })),
+                "prefix {cut}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_lists_and_case() {
+        let text = with_header("connection", "connection: keep-alive, UPGRADE\r\n");
+        let text = text.replace("Upgrade: websocket", "UPGRADE:  WebSocket ");
+        assert!(parse(&text).unwrap().is_complete());
+        let text = with_header(
+            "sec-websocket-protocol",
+            "Sec-WebSocket-Protocol: a\r\nSec-WebSocket-Protocol: b, c\r\n",
+        );
+        let req = parse(&text).unwrap().complete().unwrap();
+        assert_eq!(req.protocols().collect::<Vec<_>>(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn extension_offers_across_lines() {
+        let text = with_header(
+            "origin",
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+             Sec-WebSocket-Extensions: x-foo, permessage-deflate\r\n",
+        );
+        let req = parse(&text).unwrap().complete().unwrap();
+        let names: Vec<_> = req
+            .extensions()
+            .flatten()
+            .map(|o| o.unwrap().name())
+            .collect();
+        assert_eq!(names, ["permessage-deflate", "x-foo", "permessage-deflate"]);
+    }
+
+    #[test]
+    fn rule_table() {
+        use HandshakeError::*;
+        let long_line = format!("X-Pad: {}\r\n", "a".repeat(9000));
+        let many: String = (0..70).map(|i| format!("X-H{i}: v\r\n")).collect();
+        let table: Vec<(String, HandshakeError, u16)> = vec![
+            (VALID.replacen("GET", "POST", 1), MethodNotAllowed, 405),
+            (
+                VALID.replacen("HTTP/1.1", "HTTP/1.0", 1),
+                HttpVersionNotSupported,
+                505,
+            ),
+            (
+                VALID.replacen("HTTP/1.1", "HTTP/2.0", 1),
+                HttpVersionNotSupported,
+                505,
+            ),
+            (
+                VALID.replacen("HTTP/1.1", "HTTP/1", 1),
+                MalformedRequestLine,
+                400,
+            ),
+            (
+                VALID.replacen("GET /chat", "GET  /chat", 1),
+                MalformedRequestLine,
+                400,
+            ),
+            (VALID.replacen("G", "G\u{1}", 1), MalformedRequestLine, 400),
+            (with_header("host", ""), MissingHost, 400),
+            (
+                with_header("host", "Host: a\r\nHost: b\r\n"),
+                DuplicateHeader,
+                400,
+            ),
+            (with_header("upgrade", ""), NotUpgrade, 426),
+            (
+                with_header("upgrade", "Upgrade: h2c\r\n"),
+                UpgradeNotWebSocket,
+                400,
+            ),
+            (with_header("connection", ""), ConnectionNotUpgrade, 400),
+            (
+                with_header("connection", "Connection: keep-alive\r\n"),
+                ConnectionNotUpgrade,
+                400,
+            ),
+            (with_header("sec-websocket-key", ""), InvalidKey, 400),
+            (
+                with_header("sec-websocket-key", "Sec-WebSocket-Key: abc\r\n"),
+                InvalidKey,
+                400,
+            ),
+            (
+                with_header(
+                    "sec-websocket-key",
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ\r\n",
+                ),
+                InvalidKey,
+                400,
+            ),
+            (
+                // 17 bytes once decoded.
+                with_header(
+                    "sec-websocket-key",
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZTE=\r\n",
+                ),
+                InvalidKey,
+                400,
+            ),
+            (
+                with_header(
+                    "sec-websocket-key",
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                ),
+                DuplicateHeader,
+                400,
+            ),
+            (
+                with_header("sec-websocket-version", ""),
+                UnsupportedVersion,
+                426,
+            ),
+            (
+                with_header("sec-websocket-version", "Sec-WebSocket-Version: 8\r\n"),
+                UnsupportedVersion,
+                426,
+            ),
+            (
+                with_header(
+                    "sec-websocket-version",
+                    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n",
+                ),
+                DuplicateHeader,
+                400,
+            ),
+            (
+                with_header(
+                    "sec-websocket-protocol",
+                    "Sec-WebSocket-Protocol: chat;v=1\r\n",
+                ),
+                InvalidProtocolList,
+                400,
+            ),
+            (
+                with_header("origin", "Origin: a\r\nOrigin: b\r\n"),
+                DuplicateHeader,
+                400,
+            ),
+            (with_header("origin", "Origin: a\r\n b\r\n"), ObsFold, 400),
+            (
+                with_header("origin", "Origin : a\r\n"),
+                MalformedHeader,
+                400,
+            ),
+            (with_header("origin", "Origin: a\rb\r\n"), BareCr, 400),
+            (
+                with_header("origin", "Origin: a\u{7f}\r\n"),
+                MalformedHeader,
+                400,
+            ),
+            (with_header("origin", "Origin: a\n"), BareLf, 400),
+            (with_header("origin", &long_line), HeadTooLarge, 431),
+            (with_header("origin", &many), TooManyHeaders, 431),
+        ];
+        for (text, expected, status) in table {
+            let got = parse(&text);
+            assert_eq!(got, Err(expected), "{text:?}");
+            assert_eq!(expected.status(), status, "{expected:?}");
+        }
+    }
+
+    #[test]
+    fn hopeless_prefixes_fail_before_the_head_ends() {
+        let cases: &[(&str, HandshakeError)] = &[
+            ("G\rET", HandshakeError::BareCr),
+            ("GE(T /", HandshakeError::MalformedRequestLine),
+            ("GET / HTTP/1.1\r\nHost: a\r\n b", HandshakeError::ObsFold),
+            (
+                "GET / HTTP/1.0\r\n",
+                HandshakeError::HttpVersionNotSupported,
+            ),
+            ("GET / HTTP/1.1\r\nHost: a\rb", HandshakeError::BareCr),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse(text), Err(*expected), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn head_limit_applies_to_incomplete_input() {
+        let limits = Limits {
+            max_head_len: 64,
+            ..Limits::default()
+        };
+        let text = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(60));
+        assert_eq!(
+            parse_request(text.as_bytes(), &limits),
+            Err(HandshakeError::HeadTooLarge)
+        );
+        assert!(matches!(
+            parse_request(&text.as_bytes()[..40], &limits),
+            Ok(Status::Incomplete { .. })
+        ));
+    }
+
+    #[test]
+    fn plain_http_head() {
+        let text = b"POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+        let head = parse_head(text, &Limits::default())
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(
+            (head.method, head.path, head.minor_version),
+            ("POST", "/form", 1)
+        );
+        assert_eq!(head.header("content-length"), Some(&b"0"[..]));
+        assert_eq!(head.len(), text.len());
+    }
+}

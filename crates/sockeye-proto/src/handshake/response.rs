@@ -90,10 +90,6 @@ impl<'a> Response<'a> {
     /// [`encoded_len`](Response::encoded_len); [`WriteError::InvalidHeader`] when an extra
     /// header or the extension value could split the response (CR, LF, controls).
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, WriteError> {
-        let needed = self.encoded_len();
-        if out.len() < needed {
-            return Err(WriteError::BufferTooSmall { needed });
-        }
         let valid_extra = self
             .headers
             .iter()
@@ -101,7 +97,7 @@ impl<'a> Response<'a> {
         if !valid_extra || !http::is_field_value(self.extensions) {
             return Err(WriteError::InvalidHeader);
         }
-        let mut w = Cursor { out, len: 0 };
+        let mut w = Cursor::new(out);
         w.put(STATUS);
         w.put(ACCEPT);
         w.put(self.accept.as_bytes());
@@ -123,7 +119,7 @@ impl<'a> Response<'a> {
             w.put(b"\r\n");
         }
         w.put(b"\r\n");
-        Ok(w.len)
+        w.finish()
     }
 }
 
@@ -133,14 +129,32 @@ const ACCEPT: &[u8] = b"Sec-WebSocket-Accept: ";
 const PROTOCOL: &[u8] = b"Sec-WebSocket-Protocol: ";
 const EXTENSIONS: &[u8] = b"Sec-WebSocket-Extensions: ";
 
+/// Writes into a caller buffer, counting what does not fit so the caller can report the size
+/// needed.
 pub(crate) struct Cursor<'o> {
-    pub(crate) out: &'o mut [u8],
-    pub(crate) len: usize,
+    out: &'o mut [u8],
+    len: usize,
 }
 
-impl Cursor<'_> {
+impl<'o> Cursor<'o> {
+    pub(crate) fn new(out: &'o mut [u8]) -> Self {
+        Cursor { out, len: 0 }
+    }
+
     pub(crate) fn put(&mut self, bytes: &[u8]) {
-        self.out[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
+        let end = self.len + bytes.len();
+        if let Some(dst) = self.out.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.len = end;
+    }
+
+    /// The length written, or the length needed when the buffer was too small.
+    pub(crate) fn finish(self) -> Result<usize, WriteError> {
+        if self.len > self.out.len() {
+            Err(WriteError::BufferTooSmall { needed: self.len })
+        } else {
+            Ok(self.len)
+        }
     }
 }
