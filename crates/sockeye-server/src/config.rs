@@ -1,0 +1,115 @@
+//! Engine configuration: addresses, workers, limits, timeouts and backpressure.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sockeye_proto::{CloseCode, Config as ProtocolConfig, Limits};
+
+/// What a send does when the connection's queue is over [`Backpressure::limit`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackpressurePolicy {
+    /// The send fails with [`SendError::Backpressure`](crate::SendError::Backpressure); nothing
+    /// is queued. The default: the application decides.
+    Fail,
+    /// The message is dropped silently (counted in the stats): for lossy feeds.
+    Drop,
+    /// The connection is closed with this code (1008 policy or 1013 try again later).
+    Close(CloseCode),
+}
+
+/// Per-connection send-queue thresholds.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backpressure {
+    /// Above this many queued bytes, reading from the connection pauses. Default 1 MiB.
+    pub high_water: usize,
+    /// When the queue falls to this many bytes, reading resumes and `on_writable` runs.
+    /// Default 128 KiB.
+    pub low_water: usize,
+    /// Sends that would queue beyond this many bytes meet the policy. Default 32 MiB. Bounds the
+    /// memory a client that stops reading can make the server hold.
+    pub limit: usize,
+    /// What happens over the limit. Default [`BackpressurePolicy::Fail`].
+    pub policy: BackpressurePolicy,
+}
+
+impl Default for Backpressure {
+    fn default() -> Self {
+        Backpressure {
+            high_water: 1 << 20,
+            low_water: 128 << 10,
+            limit: 32 << 20,
+            policy: BackpressurePolicy::Fail,
+        }
+    }
+}
+
+/// The configuration of a [`Server`](crate::Server).
+///
+/// Every limit has a default that suits a public-facing server; each bounds one resource a
+/// hostile client could otherwise grow.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to listen on (IPv4 and/or IPv6). Each worker binds each one with
+    /// `SO_REUSEPORT`, so the kernel spreads connections across workers.
+    pub addrs: Vec<SocketAddr>,
+    /// Worker threads; 0 means one per available core (the default).
+    pub workers: usize,
+    /// The listen backlog. Default 1024.
+    pub backlog: i32,
+    /// Limits on the upgrade request (head size 8 KiB, 64 headers by default).
+    pub handshake: Limits,
+    /// Limits of the WebSocket protocol: frame and message size (16 MiB), fragments (4096),
+    /// close handshake timeout (5 s).
+    pub protocol: ProtocolConfig,
+    /// A client must finish its upgrade request within this time (slow-loris). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// With no bytes from the peer for half this time, the server pings; with none for the whole
+    /// time, it closes the connection. Default 120 s; `None` disables.
+    pub idle_timeout: Option<Duration>,
+    /// Connections are closed (1001) after this long, whatever their traffic. Default `None`.
+    pub max_lifetime: Option<Duration>,
+    /// Connections per worker; at the limit, accepting pauses (the kernel backlog holds new
+    /// clients) until one closes. Default 100 000.
+    pub max_connections: usize,
+    /// Send-queue thresholds and policy.
+    pub backpressure: Backpressure,
+    /// Size of each worker's shared receive buffer. Default 256 KiB.
+    pub recv_buffer: usize,
+    /// Reads per connection per loop turn before others get their turn. Default 4.
+    pub read_budget: usize,
+    /// How long graceful shutdown waits for close handshakes. Default 5 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The defaults, listening on `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        ServerConfig {
+            addrs: vec![addr],
+            workers: 0,
+            backlog: 1024,
+            handshake: Limits::default(),
+            protocol: ProtocolConfig::default(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(120)),
+            max_lifetime: None,
+            max_connections: 100_000,
+            backpressure: Backpressure::default(),
+            recv_buffer: 256 << 10,
+            read_budget: 4,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The number of workers this configuration starts.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}

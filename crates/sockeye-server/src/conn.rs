@@ -1,0 +1,166 @@
+//! A connection slot of a worker: its socket, protocol state, queues and timers.
+
+use std::io::{self, Write as _};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use sockeye_proto::{CloseCode, Connection, Message, SendError as ProtoSendError};
+
+use crate::config::{Backpressure, BackpressurePolicy};
+use crate::handle::Stats;
+use crate::handler::{SendError, Sink};
+
+/// Where a connection is in its life, from the worker's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading the upgrade request.
+    Handshake,
+    /// Upgraded: frames flow.
+    Open,
+    /// Writing a final answer (HTTP response, refusal); then the write side closes.
+    Draining,
+    /// Our FIN is sent; reading and discarding until the peer's EOF (or the linger timer).
+    Lingering,
+}
+
+/// The cause to report in `on_close` when the connection is torn down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Local(CloseCode),
+    Timeout(crate::handler::Timeout),
+    Shutdown,
+    Backpressure,
+}
+
+pub(crate) struct Slot<C> {
+    pub(crate) stream: TcpStream,
+    pub(crate) generation: u32,
+    pub(crate) phase: Phase,
+    pub(crate) proto: Connection,
+    pub(crate) user: Option<C>,
+    /// Bytes the kernel has not taken yet; empty (and unallocated) when the socket keeps up.
+    pub(crate) queue: Vec<u8>,
+    /// Unconsumed input: a partial frame header or control frame, or a partial request head.
+    pub(crate) leftover: Vec<u8>,
+    /// The reassembly buffer for messages spanning frames or reads.
+    pub(crate) msg: Vec<u8>,
+    pub(crate) started: Instant,
+    pub(crate) last_rx: Instant,
+    /// When a draining or lingering connection is dropped regardless.
+    pub(crate) linger_until: Option<Instant>,
+    /// The time of this connection's live entry in the worker's timer heap.
+    pub(crate) timer_at: Option<Instant>,
+    pub(crate) ending: Option<Ending>,
+    pub(crate) ping_sent: bool,
+    pub(crate) read_paused: bool,
+    pub(crate) dirty: bool,
+}
+
+impl<C> Slot<C> {
+    pub(crate) fn new(stream: TcpStream, generation: u32, proto: Connection, now: Instant) -> Self {
+        Slot {
+            stream,
+            generation,
+            phase: Phase::Handshake,
+            proto,
+            user: None,
+            queue: Vec::new(),
+            leftover: Vec::new(),
+            msg: Vec::new(),
+            started: now,
+            last_rx: now,
+            linger_until: None,
+            timer_at: None,
+            ending: None,
+            ping_sent: false,
+            read_paused: false,
+            dirty: false,
+        }
+    }
+}
+
+/// Writes `buf` once; returns the bytes taken (0 on `WouldBlock`).
+pub(crate) fn write_once(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        match stream.write(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes the connection's queue until the kernel stops taking bytes; frees it when drained.
+pub(crate) fn write_queue(
+    stream: &mut TcpStream,
+    queue: &mut Vec<u8>,
+    stats: &mut Stats,
+) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < queue.len() {
+        let n = write_once(stream, &queue[sent..])?;
+        if n == 0 {
+            break;
+        }
+        sent += n;
+    }
+    stats.bytes_out += sent as u64;
+    if sent == queue.len() {
+        // An idle connection owns no send buffer.
+        *queue = Vec::new();
+    } else {
+        queue.drain(..sent);
+    }
+    Ok(())
+}
+
+/// The [`Sink`] behind an `Outbox`: frames go to the worker's cork buffer while the connection
+/// has no backlog (written once at the end of its turn), else behind its queue.
+pub(crate) struct ConnSink<'a> {
+    pub(crate) proto: &'a mut Connection,
+    pub(crate) queue: &'a mut Vec<u8>,
+    pub(crate) cork: &'a mut Vec<u8>,
+    pub(crate) backpressure: &'a Backpressure,
+    pub(crate) stats: &'a mut Stats,
+    pub(crate) ending: &'a mut Option<Ending>,
+    pub(crate) now: Instant,
+}
+
+impl Sink for ConnSink<'_> {
+    fn send(&mut self, msg: Message<'_>) -> Result<(), SendError> {
+        if self.buffered_amount() > self.backpressure.limit {
+            self.stats.backpressure_events += 1;
+            match self.backpressure.policy {
+                BackpressurePolicy::Drop => return Ok(()),
+                BackpressurePolicy::Close(code) => {
+                    if self.proto.close(code, "backpressure", self.now).is_ok() {
+                        self.ending.get_or_insert(Ending::Backpressure);
+                    }
+                    return Err(SendError::Closed);
+                }
+                _ => return Err(SendError::Backpressure),
+            }
+        }
+        let proto = &mut *self.proto;
+        let out = if self.queue.is_empty() { &mut *self.cork } else { &mut *self.queue };
+        match proto.send(msg, out) {
+            Ok(()) => {
+                self.stats.messages_out += 1;
+                Ok(())
+            }
+            Err(ProtoSendError::ControlTooLong(_)) => Err(SendError::ControlTooLong),
+            Err(_) => Err(SendError::Closed),
+        }
+    }
+
+    fn close(&mut self, code: CloseCode, reason: &str) {
+        if self.proto.close(code, reason, self.now).is_ok() {
+            self.ending.get_or_insert(Ending::Local(code));
+        }
+    }
+
+    fn buffered_amount(&self) -> usize {
+        self.queue.len() + self.cork.len()
+    }
+}

@@ -1,0 +1,342 @@
+//! The embedding API: what the application implements ([`Handler`]) and what it is given.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+
+use sockeye_proto::handshake::{Head, TokenList};
+use sockeye_proto::{CloseCode, Message, ProtocolError, Request};
+
+use crate::handle::Handle;
+
+/// An opaque, copyable identifier of a connection, valid across threads (like mio's `Token`).
+/// Ids are not reused while their connection lives; a stale id simply addresses nobody.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub(crate) u64);
+
+impl ConnId {
+    pub(crate) fn new(worker: usize, index: usize, generation: u32) -> Self {
+        ConnId((worker as u64) << 48 | (u64::from(generation) & 0xffff) << 32 | index as u64)
+    }
+
+    pub(crate) fn worker(self) -> usize {
+        (self.0 >> 48) as usize
+    }
+
+    pub(crate) fn index(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+
+    pub(crate) fn generation(self) -> u32 {
+        ((self.0 >> 32) & 0xffff) as u32
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnId({}:{}:{})", self.worker(), self.index(), self.generation())
+    }
+}
+
+/// The application: one clone per worker; every call for one connection happens on its
+/// worker's thread, so no locks are needed.
+pub trait Handler: Clone + Send + 'static {
+    /// Per-connection state of the application.
+    type Conn;
+
+    /// Decides on an upgrade request: inspect the path, headers, `Origin` and offered
+    /// subprotocols; accept with the connection's state (choosing a subprotocol or adding
+    /// headers through `accept`), or reject with a status.
+    ///
+    /// # Errors
+    ///
+    /// A [`Reject`] refuses the upgrade with its HTTP status.
+    fn on_upgrade(&mut self, req: &Request<'_>, accept: &mut Accept<'_>)
+    -> Result<Self::Conn, Reject>;
+
+    /// The connection is open; messages can be sent.
+    fn on_open(&mut self, _conn: &mut Self::Conn, _out: &mut Outbox<'_>) {}
+
+    /// A whole message, borrowed from the worker's buffers.
+    fn on_message(&mut self, conn: &mut Self::Conn, msg: Message<'_>, out: &mut Outbox<'_>);
+
+    /// A ping arrived (the pong is already queued).
+    fn on_ping(&mut self, _conn: &mut Self::Conn, _payload: &[u8], _out: &mut Outbox<'_>) {}
+
+    /// A pong arrived.
+    fn on_pong(&mut self, _conn: &mut Self::Conn, _payload: &[u8], _out: &mut Outbox<'_>) {}
+
+    /// The send queue fell to the low-water mark after being over the high-water mark.
+    fn on_writable(&mut self, _conn: &mut Self::Conn, _out: &mut Outbox<'_>) {}
+
+    /// The connection is over; called exactly once per opened connection.
+    fn on_close(&mut self, _conn: Self::Conn, _why: CloseReason<'_>) {}
+
+    /// A plain HTTP request (not an upgrade) on the WebSocket port. The default answers
+    /// `426 Upgrade Required`.
+    fn on_http(&mut self, _head: &Head<'_>) -> HttpResponse {
+        HttpResponse::upgrade_required()
+    }
+}
+
+/// The application's additions to a `101` answer.
+#[derive(Debug)]
+pub struct Accept<'a> {
+    offered: TokenList<'a>,
+    pub(crate) protocol: Option<&'a str>,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl<'a> Accept<'a> {
+    pub(crate) fn new(req: &Request<'a>) -> Self {
+        Accept {
+            offered: req.protocols(),
+            protocol: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The subprotocols the client offered, in its order of preference.
+    pub fn offered_protocols(&self) -> TokenList<'a> {
+        self.offered.clone()
+    }
+
+    /// Selects the first subprotocol of `supported` that the client offered; returns it.
+    pub fn select_protocol(&mut self, supported: &[&str]) -> Option<&'a str> {
+        self.protocol = self.offered.clone().find(|p| supported.contains(p));
+        self.protocol
+    }
+
+    /// Adds a header to the `101` answer (`Set-Cookie`, ...).
+    pub fn header(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.headers.push((name.into(), value.into()));
+    }
+}
+
+/// A refused upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// The HTTP status (403 for a refused `Origin`, 404 for an unknown path, ...).
+    pub status: u16,
+    /// A short body.
+    pub body: Cow<'static, str>,
+}
+
+impl Reject {
+    /// A refusal with `status` and a body.
+    pub fn new(status: u16, body: impl Into<Cow<'static, str>>) -> Self {
+        Reject {
+            status,
+            body: body.into(),
+        }
+    }
+
+    /// `403 Forbidden`, for an `Origin` the application does not serve.
+    pub fn forbidden() -> Self {
+        Reject::new(403, "forbidden\n")
+    }
+
+    /// `404 Not Found`.
+    pub fn not_found() -> Self {
+        Reject::new(404, "not found\n")
+    }
+}
+
+/// An answer to a plain HTTP request; the connection closes after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: Cow<'static, str>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Cow<'static, [u8]>,
+}
+
+impl HttpResponse {
+    /// A response with `status`, a content type and a body.
+    pub fn new(
+        status: u16,
+        content_type: impl Into<Cow<'static, str>>,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> Self {
+        HttpResponse {
+            status,
+            content_type: content_type.into(),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// `426 Upgrade Required` with `Upgrade: websocket`.
+    pub fn upgrade_required() -> Self {
+        let mut res = HttpResponse::new(426, "text/plain", &b"WebSocket upgrade required\n"[..]);
+        res.headers.push(("Upgrade".into(), "websocket".into()));
+        res.headers.push(("Sec-WebSocket-Version".into(), "13".into()));
+        res
+    }
+
+    /// `404 Not Found`.
+    pub fn not_found() -> Self {
+        HttpResponse::new(404, "text/plain", &b"not found\n"[..])
+    }
+
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let valid = |s: &str| !s.bytes().any(|b| b == b'\r' || b == b'\n');
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.status,
+            reason_phrase(self.status),
+            if valid(&self.content_type) { &self.content_type } else { "text/plain" },
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            if valid(name) && valid(value) {
+                let _ = write!(out, "{name}: {value}\r\n");
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+    }
+}
+
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Status",
+    }
+}
+
+/// Which timer ended a connection.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// No bytes (not even a pong to the keepalive ping) within the idle timeout.
+    Idle,
+    /// The peer did not answer our close frame in time.
+    CloseHandshake,
+    /// The connection reached its maximum lifetime.
+    Lifetime,
+}
+
+/// Why a connection ended, given to [`Handler::on_close`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason<'a> {
+    /// The peer sent a close frame (its code and reason); the echo is on its way.
+    Remote {
+        /// The peer's code, `None` for an empty close frame.
+        code: Option<CloseCode>,
+        /// The peer's reason text.
+        reason: &'a str,
+    },
+    /// We closed (through [`Outbox::close`] or [`Handle::close`]) and the peer answered.
+    Local(CloseCode),
+    /// The peer broke the protocol; we sent the close code of the error.
+    Protocol(ProtocolError),
+    /// A timer ran out.
+    Timeout(Timeout),
+    /// The socket failed.
+    Io(io::ErrorKind),
+    /// The peer closed TCP without a close frame (1006).
+    Disconnected,
+    /// The server is shutting down.
+    Shutdown,
+    /// The send queue went over its limit with [`BackpressurePolicy::Close`](crate::BackpressurePolicy::Close).
+    Backpressure,
+}
+
+/// Why a send failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The connection is closing or closed.
+    Closed,
+    /// The queue is over the backpressure limit (policy `Fail`).
+    Backpressure,
+    /// A ping or pong payload over 125 bytes.
+    ControlTooLong,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Closed => "connection closed",
+            SendError::Backpressure => "send queue over its limit",
+            SendError::ControlTooLong => "control payload over 125 bytes",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Sends to the connection whose event is being handled (and reaches others through
+/// [`Outbox::handle`]).
+pub struct Outbox<'a> {
+    pub(crate) id: ConnId,
+    pub(crate) sink: &'a mut dyn Sink,
+    pub(crate) handle: &'a Handle,
+}
+
+impl fmt::Debug for Outbox<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// The worker side of an [`Outbox`].
+pub(crate) trait Sink {
+    fn send(&mut self, msg: Message<'_>) -> Result<(), SendError>;
+    fn close(&mut self, code: CloseCode, reason: &str);
+    fn buffered_amount(&self) -> usize;
+}
+
+impl Outbox<'_> {
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Queues a message; frames queued in one loop turn leave in one write.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] after a close, [`SendError::Backpressure`] when the queue is over
+    /// its limit and the policy is `Fail`, [`SendError::ControlTooLong`] for a ping or pong over
+    /// 125 bytes.
+    pub fn send(&mut self, msg: Message<'_>) -> Result<(), SendError> {
+        self.sink.send(msg)
+    }
+
+    /// Starts the closing handshake with `code` and `reason`.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        self.sink.close(code, reason);
+    }
+
+    /// Bytes queued for this connection and not yet taken by the kernel.
+    pub fn buffered_amount(&self) -> usize {
+        self.sink.buffered_amount()
+    }
+
+    /// The server's handle: send to other connections, broadcast, shut down.
+    pub fn handle(&self) -> &Handle {
+        self.handle
+    }
+}

@@ -1,0 +1,62 @@
+//! The sockeye WebSocket engine: per-core `mio` workers serving RFC 6455 connections through
+//! the sans-IO core of `sockeye-proto`.
+//!
+//! What it does not do: TLS, HTTP beyond the upgrade and a one-shot plain response, or
+//! compression (permessage-deflate plugs into the protocol core).
+//!
+//! ```text
+//!  worker thread (one per core, nothing shared on the hot path)
+//!  ┌──────────────────────────────────────────────────────────────────────┐
+//!  │ SO_REUSEPORT listener ─accept─▶ slab of connections ◀─ timer heap     │
+//!  │ socket ─read─▶ shared receive buffer ─▶ Connection::handle_read      │
+//!  │                 (partial frame kept)       │ events borrow the buffer │
+//!  │                                            ▼                          │
+//!  │                                   Handler::on_message(out)            │
+//!  │ socket ◀─one write per turn─ cork buffer ◀─ out.send(..)              │
+//!  │        ◀─ per-connection queue (only what the kernel did not take)    │
+//!  │ channel + Waker ◀── Handle (send, close, broadcast, shutdown, stats)  │
+//!  └──────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! # Example
+//!
+//! ```no_run
+//! use sockeye_proto::{Message, Request};
+//! use sockeye_server::{Accept, Handler, Outbox, Reject, Server, ServerConfig};
+//!
+//! #[derive(Clone)]
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     type Conn = ();
+//!     fn on_upgrade(&mut self, _req: &Request<'_>, _accept: &mut Accept<'_>) -> Result<(), Reject> {
+//!         Ok(())
+//!     }
+//!     fn on_message(&mut self, _conn: &mut (), msg: Message<'_>, out: &mut Outbox<'_>) {
+//!         let _ = out.send(msg);
+//!     }
+//! }
+//!
+//! let config = ServerConfig::new("127.0.0.1:9001".parse().unwrap());
+//! Server::bind(config, Echo).unwrap().run().unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod conn;
+mod error;
+mod handle;
+mod handler;
+mod server;
+mod upgrade;
+mod worker;
+
+pub use config::{Backpressure, BackpressurePolicy, ServerConfig};
+pub use error::SetupError;
+pub use handle::{Handle, HandleError, OwnedMessage, Stats};
+pub use handler::{
+    Accept, CloseReason, ConnId, Handler, HttpResponse, Outbox, Reject, SendError, Timeout,
+};
+pub use server::{Running, Server};

@@ -1,0 +1,676 @@
+//! One worker: a mio event loop that owns its listeners, connections, timers and buffers.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read as _};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use sockeye_proto::{CloseCode, Connection, Event, Message, State};
+
+use crate::config::ServerConfig;
+use crate::conn::{ConnSink, Ending, Phase, Slot, write_once, write_queue};
+use crate::handle::{Command, Handle, SharedStats, Stats};
+use crate::handler::{CloseReason, ConnId, Handler, Outbox, Timeout};
+
+pub(crate) const WAKER: Token = Token(usize::MAX);
+const LISTENER_BASE: usize = usize::MAX - 64;
+/// Connections accepted per listener per loop turn before others get their turn.
+const ACCEPT_BUDGET: usize = 256;
+
+pub(crate) struct Worker<H: Handler> {
+    pub(crate) index: usize,
+    pub(crate) poll: Poll,
+    pub(crate) listeners: Vec<TcpListener>,
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) shared_stats: Arc<SharedStats>,
+    pub(crate) handle: Handle,
+    pub(crate) handler: H,
+    pub(crate) config: ServerConfig,
+    pub(crate) slab: Vec<Option<Slot<H::Conn>>>,
+    pub(crate) free: Vec<usize>,
+    pub(crate) open: usize,
+    pub(crate) recv: Vec<u8>,
+    pub(crate) cork: Vec<u8>,
+    pub(crate) stats: Stats,
+    pub(crate) timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    /// Connections to read again next turn (budget spent, or reading resumed).
+    pub(crate) ready: Vec<(usize, u32)>,
+    /// Connections with queued bytes to write at the end of the turn.
+    pub(crate) dirty: Vec<usize>,
+    pub(crate) accept_pending: bool,
+    pub(crate) stopping: Option<Instant>,
+    pub(crate) generation: u32,
+    pub(crate) now: Instant,
+}
+
+impl<H: Handler> Worker<H> {
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        for (i, listener) in self.listeners.iter_mut().enumerate() {
+            self.poll
+                .registry()
+                .register(listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
+        }
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.ready.is_empty() && !self.accept_pending {
+                self.timers
+                    .peek()
+                    .map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.commands(),
+                    Token(t) if t >= LISTENER_BASE => self.accept_pending = true,
+                    Token(idx) => {
+                        if event.is_writable() {
+                            self.writable(idx);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.readable(idx);
+                        }
+                    }
+                }
+            }
+            if self.accept_pending {
+                self.accept();
+            }
+            for (idx, generation) in std::mem::take(&mut self.ready) {
+                if self.slot_generation(idx) == Some(generation) {
+                    self.readable(idx);
+                }
+            }
+            self.fire_timers();
+            self.flush_dirty();
+            self.shared_stats.publish(&self.stats);
+            if let Some(deadline) = self.stopping {
+                if self.open == 0 {
+                    return Ok(());
+                }
+                if self.now >= deadline {
+                    for idx in 0..self.slab.len() {
+                        self.remove(idx, Some(CloseReason::Shutdown));
+                    }
+                    self.shared_stats.publish(&self.stats);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn slot_generation(&self, idx: usize) -> Option<u32> {
+        self.slab.get(idx)?.as_ref().map(|s| s.generation)
+    }
+
+    fn accept(&mut self) {
+        self.accept_pending = false;
+        if self.stopping.is_some() {
+            return;
+        }
+        for i in 0..self.listeners.len() {
+            for _ in 0..ACCEPT_BUDGET {
+                if self.open >= self.config.max_connections {
+                    // Accepting pauses; a closing connection resumes it. The kernel's backlog
+                    // holds the clients meanwhile.
+                    return;
+                }
+                match self.listeners[i].accept() {
+                    Ok((stream, _)) => self.insert(stream),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        // EMFILE and friends: wait for a connection to close before retrying.
+                        log::warn!("worker {}: accept failed: {e}", self.index);
+                        return;
+                    }
+                }
+            }
+        }
+        // A listener may still have clients waiting if its budget ran out.
+        self.accept_pending = false;
+    }
+
+    fn insert(&mut self, mut stream: mio::net::TcpStream) {
+        // Latency first: frames leave as soon as they are written.
+        let _ = stream.set_nodelay(true);
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.slab.push(None);
+            self.slab.len() - 1
+        });
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(idx), interest) {
+            log::warn!("worker {}: register failed: {e}", self.index);
+            self.free.push(idx);
+            return;
+        }
+        self.generation = self.generation.wrapping_add(1) & 0xffff;
+        let proto = Connection::server(self.config.protocol, sockeye_proto::NoExtension);
+        self.slab[idx] = Some(Slot::new(stream, self.generation, proto, self.now));
+        self.open += 1;
+        self.stats.accepted += 1;
+        self.stats.connections_open = self.open as u64;
+        self.schedule(idx);
+    }
+
+    /// Reads and handles what the socket has, within the read budget.
+    pub(crate) fn readable(&mut self, idx: usize) {
+        for _ in 0..self.config.read_budget.max(1) {
+            let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
+                return;
+            };
+            if slot.read_paused || slot.phase == Phase::Draining {
+                return;
+            }
+            let held = slot.leftover.len();
+            let space = self.recv.len() - held;
+            let n = match slot.stream.read(&mut self.recv[held..]) {
+                Ok(0) => return self.eof(idx),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.remove(idx, Some(CloseReason::Io(e.kind()))),
+            };
+            self.stats.bytes_in += n as u64;
+            slot.last_rx = self.now;
+            slot.ping_sent = false;
+            if slot.phase == Phase::Lingering {
+                continue; // discard until EOF
+            }
+            self.recv[..held].copy_from_slice(&slot.leftover);
+            slot.leftover.clear();
+            self.process(idx, held + n);
+            if n < space {
+                // A short read emptied the socket: the next edge will say when more arrives,
+                // so no read that could only return WouldBlock.
+                break;
+            }
+            if self.slot_generation(idx).is_none() {
+                return;
+            }
+        }
+        if let Some(slot) = self.slab.get(idx).and_then(Option::as_ref) {
+            // Budget spent with data possibly left: read again next turn.
+            self.ready.push((idx, slot.generation));
+        }
+        self.flush(idx);
+    }
+
+    /// Handles `recv[..len]` for the connection.
+    fn process(&mut self, idx: usize, len: usize) {
+        let Some(slot) = self.slab[idx].as_mut() else {
+            return;
+        };
+        let start = match slot.phase {
+            Phase::Handshake => match self.handshake(idx, len) {
+                Some(start) => start,
+                None => return self.flush(idx),
+            },
+            _ => 0,
+        };
+        self.frames(idx, start, len);
+        self.flush(idx);
+    }
+
+    /// Decodes frames in `recv[start..len]` and hands events to the application.
+    fn frames(&mut self, idx: usize, start: usize, len: usize) {
+        let Worker {
+            slab,
+            recv,
+            cork,
+            handler,
+            handle,
+            stats,
+            config,
+            now,
+            index,
+            ..
+        } = self;
+        let Some(slot) = slab[idx].as_mut() else {
+            return;
+        };
+        let id = ConnId::new(*index, idx, slot.generation);
+        let mut off = start;
+        while off < len && slot.phase == Phase::Open {
+            let read = match slot.proto.handle_read(&mut recv[off..len], &mut slot.msg, *now) {
+                Ok(read) => read,
+                Err(err) => {
+                    match err.close_code().0 {
+                        1007 => stats.protocol_errors_1007 += 1,
+                        1009 => stats.protocol_errors_1009 += 1,
+                        _ => stats.protocol_errors_1002 += 1,
+                    }
+                    if let Some(user) = slot.user.take() {
+                        stats.closed_protocol += 1;
+                        handler.on_close(user, CloseReason::Protocol(err));
+                    }
+                    slot.msg = Vec::new();
+                    break;
+                }
+            };
+            off += read.consumed;
+            let Some(event) = read.event else {
+                if read.consumed == 0 {
+                    break;
+                }
+                continue;
+            };
+            if matches!(event, Event::Text(_) | Event::Binary(_)) {
+                stats.messages_in += 1;
+            }
+            let mut sink = ConnSink {
+                proto: &mut slot.proto,
+                queue: &mut slot.queue,
+                cork,
+                backpressure: &config.backpressure,
+                stats,
+                ending: &mut slot.ending,
+                now: *now,
+            };
+            let mut out = Outbox {
+                id,
+                sink: &mut sink,
+                handle,
+            };
+            let Some(user) = slot.user.as_mut() else {
+                continue;
+            };
+            match event {
+                Event::Text(text) => handler.on_message(user, Message::Text(text), &mut out),
+                Event::Binary(bytes) => handler.on_message(user, Message::Binary(bytes), &mut out),
+                Event::Ping(payload) => handler.on_ping(user, payload, &mut out),
+                Event::Pong(payload) => handler.on_pong(user, payload, &mut out),
+                Event::Close(frame) => {
+                    let user = slot.user.take();
+                    let reason = match slot.ending {
+                        Some(Ending::Local(code)) => {
+                            stats.closed_local += 1;
+                            CloseReason::Local(code)
+                        }
+                        _ => {
+                            stats.closed_remote += 1;
+                            CloseReason::Remote {
+                                code: frame.code,
+                                reason: frame.reason,
+                            }
+                        }
+                    };
+                    if let Some(user) = user {
+                        handler.on_close(user, reason);
+                    }
+                }
+            }
+        }
+        if off < len && slot.phase == Phase::Open && slot.proto.state() != State::Closed {
+            // At most a frame header or a control frame.
+            slot.leftover.extend_from_slice(&recv[off..len]);
+        }
+        if slot.msg.capacity() > 0 && !slot.proto.is_receiving_message() {
+            // An idle connection owns no receive buffer.
+            slot.msg = Vec::new();
+        }
+    }
+
+    /// Writes what the connection owes, once; moves what the kernel did not take to its queue.
+    pub(crate) fn flush(&mut self, idx: usize) {
+        let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
+            self.cork.clear();
+            return;
+        };
+        let target = if slot.queue.is_empty() { &mut self.cork } else { &mut slot.queue };
+        slot.proto.poll_transmit(target);
+        let result = if slot.queue.is_empty() {
+            let result = write_once(&mut slot.stream, &self.cork);
+            if let Ok(n) = result {
+                self.stats.bytes_out += n as u64;
+                slot.queue.extend_from_slice(&self.cork[n..]);
+            }
+            self.cork.clear();
+            result.map(|_| ())
+        } else {
+            slot.queue.extend_from_slice(&self.cork);
+            self.cork.clear();
+            write_queue(&mut slot.stream, &mut slot.queue, &mut self.stats)
+        };
+        if let Err(e) = result {
+            return self.remove(idx, Some(CloseReason::Io(e.kind())));
+        }
+        self.after_write(idx);
+    }
+
+    fn writable(&mut self, idx: usize) {
+        let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if slot.queue.is_empty() {
+            return;
+        }
+        if let Err(e) = write_queue(&mut slot.stream, &mut slot.queue, &mut self.stats) {
+            return self.remove(idx, Some(CloseReason::Io(e.kind())));
+        }
+        self.after_write(idx);
+    }
+
+    /// Backpressure marks, `on_writable`, and the end of the connection once all is written.
+    fn after_write(&mut self, idx: usize) {
+        let Worker {
+            slab,
+            cork,
+            handler,
+            handle,
+            stats,
+            config,
+            now,
+            index,
+            ready,
+            ..
+        } = self;
+        let Some(slot) = slab[idx].as_mut() else {
+            return;
+        };
+        let bp = &config.backpressure;
+        if !slot.read_paused && slot.queue.len() > bp.high_water {
+            slot.read_paused = true;
+            stats.read_pauses += 1;
+        } else if slot.read_paused && slot.queue.len() <= bp.low_water {
+            slot.read_paused = false;
+            ready.push((idx, slot.generation));
+            if let Some(user) = slot.user.as_mut() {
+                let mut sink = ConnSink {
+                    proto: &mut slot.proto,
+                    queue: &mut slot.queue,
+                    cork,
+                    backpressure: bp,
+                    stats,
+                    ending: &mut slot.ending,
+                    now: *now,
+                };
+                let mut out = Outbox {
+                    id: ConnId::new(*index, idx, slot.generation),
+                    sink: &mut sink,
+                    handle,
+                };
+                handler.on_writable(user, &mut out);
+            }
+            if !self.cork.is_empty() {
+                return self.flush(idx);
+            }
+        }
+        let Some(slot) = self.slab[idx].as_mut() else {
+            return;
+        };
+        if !slot.queue.is_empty() {
+            return;
+        }
+        let finished = match slot.phase {
+            Phase::Draining => true,
+            Phase::Open => slot.proto.state() == State::Closed,
+            _ => false,
+        };
+        if finished {
+            // The server closes TCP first (RFC 6455 §7.1.1): send FIN, then read until the
+            // peer's EOF so that unread bytes do not turn our close into a reset.
+            let _ = slot.stream.shutdown(Shutdown::Write);
+            slot.phase = Phase::Lingering;
+            slot.linger_until = None;
+            self.schedule(idx);
+        }
+    }
+
+    fn eof(&mut self, idx: usize) {
+        let reason = match self.slab[idx].as_ref().map(|s| s.phase) {
+            Some(Phase::Lingering) => None,
+            _ => Some(CloseReason::Disconnected),
+        };
+        self.remove(idx, reason);
+    }
+
+    /// Closes the socket and frees the slot; `on_close` runs if the application still holds
+    /// the connection (`reason`, or the recorded ending).
+    pub(crate) fn remove(&mut self, idx: usize, reason: Option<CloseReason<'_>>) {
+        let Some(mut slot) = self.slab.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(idx);
+        self.open -= 1;
+        self.stats.connections_open = self.open as u64;
+        if let Some(user) = slot.user.take() {
+            let reason = match (slot.ending, reason) {
+                (Some(Ending::Timeout(t)), _) => CloseReason::Timeout(t),
+                (Some(Ending::Shutdown), _) => CloseReason::Shutdown,
+                (Some(Ending::Backpressure), _) => CloseReason::Backpressure,
+                (_, Some(reason)) => reason,
+                (Some(Ending::Local(_)), None) => CloseReason::Disconnected,
+                (None, None) => CloseReason::Disconnected,
+            };
+            match reason {
+                CloseReason::Timeout(_) => self.stats.closed_timeout += 1,
+                CloseReason::Shutdown => self.stats.closed_shutdown += 1,
+                CloseReason::Local(_) => self.stats.closed_local += 1,
+                _ => self.stats.closed_abnormal += 1,
+            }
+            self.handler.on_close(user, reason);
+        }
+        // Dropping the stream closes the socket, which also removes it from epoll.
+        drop(slot);
+        if self.stopping.is_none() {
+            self.accept_pending = true;
+        }
+    }
+
+    fn commands(&mut self) {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Send(id, msg)) => {
+                    if let Some(idx) = self.live(id) {
+                        let _ = self.with_outbox(idx, |_, out| out.send(msg.as_message()));
+                    }
+                }
+                Ok(Command::Close(id, code, reason)) => {
+                    if let Some(idx) = self.live(id) {
+                        self.with_outbox(idx, |_, out| out.close(code, &reason));
+                    }
+                }
+                Ok(Command::Broadcast(msg)) => {
+                    for idx in 0..self.slab.len() {
+                        let _ = self.with_outbox(idx, |_, out| out.send(msg.as_message()));
+                    }
+                }
+                Ok(Command::Shutdown(timeout)) => self.shutdown(timeout),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn live(&self, id: ConnId) -> Option<usize> {
+        let idx = id.index();
+        (id.worker() == self.index && self.slot_generation(idx) == Some(id.generation()))
+            .then_some(idx)
+    }
+
+    /// Runs `f` with an outbox on an open connection whose frames go to its queue, written at
+    /// the end of the turn.
+    fn with_outbox<R>(
+        &mut self,
+        idx: usize,
+        f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R,
+    ) -> Option<R> {
+        let slot = self.slab.get_mut(idx)?.as_mut()?;
+        if slot.phase != Phase::Open || slot.user.is_none() {
+            return None;
+        }
+        // Frames for a connection outside its own turn go behind its queue.
+        let mut behind = std::mem::take(&mut self.cork);
+        let mut sink = ConnSink {
+            proto: &mut slot.proto,
+            queue: &mut slot.queue,
+            cork: &mut behind,
+            backpressure: &self.config.backpressure,
+            stats: &mut self.stats,
+            ending: &mut slot.ending,
+            now: self.now,
+        };
+        let mut out = Outbox {
+            id: ConnId::new(self.index, idx, slot.generation),
+            sink: &mut sink,
+            handle: &self.handle,
+        };
+        let result = f(&mut self.handler, &mut out);
+        slot.queue.extend_from_slice(&behind);
+        behind.clear();
+        self.cork = behind;
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(idx);
+        }
+        Some(result)
+    }
+
+    fn flush_dirty(&mut self) {
+        for idx in std::mem::take(&mut self.dirty) {
+            if let Some(slot) = self.slab[idx].as_mut() {
+                slot.dirty = false;
+                self.flush(idx);
+                self.schedule(idx);
+            }
+        }
+    }
+
+    fn shutdown(&mut self, timeout: Duration) {
+        if self.stopping.is_some() {
+            return;
+        }
+        self.stopping = Some(self.now + timeout);
+        for mut listener in std::mem::take(&mut self.listeners) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        for idx in 0..self.slab.len() {
+            let Some(slot) = self.slab[idx].as_mut() else {
+                continue;
+            };
+            match slot.phase {
+                Phase::Open => {
+                    if slot.proto.close(CloseCode::GOING_AWAY, "server shutdown", self.now).is_ok() {
+                        slot.ending = Some(Ending::Shutdown);
+                    }
+                    self.flush(idx);
+                    self.schedule(idx);
+                }
+                Phase::Handshake => self.remove(idx, None),
+                _ => {}
+            }
+        }
+    }
+
+    /// Arms the connection's timer for its earliest deadline.
+    pub(crate) fn schedule(&mut self, idx: usize) {
+        let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let linger = self.config.protocol.close_timeout;
+        let next = match slot.phase {
+            Phase::Handshake => Some(slot.started + self.config.handshake_timeout),
+            Phase::Draining | Phase::Lingering => Some(*slot.linger_until.get_or_insert(self.now + linger)),
+            Phase::Open => {
+                let idle = self.config.idle_timeout.map(|idle| {
+                    slot.last_rx + if slot.ping_sent { idle } else { idle / 2 }
+                });
+                let lifetime = self.config.max_lifetime.map(|life| slot.started + life);
+                [slot.proto.poll_timeout(), idle, lifetime].into_iter().flatten().min()
+            }
+        };
+        if let Some(at) = next {
+            // One live entry per connection: a later deadline is found when the earlier entry
+            // fires; only an earlier one needs a new entry.
+            if slot.timer_at.is_none_or(|armed| at < armed) {
+                slot.timer_at = Some(at);
+                self.timers.push(Reverse((at, idx, slot.generation)));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some(&Reverse((at, idx, generation))) = self.timers.peek() {
+            if at > self.now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            if slot.generation == generation && slot.timer_at == Some(at) {
+                slot.timer_at = None;
+                self.on_timer(idx);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, idx: usize) {
+        let now = self.now;
+        let Some(slot) = self.slab[idx].as_mut() else {
+            return;
+        };
+        match slot.phase {
+            Phase::Handshake => {
+                if now >= slot.started + self.config.handshake_timeout {
+                    // Slow-loris: the request never completed.
+                    self.stats.rejected += 1;
+                    return self.remove(idx, None);
+                }
+            }
+            Phase::Draining | Phase::Lingering => {
+                if slot.linger_until.is_some_and(|d| now >= d) {
+                    return self.remove(idx, None);
+                }
+            }
+            Phase::Open => {
+                slot.proto.handle_timeout(now);
+                if slot.proto.is_timed_out() {
+                    slot.ending = Some(Ending::Timeout(Timeout::CloseHandshake));
+                    return self.remove(idx, None);
+                }
+                let closing = slot.proto.state() != State::Open;
+                if let Some(life) = self.config.max_lifetime {
+                    if !closing && now >= slot.started + life {
+                        let _ = slot.proto.close(CloseCode::GOING_AWAY, "lifetime", now);
+                        slot.ending = Some(Ending::Timeout(Timeout::Lifetime));
+                        self.flush(idx);
+                        return self.schedule(idx);
+                    }
+                }
+                if let Some(idle) = self.config.idle_timeout {
+                    if now >= slot.last_rx + idle && !closing {
+                        let _ = slot.proto.close(CloseCode::GOING_AWAY, "idle timeout", now);
+                        slot.ending = Some(Ending::Timeout(Timeout::Idle));
+                        self.flush(idx);
+                        // The peer is unresponsive: do not wait for its close.
+                        if let Some(slot) = self.slab[idx].as_mut() {
+                            let _ = slot.stream.shutdown(Shutdown::Write);
+                            slot.phase = Phase::Lingering;
+                            slot.linger_until = Some(now + Duration::from_secs(1));
+                        }
+                        return self.schedule(idx);
+                    }
+                    if now >= slot.last_rx + idle / 2 && !slot.ping_sent && !closing {
+                        slot.ping_sent = true;
+                        let _ = slot.proto.send(Message::Ping(b""), &mut self.cork);
+                        self.flush(idx);
+                    }
+                }
+            }
+        }
+        self.schedule(idx);
+    }
+}
+

@@ -1,0 +1,176 @@
+//! `ws://` URLs, the only scheme `sockeye load` speaks (no TLS).
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+/// A parsed `ws://host[:port][/path][?query]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct WsUrl {
+    /// The `Host` header: the authority as written (`127.0.0.1:9001`, `[::1]:9001`).
+    pub(super) authority: String,
+    /// The host name or IP literal, without IPv6 brackets.
+    pub(super) host: String,
+    /// The TCP port (80 when the URL names none).
+    pub(super) port: u16,
+    /// The request target: path and query (`/` when the URL has none).
+    pub(super) target: String,
+}
+
+impl WsUrl {
+    /// Parses `url`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the problem: another scheme (`wss://` included), user info, a missing
+    /// host, an IPv6 address without brackets, a bad port, or a path with spaces or non-ASCII.
+    pub(super) fn parse(url: &str) -> Result<Self, String> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(format!("`{url}` is not a URL: expected ws://HOST:PORT/PATH"));
+        };
+        if scheme.eq_ignore_ascii_case("wss") {
+            return Err("wss:// (TLS) is not supported: use ws://".into());
+        }
+        if !scheme.eq_ignore_ascii_case("ws") {
+            return Err(format!("unsupported scheme `{scheme}://`: use ws://"));
+        }
+        let rest = rest.split('#').next().unwrap_or_default();
+        let (authority, target) = match rest.find(['/', '?']) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let target = match target.as_bytes().first() {
+            None => "/".to_owned(),
+            Some(b'?') => format!("/{target}"),
+            Some(_) => target.to_owned(),
+        };
+        if !target.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(format!(
+                "path `{target}` must be ASCII without spaces (percent-encode it)"
+            ));
+        }
+        if authority.contains('@') {
+            return Err("user info (`user@`) in the URL is not supported".into());
+        }
+        let (host, port) = split_host_port(authority)?;
+        Ok(WsUrl {
+            authority: authority.to_owned(),
+            host: host.to_owned(),
+            port,
+            target,
+        })
+    }
+
+    /// The address to connect to: the IP literal, or the first address `host` resolves to.
+    ///
+    /// # Errors
+    ///
+    /// When the name does not resolve.
+    pub(super) fn resolve(&self) -> Result<SocketAddr, String> {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, self.port));
+        }
+        let mut addrs = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve `{}`: {e}", self.host))?;
+        addrs
+            .next()
+            .ok_or_else(|| format!("`{}` resolves to no address", self.host))
+    }
+}
+
+/// Splits `host[:port]` or `[v6][:port]`.
+fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
+    if authority.is_empty() {
+        return Err("the URL has no host: expected ws://HOST:PORT/PATH".into());
+    }
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((v6, after)) = bracketed.split_once(']') else {
+            return Err(format!("unclosed `[` in `{authority}`"));
+        };
+        if v6.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("`{v6}` is not an IPv6 address"));
+        }
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return Err(format!("unexpected `{after}` after `]`")),
+            },
+        };
+        (v6, port)
+    } else {
+        match authority.split_once(':') {
+            Some((_, port)) if port.contains(':') => {
+                return Err(format!(
+                    "`{authority}`: write IPv6 addresses in brackets, like ws://[::1]:9001/"
+                ));
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the URL has no host: expected ws://HOST:PORT/PATH".into());
+    }
+    let port = match port {
+        None => 80,
+        Some(text) => match text.parse::<u16>() {
+            Ok(port) if port != 0 => port,
+            _ => return Err(format!("`{text}` is not a port (1-65535)")),
+        },
+    };
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_urls() {
+        let table = [
+            ("ws://127.0.0.1:9001/", "127.0.0.1:9001", "127.0.0.1", 9001, "/"),
+            ("ws://127.0.0.1:9001", "127.0.0.1:9001", "127.0.0.1", 9001, "/"),
+            ("WS://localhost/chat?x=1#frag", "localhost", "localhost", 80, "/chat?x=1"),
+            ("ws://h:1?q", "h:1", "h", 1, "/?q"),
+            ("ws://[::1]:9001/a/b", "[::1]:9001", "::1", 9001, "/a/b"),
+            ("ws://[::1]", "[::1]", "::1", 80, "/"),
+        ];
+        for (text, authority, host, port, target) in table {
+            let url = WsUrl::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(url.authority, authority, "{text}");
+            assert_eq!(url.host, host, "{text}");
+            assert_eq!(url.port, port, "{text}");
+            assert_eq!(url.target, target, "{text}");
+        }
+    }
+
+    #[test]
+    fn invalid_urls() {
+        let table = [
+            ("127.0.0.1:9001", "not a URL"),
+            ("wss://h/", "TLS"),
+            ("http://h/", "unsupported scheme"),
+            ("ws:///path", "no host"),
+            ("ws://:9001/", "no host"),
+            ("ws://u@h/", "user info"),
+            ("ws://::1:9001/", "brackets"),
+            ("ws://[::1/", "unclosed"),
+            ("ws://[nope]:1/", "not an IPv6"),
+            ("ws://[::1]x/", "after `]`"),
+            ("ws://h:0/", "not a port"),
+            ("ws://h:99999/", "not a port"),
+            ("ws://h:/", "not a port"),
+            ("ws://h/a b", "ASCII"),
+        ];
+        for (text, needle) in table {
+            let err = WsUrl::parse(text).expect_err(text);
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn ip_literals_resolve_without_dns() {
+        let url = WsUrl::parse("ws://[::1]:9001/").expect("valid");
+        assert_eq!(url.resolve(), Ok("[::1]:9001".parse().expect("addr")));
+    }
+}

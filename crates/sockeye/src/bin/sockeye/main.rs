@@ -1,0 +1,41 @@
+//! The `sockeye` command: `sockeye serve` (an echo server with a demo page) and `sockeye load`
+//! (a load generator on the client role).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod load;
+mod size;
+mod serve;
+
+/// sockeye: a zero-copy WebSocket engine. Serve an echo server, or load one.
+#[derive(Debug, Parser)]
+#[command(name = "sockeye", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an echo server; open http://ADDR/ in a browser for a demo page.
+    Serve(serve::ServeArgs),
+    /// Generate load against a WebSocket echo server (echo, latency or connect).
+    Load(load::LoadArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Load(args) => load::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sockeye: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
