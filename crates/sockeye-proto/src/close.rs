@@ -174,7 +174,10 @@ mod tests {
                 reason: ""
             })
         );
-        assert_eq!(CloseFrame::decode(&[0x03]), Err(ProtocolError::CloseTooShort));
+        assert_eq!(
+            CloseFrame::decode(&[0x03]),
+            Err(ProtocolError::CloseTooShort)
+        );
         assert_eq!(
             CloseFrame::decode(&[0x03, 0xe8, b'b', b'y', b'e']),
             Ok(CloseFrame {
@@ -205,6 +208,13 @@ mod tests {
         let back = CloseFrame::decode(&buf[..n]).unwrap();
         assert_eq!(back.code, Some(CloseCode(4000)));
         assert_eq!(back.reason.len(), 122);
-        assert_eq!(CloseFrame { code: None, reason: "x" }.encode(&mut buf), 0);
+        assert_eq!(
+            CloseFrame {
+                code: None,
+                reason: "x"
+            }
+            .encode(&mut buf),
+            0
+        );
     }
 }

@@ -340,7 +340,9 @@ impl<E: Extension> Connection<E> {
             }
         };
         let available = &mut input[header_len..];
-        let n = available.len().min(usize::try_from(frame.remaining).unwrap_or(usize::MAX));
+        let n = available
+            .len()
+            .min(usize::try_from(frame.remaining).unwrap_or(usize::MAX));
         let chunk = &mut available[..n];
         if let Some(key) = frame.mask {
             apply_mask(chunk, key, frame.offset);
@@ -426,7 +428,9 @@ impl<E: Extension> Connection<E> {
             // opcode other than 0, followed by zero or more frames with the FIN bit clear and the
             // opcode set to 0" (§5.4).
             (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Text | OpCode::Binary, true) => return Err(ProtocolError::ExpectedContinuation),
+            (OpCode::Text | OpCode::Binary, true) => {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
             // Extensions mark the first frame of a message only (RFC 7692 §6.1).
             (OpCode::Continuation, true) if !header.rsv.is_empty() => {
                 return Err(ProtocolError::ReservedBits(header.rsv.bits() >> 4));
@@ -439,7 +443,9 @@ impl<E: Extension> Connection<E> {
                 max: self.config.max_frame_size,
             });
         }
-        let compressed = self.message.map_or(!header.rsv.is_empty(), |m| m.compressed);
+        let compressed = self
+            .message
+            .map_or(!header.rsv.is_empty(), |m| m.compressed);
         let total = buffered as u64 + header.payload_len;
         let max = self.config.max_message_size as u64;
         if !compressed && total > max {
@@ -699,7 +705,9 @@ impl<E: Extension> Connection<E> {
 }
 
 fn utf8_feed(validator: &mut Utf8Validator, bytes: &[u8]) -> Result<(), ProtocolError> {
-    validator.feed(bytes).map_err(|_| ProtocolError::InvalidUtf8)
+    validator
+        .feed(bytes)
+        .map_err(|_| ProtocolError::InvalidUtf8)
 }
 
 /// The zero-copy path: a whole unfragmented, uncompressed frame inside `input`.

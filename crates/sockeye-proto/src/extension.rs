@@ -238,7 +238,9 @@ fn parse_param(param: &str) -> Result<(&str, Option<&str>), NegotiationError> {
         None => None,
         Some(v) => {
             let v = match v.strip_prefix('"') {
-                Some(quoted) => quoted.strip_suffix('"').ok_or(NegotiationError::Malformed)?,
+                Some(quoted) => quoted
+                    .strip_suffix('"')
+                    .ok_or(NegotiationError::Malformed)?,
                 None => v,
             };
             if !is_token(v) {
@@ -403,7 +405,11 @@ mod tests {
         ];
         assert_eq!(got, expected);
         assert_eq!(collect(" , ,"), vec![]);
-        assert_eq!(collect("a; b=\"x,y\""), vec![Err(())], "quoted non-token refused");
+        assert_eq!(
+            collect("a; b=\"x,y\""),
+            vec![Err(())],
+            "quoted non-token refused"
+        );
         assert_eq!(collect("a b"), vec![Err(())]);
         assert_eq!(collect("a; =3"), vec![Err(())]);
         assert_eq!(collect("a; b=\"3"), vec![Err(())]);

@@ -125,7 +125,9 @@ mod tests {
             "κόσμε".as_bytes(),
             "Hello-µ@ßöäüàá-UTF-8!!".as_bytes(),
             &[0xf0, 0x90, 0x80, 0x80],
-            &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80],
+            &[
+                0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80,
+            ],
             &[0xf4, 0x90, 0x80, 0x80],
             &[0xc0, 0xaf],
             &[0xe0, 0x80, 0xaf],
@@ -153,10 +155,18 @@ mod tests {
         let mut v = Utf8Validator::new();
         assert!(v.feed("κόσμε".as_bytes()).is_ok());
         assert_eq!(v.feed(&[0xce, 0xba, 0xed]), Ok(()));
-        assert_eq!(v.feed(&[0xa0]), Err(Utf8Error), "surrogate rejected on its second byte");
+        assert_eq!(
+            v.feed(&[0xa0]),
+            Err(Utf8Error),
+            "surrogate rejected on its second byte"
+        );
         let mut v = Utf8Validator::new();
         assert_eq!(v.feed(&[0xf4]), Ok(()));
-        assert_eq!(v.feed(&[0x90]), Err(Utf8Error), "above U+10FFFF rejected at once");
+        assert_eq!(
+            v.feed(&[0x90]),
+            Err(Utf8Error),
+            "above U+10FFFF rejected at once"
+        );
     }
 
     #[test]

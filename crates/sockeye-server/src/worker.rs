@@ -166,6 +166,7 @@ impl<H: Handler> Worker<H> {
 
     /// Reads and handles what the socket has, within the read budget.
     pub(crate) fn readable(&mut self, idx: usize) {
+        let mut drained = false;
         for _ in 0..self.config.read_budget.max(1) {
             let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
                 return;
@@ -178,7 +179,10 @@ impl<H: Handler> Worker<H> {
             let n = match slot.stream.read(&mut self.recv[held..]) {
                 Ok(0) => return self.eof(idx),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.remove(idx, Some(CloseReason::Io(e.kind()))),
             };
@@ -194,6 +198,7 @@ impl<H: Handler> Worker<H> {
             if n < space {
                 // A short read emptied the socket: the next edge will say when more arrives,
                 // so no read that could only return WouldBlock.
+                drained = true;
                 break;
             }
             if self.slot_generation(idx).is_none() {
@@ -201,8 +206,11 @@ impl<H: Handler> Worker<H> {
             }
         }
         if let Some(slot) = self.slab.get(idx).and_then(Option::as_ref) {
-            // Budget spent with data possibly left: read again next turn.
-            self.ready.push((idx, slot.generation));
+            if !drained && !slot.read_paused {
+                // Budget spent with data possibly left: read again next turn, or the edge
+                // that announced it would be lost.
+                self.ready.push((idx, slot.generation));
+            }
         }
         self.flush(idx);
     }

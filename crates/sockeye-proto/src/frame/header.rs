@@ -183,8 +183,16 @@ mod tests {
         let table: &[(&[u8], Role, Result<(), ProtocolError>)] = &[
             (&[0x81, 0x05], Role::Client, Ok(())),
             (&[0x81, 0x85, 1, 2, 3, 4], Role::Server, Ok(())),
-            (&[0x81, 0x05], Role::Server, Err(MaskMismatch { masked: false })),
-            (&[0x81, 0x85, 1, 2, 3, 4], Role::Client, Err(MaskMismatch { masked: true })),
+            (
+                &[0x81, 0x05],
+                Role::Server,
+                Err(MaskMismatch { masked: false }),
+            ),
+            (
+                &[0x81, 0x85, 1, 2, 3, 4],
+                Role::Client,
+                Err(MaskMismatch { masked: true }),
+            ),
             (&[0xc1, 0x85], Role::Server, Err(ReservedBits(0b100))),
             (&[0xa1, 0x85], Role::Server, Err(ReservedBits(0b010))),
             (&[0x91, 0x85], Role::Server, Err(ReservedBits(0b001))),
@@ -193,9 +201,17 @@ mod tests {
             (&[0x8f], Role::Server, Err(ReservedOpCode(0xf))),
             (&[0x09, 0x80], Role::Server, Err(FragmentedControl)),
             (&[0x89, 0xfe], Role::Server, Err(ControlTooLong(126))),
-            (&[0x88, 0xfe, 0x00, 0x7e], Role::Server, Err(ControlTooLong(126))),
+            (
+                &[0x88, 0xfe, 0x00, 0x7e],
+                Role::Server,
+                Err(ControlTooLong(126)),
+            ),
             (&[0x82, 0xff, 0x80], Role::Server, Err(LengthOverflow)),
-            (&[0x82, 0xfe, 0x00, 0x7d, 1, 2, 3, 4], Role::Server, Err(NonMinimalLength)),
+            (
+                &[0x82, 0xfe, 0x00, 0x7d, 1, 2, 3, 4],
+                Role::Server,
+                Err(NonMinimalLength),
+            ),
             (
                 &[0x82, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 2, 3, 4],
                 Role::Server,
@@ -210,7 +226,17 @@ mod tests {
 
     #[test]
     fn lengths_decode_and_round_trip() {
-        for len in [0u64, 1, 125, 126, 127, 0xffff, 0x1_0000, 1 << 40, u64::MAX >> 1] {
+        for len in [
+            0u64,
+            1,
+            125,
+            126,
+            127,
+            0xffff,
+            0x1_0000,
+            1 << 40,
+            u64::MAX >> 1,
+        ] {
             for mask in [None, Some([9, 8, 7, 6])] {
                 let header = FrameHeader {
                     fin: len % 2 == 0,
@@ -222,7 +248,11 @@ mod tests {
                 let mut out = [0; MAX_HEADER_LEN];
                 let n = header.encode(&mut out);
                 assert_eq!(n, header.encoded_len());
-                let role = if mask.is_some() { Role::Server } else { Role::Client };
+                let role = if mask.is_some() {
+                    Role::Server
+                } else {
+                    Role::Client
+                };
                 assert_eq!(decode(&out[..n], role), Ok(Status::Complete((header, n))));
                 for cut in 0..n {
                     assert!(
