@@ -1,3 +1,6 @@
 //! Helpers shared by the integration tests and benches of the sockeye workspace.
 
+pub mod engine;
+pub mod pair;
 pub mod vectors;
+pub mod wire;

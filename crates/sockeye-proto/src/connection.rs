@@ -532,7 +532,11 @@ impl<E: Extension> Connection<E> {
                 let close = CloseFrame::decode(payload)?;
                 self.close_received = true;
                 if self.close_queued {
-                    self.deadline = None;
+                    // Our close is answered. A server closes TCP now; a client keeps the timer
+                    // to bound its wait for the server's FIN (§7.1.1).
+                    if self.role == Role::Server {
+                        self.deadline = None;
+                    }
                 } else {
                     // "If an endpoint receives a Close frame and did not previously send a Close
                     // frame, the endpoint MUST send a Close frame in response" (§5.5.1).
@@ -556,8 +560,12 @@ impl<E: Extension> Connection<E> {
         self.message = None;
         if !self.close_queued {
             self.queue_close(Some(code), "");
-            self.deadline = Some(now + self.config.close_timeout);
         }
+        // A failed server closes TCP at once; a client waits a bounded time for the server to.
+        self.deadline = match self.role {
+            Role::Server => None,
+            Role::Client => Some(now + self.config.close_timeout),
+        };
     }
 
     /// Appends `msg` as a frame to `out` (compressed when the extension chooses to).
@@ -579,10 +587,11 @@ impl<E: Extension> Connection<E> {
             Message::Ping(bytes) => (OpCode::Ping, bytes),
             Message::Pong(bytes) => (OpCode::Pong, bytes),
         };
-        if !opcode.is_control() && !self.ext.rsv().is_empty() {
-            if self.send_encoded(opcode, payload, out)? {
-                return Ok(());
-            }
+        if !opcode.is_control()
+            && !self.ext.rsv().is_empty()
+            && self.send_encoded(opcode, payload, out)?
+        {
+            return Ok(());
         }
         let mask = self.next_mask();
         write_frame(out, opcode, Rsv::NONE, payload, mask);
@@ -662,9 +671,6 @@ impl<E: Extension> Connection<E> {
 
     /// The instant at which [`handle_timeout`](Connection::handle_timeout) must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.state() == State::Closed && self.role == Role::Server {
-            return None;
-        }
         self.deadline
     }
 
