@@ -17,7 +17,10 @@ impl Handler for Chat {
 
     fn on_upgrade(&mut self, req: &Request<'_>, accept: &mut Accept<'_>) -> Result<String, Reject> {
         // Browsers send Origin: refuse pages from other sites.
-        if req.origin().is_some_and(|o| !o.starts_with("http://127.0.0.1")) {
+        if req
+            .origin()
+            .is_some_and(|o| !o.starts_with("http://127.0.0.1"))
+        {
             return Err(Reject::forbidden());
         }
         accept.select_protocol(&["chat"]);
