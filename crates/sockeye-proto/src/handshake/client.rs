@@ -248,15 +248,21 @@ fn parse_status_line(line: &[u8]) -> Result<u16, ResponseError> {
     let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
         return Err(ResponseError::MalformedStatusLine);
     };
-    let valid_version =
-        http::parse_version(version).is_some_and(|(major, minor)| major == 1 && minor >= 1);
+    let Some((major, minor)) = http::parse_version(version) else {
+        return Err(ResponseError::MalformedStatusLine);
+    };
     let [a, b, c] = code else {
         return Err(ResponseError::MalformedStatusLine);
     };
-    if !valid_version || ![a, b, c].iter().all(|d| d.is_ascii_digit()) {
+    if ![a, b, c].iter().all(|d| d.is_ascii_digit()) {
         return Err(ResponseError::MalformedStatusLine);
     }
-    Ok(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+    let status = u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
+    // An older server's refusal keeps its status; only a 101 must come from HTTP/1.1 or later.
+    if status == 101 && (major, minor) < (1, 1) {
+        return Err(ResponseError::MalformedStatusLine);
+    }
+    Ok(status)
 }
 
 #[derive(Default)]
@@ -377,6 +383,14 @@ mod tests {
             ),
             (
                 "HTTP/1.1 1x1 Nope\r\n\r\n".to_owned(),
+                ResponseError::MalformedStatusLine,
+            ),
+            (
+                "HTTP/1.0 501 Nope\r\n\r\n".to_owned(),
+                ResponseError::Status(501),
+            ),
+            (
+                "HTTP/1.0 101 Hm\r\n\r\n".to_owned(),
                 ResponseError::MalformedStatusLine,
             ),
             (

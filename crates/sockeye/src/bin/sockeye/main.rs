@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod load;
-mod size;
 mod serve;
+mod size;
 
 /// sockeye: a zero-copy WebSocket engine. Serve an echo server, or load one.
 #[derive(Debug, Parser)]

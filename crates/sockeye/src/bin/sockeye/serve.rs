@@ -61,7 +61,11 @@ struct Echo {
 impl Handler for Echo {
     type Conn = Instant;
 
-    fn on_upgrade(&mut self, req: &Request<'_>, accept: &mut Accept<'_>) -> Result<Instant, Reject> {
+    fn on_upgrade(
+        &mut self,
+        req: &Request<'_>,
+        accept: &mut Accept<'_>,
+    ) -> Result<Instant, Reject> {
         accept.select_protocol(&["echo"]);
         if self.verbose {
             eprintln!("open {} from origin {:?}", req.path(), req.origin());
@@ -103,7 +107,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     config.idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     config.backpressure.limit = args.backpressure_limit;
     let workers = config.worker_count();
-    let server = Server::bind(config, Echo { verbose: args.verbose })?;
+    let server = Server::bind(
+        config,
+        Echo {
+            verbose: args.verbose,
+        },
+    )?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     eprintln!(
         "sockeye serve: listening on {} with {workers} worker(s); open http://{}/ in a browser",

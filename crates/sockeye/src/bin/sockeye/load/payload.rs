@@ -82,11 +82,6 @@ impl Payload {
         Payload { template, text }
     }
 
-    /// The message size in bytes.
-    pub(super) fn len(&self) -> usize {
-        self.template.len()
-    }
-
     /// The stamp of message `n` on connection `id`.
     pub(super) fn stamp_value(id: u64, n: u64) -> u64 {
         (id << COUNTER_BITS) | (n & ((1 << COUNTER_BITS) - 1))

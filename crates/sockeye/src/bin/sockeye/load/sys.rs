@@ -17,9 +17,8 @@ impl Entropy {
     ///
     /// When the device cannot be opened.
     pub(super) fn open() -> io::Result<Self> {
-        let file = File::open("/dev/urandom").map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot open /dev/urandom: {e}"))
-        })?;
+        let file = File::open("/dev/urandom")
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open /dev/urandom: {e}")))?;
         Ok(Entropy {
             file: BufReader::new(file),
         })

@@ -1,4 +1,5 @@
-//! Command-line quantities: payload sizes (`16`, `4KiB`, `1MiB`) and seconds (`10`, `2.5`).
+//! Command-line quantities of `sockeye load`: message sizes (`16`, `4KiB`, `1MiB`) and seconds
+//! (`10`, `2.5`).
 
 use std::time::Duration;
 
@@ -8,35 +9,18 @@ const MAX_SIZE: u64 = 1 << 30;
 /// The longest `--duration`, `--warmup` or `--hold`: one day.
 const MAX_SECONDS: f64 = 86_400.0;
 
-/// Parses a byte count with an optional binary suffix: `B`, `K`/`KiB`, `M`/`MiB`, `G`/`GiB`
-/// (case-insensitive, all powers of 1024).
+/// Parses a message size like `sockeye serve` does (`16`, `4KiB`, `1MiB`; see
+/// `crate::size`), capped at 1 GiB.
 ///
 /// # Errors
 ///
-/// A message for a missing number, an unknown suffix or a size over 1 GiB.
+/// A message for something that is not a size, or a size over 1 GiB.
 pub(super) fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, suffix) = text.split_at(split);
-    let Ok(number) = digits.parse::<u64>() else {
-        return Err(format!("`{text}` is not a size: try 16, 4KiB or 1MiB"));
-    };
-    let unit: u64 = match suffix.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" | "mb" | "gb" => {
-            return Err(format!("`{text}`: write KiB, MiB or GiB (powers of 1024)"));
-        }
-        other => return Err(format!("`{other}` is not a size unit: use B, KiB, MiB or GiB")),
-    };
-    match number.checked_mul(unit) {
-        Some(size) if size <= MAX_SIZE => usize::try_from(size).map_err(|e| e.to_string()),
-        _ => Err(format!("`{text}` is over the 1 GiB limit")),
+    let size = crate::size::parse_size(text)?;
+    if size as u64 > MAX_SIZE {
+        return Err(format!("`{}` is over the 1 GiB limit", text.trim()));
     }
+    Ok(size)
 }
 
 /// Parses seconds, decimals allowed, with an optional `s` suffix: `10`, `2.5`, `0.5s`.
@@ -65,6 +49,7 @@ mod tests {
             ("16B", Ok(16)),
             ("4KiB", Ok(4096)),
             ("4k", Ok(4096)),
+            ("4KB", Ok(4096)),
             ("1MiB", Ok(1 << 20)),
             ("2 mib", Ok(2 << 20)),
             ("1GiB", Ok(1 << 30)),
@@ -72,7 +57,7 @@ mod tests {
         for (text, expected) in table {
             assert_eq!(parse_size(text), expected, "{text}");
         }
-        for bad in ["", "KiB", "4KB", "4x", "2GiB", "-1", "99999999999999999999"] {
+        for bad in ["", "KiB", "4x", "2GiB", "-1", "99999999999999999999"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
     }

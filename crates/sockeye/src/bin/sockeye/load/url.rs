@@ -24,7 +24,9 @@ impl WsUrl {
     /// host, an IPv6 address without brackets, a bad port, or a path with spaces or non-ASCII.
     pub(super) fn parse(url: &str) -> Result<Self, String> {
         let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(format!("`{url}` is not a URL: expected ws://HOST:PORT/PATH"));
+            return Err(format!(
+                "`{url}` is not a URL: expected ws://HOST:PORT/PATH"
+            ));
         };
         if scheme.eq_ignore_ascii_case("wss") {
             return Err("wss:// (TLS) is not supported: use ws://".into());
@@ -128,9 +130,27 @@ mod tests {
     #[test]
     fn valid_urls() {
         let table = [
-            ("ws://127.0.0.1:9001/", "127.0.0.1:9001", "127.0.0.1", 9001, "/"),
-            ("ws://127.0.0.1:9001", "127.0.0.1:9001", "127.0.0.1", 9001, "/"),
-            ("WS://localhost/chat?x=1#frag", "localhost", "localhost", 80, "/chat?x=1"),
+            (
+                "ws://127.0.0.1:9001/",
+                "127.0.0.1:9001",
+                "127.0.0.1",
+                9001,
+                "/",
+            ),
+            (
+                "ws://127.0.0.1:9001",
+                "127.0.0.1:9001",
+                "127.0.0.1",
+                9001,
+                "/",
+            ),
+            (
+                "WS://localhost/chat?x=1#frag",
+                "localhost",
+                "localhost",
+                80,
+                "/chat?x=1",
+            ),
             ("ws://h:1?q", "h:1", "h", 1, "/?q"),
             ("ws://[::1]:9001/a/b", "[::1]:9001", "::1", 9001, "/a/b"),
             ("ws://[::1]", "[::1]", "::1", 80, "/"),

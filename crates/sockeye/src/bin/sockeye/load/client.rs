@@ -1,0 +1,553 @@
+//! One client connection: its socket, the sockeye-proto client state machine, and the echo flow
+//! on top (what is outstanding, what to send next).
+//!
+//! IO follows the edge-triggered rules of `mio`: read until `WouldBlock` or a short read (at
+//! most [`MAX_READS_PER_TURN`] reads, then the engine comes back next turn), one write per turn
+//! of whatever the output queue holds, the rest on the next `WRITABLE`.
+
+use core::fmt;
+use std::collections::VecDeque;
+use std::io::{self, Read as _, Write as _};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use sockeye_proto::handshake::{ClientRequest, ResponseError, WriteError, parse_response};
+use sockeye_proto::{
+    CloseCode, Config, Connection, Event, NoExtension, ProtocolError, SendError, State, Status,
+};
+
+use super::payload::{Mismatch, Payload};
+use super::report::Stats;
+use super::url::WsUrl;
+
+/// Reads per connection per loop turn before the engine serves the others.
+const MAX_READS_PER_TURN: usize = 16;
+
+/// The largest response head kept while waiting for its end (the proto limit is 8 KiB).
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// TCP connect in progress.
+    Connecting,
+    /// Upgrade request sent, waiting for the 101.
+    Handshaking,
+    /// WebSocket open.
+    Open,
+    /// Our close is sent; waiting for its echo and the server's TCP close.
+    Closing,
+}
+
+/// Why a connection ended early.
+#[derive(Debug)]
+pub(super) enum Fail {
+    /// The TCP connect failed.
+    Connect(io::Error),
+    /// A socket error after connecting.
+    Io(io::Error),
+    /// The upgrade request could not be written (a URL the request grammar refuses).
+    Request(WriteError),
+    /// The server's answer to the upgrade was refused.
+    Handshake(ResponseError),
+    /// The server closed TCP before answering the upgrade.
+    HandshakeEof,
+    /// No 101 within the handshake timeout.
+    HandshakeTimeout,
+    /// The server closed TCP without a close frame.
+    Eof,
+    /// The server broke the protocol.
+    Protocol(ProtocolError),
+    /// A message could not be queued.
+    Send(SendError),
+    /// An echo differed from what was sent.
+    Mismatch(Mismatch),
+    /// The server sent a close frame before we did.
+    ServerClosed(Option<CloseCode>, String),
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fail::Connect(e) => write!(f, "connect: {e}"),
+            Fail::Io(e) => write!(f, "socket: {e}"),
+            Fail::Request(e) => write!(f, "upgrade request: {e}"),
+            Fail::Handshake(e) => write!(f, "handshake: {e}"),
+            Fail::HandshakeEof => f.write_str("handshake: the server closed the connection"),
+            Fail::HandshakeTimeout => f.write_str("handshake: no answer in time"),
+            Fail::Eof => f.write_str("the server closed TCP without a close frame"),
+            Fail::Protocol(e) => write!(f, "protocol error from the server: {e}"),
+            Fail::Send(e) => write!(f, "send: {e}"),
+            Fail::Mismatch(m) => write!(f, "echo mismatch: {m}"),
+            Fail::ServerClosed(code, reason) => {
+                let code = code.map_or_else(|| "no code".to_owned(), |c| c.to_string());
+                write!(f, "the server closed the connection ({code} {reason:?})")
+            }
+        }
+    }
+}
+
+/// When echoes count and when new messages go out.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    /// Echoes received from here on count (the end of the warmup).
+    pub(super) count_from: Instant,
+    /// Nothing counts or is sent from here on.
+    pub(super) end: Instant,
+    /// Whether each verified echo is answered with the next message.
+    pub(super) sending: bool,
+}
+
+impl Window {
+    /// A window in which nothing counts and nothing is sent.
+    pub(super) fn closed(now: Instant) -> Self {
+        Window {
+            count_from: now,
+            end: now,
+            sending: false,
+        }
+    }
+}
+
+/// What the per-connection work borrows from its thread.
+#[derive(Debug)]
+pub(super) struct Ctx<'a> {
+    /// The message template and verifier.
+    pub(super) payload: &'a mut Payload,
+    /// The thread's counts.
+    pub(super) stats: &'a mut Stats,
+    /// The counting window.
+    pub(super) window: Window,
+    /// The URL (for the upgrade request and its check).
+    pub(super) url: &'a WsUrl,
+}
+
+/// What one turn on a connection produced.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Turn {
+    /// The handshake completed in this turn.
+    pub(super) established: bool,
+    /// The read budget ran out with bytes maybe left: serve this connection again next turn.
+    pub(super) again: bool,
+    /// The closing handshake is over (the server closed TCP): drop the connection.
+    pub(super) finished: bool,
+}
+
+/// The outcome of one read.
+enum Io {
+    /// `len` bytes (carried ones included) are at the front of the read buffer; `full` when the
+    /// read filled the buffer, so more may be waiting.
+    Data {
+        len: usize,
+        full: bool,
+    },
+    Eof,
+    Blocked,
+}
+
+/// The echo flow of one connection.
+#[derive(Debug)]
+struct Flow {
+    /// The connection's id, stamped into its messages.
+    id: u64,
+    /// Messages sent so far.
+    sent: u64,
+    /// Stamp and send time of each message not yet echoed, oldest first.
+    outstanding: VecDeque<(u64, Instant)>,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub(super) struct Client {
+    stream: TcpStream,
+    phase: Phase,
+    key: [u8; 24],
+    ws: Connection,
+    /// Unconsumed input, put in front of the next read: a partial response head, then at most
+    /// a frame header or a control frame.
+    carry: Vec<u8>,
+    /// The reassembly buffer for messages that span frames or reads.
+    msg: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    started: Instant,
+    flow: Flow,
+    close_echoed: bool,
+}
+
+impl Client {
+    /// Starts a TCP connect to `addr` (non-blocking) with `TCP_NODELAY`, registered for both
+    /// directions under `token`.
+    ///
+    /// # Errors
+    ///
+    /// [`Fail::Connect`] when the socket cannot be created or registered.
+    pub(super) fn connect(
+        addr: SocketAddr,
+        id: u64,
+        key: [u8; 24],
+        ws: Connection,
+        registry: &Registry,
+        token: Token,
+    ) -> Result<Self, Fail> {
+        let mut stream = TcpStream::connect(addr).map_err(Fail::Connect)?;
+        stream.set_nodelay(true).map_err(Fail::Connect)?;
+        registry
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .map_err(Fail::Connect)?;
+        Ok(Client {
+            stream,
+            phase: Phase::Connecting,
+            key,
+            ws,
+            carry: Vec::new(),
+            msg: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            started: Instant::now(),
+            flow: Flow {
+                id,
+                sent: 0,
+                outstanding: VecDeque::new(),
+            },
+            close_echoed: false,
+        })
+    }
+
+    /// The connection's phase.
+    pub(super) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// When the TCP connect started.
+    pub(super) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Whether our close was echoed.
+    pub(super) fn close_echoed(&self) -> bool {
+        self.close_echoed
+    }
+
+    /// Serves a readiness event (or a turn left over from the read budget).
+    ///
+    /// # Errors
+    ///
+    /// Why the connection must end.
+    pub(super) fn on_ready(
+        &mut self,
+        readable: bool,
+        rbuf: &mut Vec<u8>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Turn, Fail> {
+        let mut turn = Turn::default();
+        match self.phase {
+            Phase::Connecting => {
+                if self.is_connected()? {
+                    self.queue_request(ctx.url)?;
+                    self.phase = Phase::Handshaking;
+                    self.flush()?;
+                }
+                return Ok(turn);
+            }
+            Phase::Handshaking => {
+                self.flush()?;
+                if !readable || !self.read_handshake(rbuf, ctx, &mut turn)? {
+                    return Ok(turn);
+                }
+            }
+            Phase::Open | Phase::Closing if readable => self.read_frames(rbuf, ctx, &mut turn)?,
+            Phase::Open | Phase::Closing => {}
+        }
+        self.ws.poll_transmit(&mut self.out);
+        self.flush()?;
+        Ok(turn)
+    }
+
+    /// Sends `n` messages now (the start of the measurement).
+    ///
+    /// # Errors
+    ///
+    /// When the connection refuses to send or the write fails.
+    pub(super) fn send_messages(
+        &mut self,
+        n: usize,
+        payload: &mut Payload,
+        now: Instant,
+    ) -> Result<(), Fail> {
+        for _ in 0..n {
+            self.flow
+                .send_next(now, &mut self.ws, &mut self.out, payload)?;
+        }
+        self.flush()
+    }
+
+    /// Starts the closing handshake with 1000 (normal closure).
+    ///
+    /// # Errors
+    ///
+    /// When the close cannot be queued or written.
+    pub(super) fn start_close(&mut self, now: Instant) -> Result<(), Fail> {
+        self.phase = Phase::Closing;
+        if self.ws.state() == State::Open {
+            self.ws
+                .close(CloseCode::NORMAL, "", now)
+                .map_err(Fail::Send)?;
+        }
+        self.ws.poll_transmit(&mut self.out);
+        self.flush()
+    }
+
+    /// Writes what is owed (a close after a protocol error, a close echo) once, ignoring errors:
+    /// the connection is being dropped.
+    pub(super) fn flush_best_effort(&mut self) {
+        self.ws.poll_transmit(&mut self.out);
+        let _ = self.flush();
+    }
+
+    /// Removes the socket from the poller; dropping the client then closes it.
+    pub(super) fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+
+    /// Whether the non-blocking connect finished (`Ok(false)`: not yet, a spurious wakeup).
+    fn is_connected(&mut self) -> Result<bool, Fail> {
+        if let Some(err) = self.stream.take_error().map_err(Fail::Connect)? {
+            return Err(Fail::Connect(err));
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(err) => Err(Fail::Connect(err)),
+        }
+    }
+
+    fn queue_request(&mut self, url: &WsUrl) -> Result<(), Fail> {
+        let request = ClientRequest::new(&url.authority, &url.target, &self.key);
+        let start = self.out.len();
+        self.out
+            .resize(start + 256 + url.authority.len() + url.target.len(), 0);
+        let len = request
+            .encode(&mut self.out[start..])
+            .map_err(Fail::Request)?;
+        self.out.truncate(start + len);
+        Ok(())
+    }
+
+    /// Reads the response head; `true` once the 101 is verified (and any frames that followed
+    /// it are processed).
+    fn read_handshake(
+        &mut self,
+        rbuf: &mut Vec<u8>,
+        ctx: &mut Ctx<'_>,
+        turn: &mut Turn,
+    ) -> Result<bool, Fail> {
+        for _ in 0..MAX_READS_PER_TURN {
+            let len = match self.read_once(rbuf)? {
+                Io::Data { len, .. } => len,
+                Io::Eof => return Err(Fail::HandshakeEof),
+                Io::Blocked => return Ok(false),
+            };
+            let request = ClientRequest::new(&ctx.url.authority, &ctx.url.target, &self.key);
+            let head = &rbuf[..len];
+            match parse_response(head, &Default::default(), &request).map_err(Fail::Handshake)? {
+                Status::Incomplete { .. } if len <= MAX_RESPONSE_HEAD => {
+                    self.carry.clear();
+                    self.carry.extend_from_slice(head);
+                }
+                Status::Incomplete { .. } => {
+                    return Err(Fail::Handshake(ResponseError::Http(
+                        sockeye_proto::HandshakeError::HeadTooLarge,
+                    )));
+                }
+                Status::Complete(response) => {
+                    let now = Instant::now();
+                    self.phase = Phase::Open;
+                    turn.established = true;
+                    ctx.stats.established += 1;
+                    Stats::record(&mut ctx.stats.handshake, now - self.started);
+                    let head_len = response.head_len;
+                    let used = self.process(&mut rbuf[head_len..len], now, ctx)?;
+                    self.carry.clear();
+                    self.carry.extend_from_slice(&rbuf[head_len + used..len]);
+                    return Ok(true);
+                }
+            }
+        }
+        turn.again = true;
+        Ok(false)
+    }
+
+    /// Reads and handles frames until the socket is drained or the read budget is spent.
+    fn read_frames(
+        &mut self,
+        rbuf: &mut Vec<u8>,
+        ctx: &mut Ctx<'_>,
+        turn: &mut Turn,
+    ) -> Result<(), Fail> {
+        for _ in 0..MAX_READS_PER_TURN {
+            let (len, full) = match self.read_once(rbuf)? {
+                Io::Data { len, full } => (len, full),
+                Io::Eof if self.phase == Phase::Closing => {
+                    turn.finished = true;
+                    return Ok(());
+                }
+                Io::Eof => return Err(Fail::Eof),
+                Io::Blocked => return Ok(()),
+            };
+            let used = self.process(&mut rbuf[..len], Instant::now(), ctx)?;
+            self.carry.clear();
+            self.carry.extend_from_slice(&rbuf[used..len]);
+            if !full {
+                return Ok(());
+            }
+        }
+        turn.again = true;
+        Ok(())
+    }
+
+    /// One read into `rbuf` after the carried bytes.
+    fn read_once(&mut self, rbuf: &mut Vec<u8>) -> Result<Io, Fail> {
+        let carried = self.carry.len();
+        // Room for a useful read after the carry (which is small once the handshake is done).
+        if rbuf.len() < carried + 4096 {
+            rbuf.resize(carried + 4096, 0);
+        }
+        rbuf[..carried].copy_from_slice(&self.carry);
+        for _ in 0..4 {
+            match self.stream.read(&mut rbuf[carried..]) {
+                Ok(0) => return Ok(Io::Eof),
+                Ok(n) => {
+                    return Ok(Io::Data {
+                        len: carried + n,
+                        full: carried + n == rbuf.len(),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Io::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Fail::Io(e)),
+            }
+        }
+        Ok(Io::Blocked)
+    }
+
+    /// Feeds `input` to the state machine until it is blocked (call order step 1), handling each
+    /// event; returns the bytes consumed.
+    fn process(
+        &mut self,
+        input: &mut [u8],
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<usize, Fail> {
+        let Client {
+            ws,
+            msg,
+            out,
+            flow,
+            phase,
+            close_echoed,
+            ..
+        } = self;
+        let mut pos = 0;
+        loop {
+            let read = ws
+                .handle_read(&mut input[pos..], msg, now)
+                .map_err(Fail::Protocol)?;
+            pos += read.consumed;
+            let Some(event) = read.event else {
+                if read.consumed == 0 {
+                    return Ok(pos);
+                }
+                continue;
+            };
+            match event {
+                Event::Text(text) => flow.on_echo(text.as_bytes(), true, now, ws, out, ctx)?,
+                Event::Binary(bytes) => flow.on_echo(bytes, false, now, ws, out, ctx)?,
+                Event::Ping(_) | Event::Pong(_) => {}
+                Event::Close(_) if *phase == Phase::Closing => *close_echoed = true,
+                Event::Close(frame) => {
+                    return Err(Fail::ServerClosed(frame.code, frame.reason.to_owned()));
+                }
+            }
+        }
+    }
+
+    /// One write of the output queue.
+    fn flush(&mut self) -> Result<(), Fail> {
+        for _ in 0..4 {
+            if self.out_pos == self.out.len() {
+                break;
+            }
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(Fail::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.out_pos += n;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Fail::Io(e)),
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        Ok(())
+    }
+}
+
+impl Flow {
+    /// Verifies an echo against the oldest message outstanding, counts it, and sends the next.
+    fn on_echo(
+        &mut self,
+        got: &[u8],
+        got_text: bool,
+        now: Instant,
+        ws: &mut Connection,
+        out: &mut Vec<u8>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), Fail> {
+        let Some((value, sent_at)) = self.outstanding.pop_front() else {
+            return Err(Fail::Mismatch(Mismatch::Unexpected));
+        };
+        ctx.payload
+            .verify(value, got, got_text)
+            .map_err(Fail::Mismatch)?;
+        let stats = &mut *ctx.stats;
+        stats.verified += 1;
+        if now >= ctx.window.count_from && now < ctx.window.end {
+            stats.echoes += 1;
+            stats.echo_bytes += got.len() as u64;
+            Stats::record(&mut stats.rtt, now - sent_at);
+        }
+        if ctx.window.sending && now < ctx.window.end {
+            self.send_next(now, ws, out, ctx.payload)?;
+        }
+        Ok(())
+    }
+
+    fn send_next(
+        &mut self,
+        now: Instant,
+        ws: &mut Connection,
+        out: &mut Vec<u8>,
+        payload: &mut Payload,
+    ) -> Result<(), Fail> {
+        let value = Payload::stamp_value(self.id, self.sent);
+        payload.send(value, ws, out).map_err(Fail::Send)?;
+        self.sent += 1;
+        self.outstanding.push_back((value, now));
+        Ok(())
+    }
+}
+
+/// A client-role state machine: no extension, limits raised to fit `size`-byte echoes.
+pub(super) fn new_connection(size: usize, mask_seed: u64) -> Connection {
+    let mut config = Config::default();
+    config.max_message_size = config.max_message_size.max(size);
+    config.max_frame_size = config.max_frame_size.max(size as u64);
+    Connection::client(config, NoExtension, mask_seed)
+}
