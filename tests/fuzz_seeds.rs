@@ -193,3 +193,126 @@ fn frame_seeds_and_regressions() {
 fn connection_seeds_and_regressions() {
     replay("connection", check_connection);
 }
+
+/// The permessage-deflate targets (`fuzz_targets/inflate.rs`, `fuzz_targets/offers.rs`).
+mod deflate {
+    use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
+    use sockeye_proto::extension::{ParamWriter, Params, parse_offers};
+    use sockeye_proto::{Extension, ExtensionError};
+
+    use super::replay;
+
+    /// The driver of `fuzz_targets/inflate.rs`.
+    fn decode(
+        offer: &str,
+        payload: &[u8],
+        piece: usize,
+        limit: usize,
+    ) -> Vec<Result<Vec<u8>, ExtensionError>> {
+        let mut ext = PerMessageDeflate::server(DeflateConfig::default());
+        let offer = parse_offers(offer).next().unwrap().unwrap();
+        assert_eq!(
+            ext.accept_offer(&offer, &mut ParamWriter::new(&mut [0; 128])),
+            Ok(true)
+        );
+        let message = |ext: &mut PerMessageDeflate| {
+            let mut out = Vec::new();
+            for (i, chunk) in payload.chunks(piece).chain([&[][..]]).enumerate() {
+                let fin = i == payload.len().div_ceil(piece);
+                let result = ext.decode(chunk, fin, &mut out, limit);
+                assert!(
+                    out.len() <= limit && out.capacity() <= limit,
+                    "{} > {limit}",
+                    out.capacity()
+                );
+                result?;
+            }
+            Ok(out)
+        };
+        vec![message(&mut ext), message(&mut ext)]
+    }
+
+    /// `fuzz_targets/inflate.rs`.
+    fn check_inflate(data: &[u8]) {
+        let [select, piece, payload @ ..] = data else {
+            return;
+        };
+        let reset = if select & 8 != 0 {
+            "; client_no_context_takeover"
+        } else {
+            ""
+        };
+        let offer = format!(
+            "permessage-deflate; client_max_window_bits={}{reset}",
+            8 + select % 8
+        );
+        let limit = usize::from(select >> 4) * 256;
+        let whole = decode(&offer, payload, payload.len().max(1), limit);
+        assert_eq!(
+            decode(&offer, payload, usize::from(*piece).max(1), limit),
+            whole
+        );
+    }
+
+    /// The first offer `server` accepts, with the full response header value
+    /// (`fuzz_targets/offers.rs`).
+    fn answer<'v>(server: &mut PerMessageDeflate, value: &'v str) -> Option<(Params<'v>, String)> {
+        parse_offers(value).flatten().find_map(|offer| {
+            let mut buf = [0u8; 128];
+            let mut writer = ParamWriter::new(&mut buf);
+            let accepted = server.accept_offer(&offer, &mut writer) == Ok(true);
+            let params = std::str::from_utf8(writer.as_bytes()).unwrap();
+            accepted.then(|| (offer, format!("permessage-deflate{params}")))
+        })
+    }
+
+    /// `fuzz_targets/offers.rs`.
+    fn check_offers(data: &[u8]) {
+        let Ok(value) = std::str::from_utf8(data) else {
+            return;
+        };
+        let mut limited = DeflateConfig::default();
+        (
+            limited.server_no_context_takeover,
+            limited.server_max_window_bits,
+        ) = (true, 10);
+        (
+            limited.client_no_context_takeover,
+            limited.client_max_window_bits,
+        ) = (true, 9);
+        for config in [DeflateConfig::default(), limited] {
+            let mut server = PerMessageDeflate::server(config);
+            let Some((offer, response)) = answer(&mut server, value) else {
+                continue;
+            };
+            let mut client = PerMessageDeflate::client(DeflateConfig::default());
+            client
+                .accept_response(&parse_offers(&response).next().unwrap().unwrap())
+                .unwrap();
+            let (c, s) = (client.negotiated().unwrap(), server.negotiated().unwrap());
+            assert_eq!((c.send, c.recv), (s.recv, s.send), "{response}");
+            let asked = |name| {
+                offer
+                    .iter()
+                    .flatten()
+                    .find(|&(n, _)| n == name)
+                    .map(|(_, v)| v)
+            };
+            assert!(asked("server_no_context_takeover").is_none() || s.send.no_context_takeover);
+            let bits = asked("server_max_window_bits")
+                .flatten()
+                .map_or(15, |v| v.parse().unwrap());
+            assert!(s.send.max_window_bits <= bits, "{response}");
+        }
+    }
+
+    #[test]
+    fn inflate_seeds_and_regressions() {
+        replay("inflate", check_inflate);
+    }
+
+    #[test]
+    fn offers_seeds_and_regressions() {
+        replay("offers", check_offers);
+    }
+}

@@ -1,0 +1,123 @@
+//! What an endpoint asks for when it negotiates permessage-deflate, and how hard it compresses.
+
+/// The smallest LZ77 window (in bits) the zlib-rs backend can use: flate2 panics below it.
+pub const MIN_WINDOW_BITS: u8 = 9;
+
+/// The largest LZ77 window (in bits) RFC 7692 allows: 32 KiB.
+pub const MAX_WINDOW_BITS: u8 = 15;
+
+/// The configuration of permessage-deflate for one endpoint (server or client).
+///
+/// The server decides what it asks the client for; the client decides what it offers. Each field
+/// documents its default. Out-of-range values are clamped when an extension is built from the
+/// configuration, never rejected: window bits to 9..=15, `level` to 0..=9, `mem_level` to 1..=9.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeflateConfig {
+    /// The server resets its compressor after every message (RFC 7692 §7.1.1.1). Default `false`.
+    ///
+    /// Server role: always included in the response (a client may also ask for it). This is what
+    /// lets a server drop its per-connection compressor for a [`SharedCompressor`] (about 370 KiB
+    /// saved per connection at 15 bits). Client role: offered, and a response without it fails.
+    ///
+    /// [`SharedCompressor`]: crate::SharedCompressor
+    pub server_no_context_takeover: bool,
+    /// The client resets its compressor after every message (RFC 7692 §7.1.1.2). Default `false`.
+    ///
+    /// Server role: included in the response, so the server resets its decompressor after each
+    /// message. Client role: offered as a hint, and honoured.
+    pub client_no_context_takeover: bool,
+    /// The largest LZ77 window the server compresses with, in bits (RFC 7692 §7.1.2.1).
+    /// Default 15 (32 KiB), the most the RFC allows.
+    ///
+    /// Server role: the window of its compressor; a client offer may lower it. Client role:
+    /// offered when below 15. Bounds the memory of the server's compressor (see the crate docs).
+    pub server_max_window_bits: u8,
+    /// The largest LZ77 window the client compresses with, in bits (RFC 7692 §7.1.2.2).
+    /// Default 15.
+    ///
+    /// Server role: asked of clients that announce support for the parameter (a client that does
+    /// not may use 15 bits). Client role: the window of its compressor, offered.
+    pub client_max_window_bits: u8,
+    /// The zlib compression level, 0 (stored blocks only) to 9. Default 6, zlib's default.
+    pub level: u32,
+    /// zlib's `memLevel` (1..=9). Default 8.
+    ///
+    /// **Not applied with the zlib-rs backend**: flate2 1.1 does not expose `memLevel`, so its
+    /// compressor always uses zlib's default of 8. The field is kept so that configurations stay
+    /// valid should a backend apply it.
+    pub mem_level: u8,
+    /// Messages shorter than this many bytes are sent uncompressed (RSV1 clear). Default 64;
+    /// 0 compresses every message, the empty one included.
+    ///
+    /// Bounds the CPU spent on messages too small to gain from compression (a deflated message
+    /// carries at least a byte of block header, and small messages rarely shrink).
+    pub threshold: usize,
+}
+
+impl DeflateConfig {
+    /// The defaults: context takeover both ways, 15-bit windows, level 6, `memLevel` 8, a
+    /// 64-byte threshold.
+    pub const DEFAULT: DeflateConfig = DeflateConfig {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: MAX_WINDOW_BITS,
+        client_max_window_bits: MAX_WINDOW_BITS,
+        level: 6,
+        mem_level: 8,
+        threshold: 64,
+    };
+
+    /// The configuration with every value in range (see the type docs).
+    pub(crate) fn clamped(self) -> DeflateConfig {
+        DeflateConfig {
+            server_max_window_bits: clamp_bits(self.server_max_window_bits),
+            client_max_window_bits: clamp_bits(self.client_max_window_bits),
+            level: self.level.min(9),
+            mem_level: self.mem_level.clamp(1, 9),
+            ..self
+        }
+    }
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig::DEFAULT
+    }
+}
+
+/// Window bits as the zlib-rs backend can use them: 8 (allowed by RFC 7692) becomes 9.
+pub(crate) fn clamp_bits(bits: u8) -> u8 {
+    bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clamped_table() {
+        let cases: [(u8, u32, u8, u8, u32, u8); 5] = [
+            // (window bits, level, mem_level) in → out
+            (0, 0, 0, 9, 0, 1),
+            (8, 1, 1, 9, 1, 1),
+            (9, 6, 8, 9, 6, 8),
+            (15, 9, 9, 15, 9, 9),
+            (255, 100, 200, 15, 9, 9),
+        ];
+        for (bits, level, mem, want_bits, want_level, want_mem) in cases {
+            let config = DeflateConfig {
+                server_max_window_bits: bits,
+                client_max_window_bits: bits,
+                level,
+                mem_level: mem,
+                ..DeflateConfig::DEFAULT
+            }
+            .clamped();
+            assert_eq!(config.server_max_window_bits, want_bits, "{bits}");
+            assert_eq!(config.client_max_window_bits, want_bits, "{bits}");
+            assert_eq!(config.level, want_level, "{level}");
+            assert_eq!(config.mem_level, want_mem, "{mem}");
+        }
+    }
+}
