@@ -133,6 +133,8 @@ pub enum SendError {
     ControlTooLong(usize),
     /// The extension failed to encode the message.
     Extension(ExtensionError),
+    /// A pre-encoded frame with RSV bits no negotiated extension claimed.
+    UnclaimedRsv,
 }
 
 impl fmt::Display for SendError {
@@ -141,6 +143,7 @@ impl fmt::Display for SendError {
             SendError::Closed => f.write_str("connection is closing"),
             SendError::ControlTooLong(len) => write!(f, "control payload of {len} bytes (max 125)"),
             SendError::Extension(e) => write!(f, "extension: {e}"),
+            SendError::UnclaimedRsv => f.write_str("RSV bits not claimed by an extension"),
         }
     }
 }
@@ -595,6 +598,32 @@ impl<E: Extension> Connection<E> {
         }
         let mask = self.next_mask();
         write_frame(out, opcode, Rsv::NONE, payload, mask);
+        Ok(())
+    }
+
+    /// Appends a whole data frame whose payload the caller already encoded for this
+    /// connection's extension (a broadcast compressed once for many receivers), with `rsv`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once a close frame is queued; [`SendError::UnclaimedRsv`] when `rsv`
+    /// has bits the negotiated extension did not claim.
+    pub fn send_encoded_frame(
+        &mut self,
+        text: bool,
+        rsv: Rsv,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        if self.close_queued {
+            return Err(SendError::Closed);
+        }
+        if !rsv.is_subset_of(self.ext.rsv()) {
+            return Err(SendError::UnclaimedRsv);
+        }
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        let mask = self.next_mask();
+        write_frame(out, opcode, rsv, payload, mask);
         Ok(())
     }
 

@@ -352,6 +352,16 @@ impl<'a> ParamWriter<'a> {
         self.len += bytes.len();
     }
 
+    /// The length written so far, to [`rollback`](ParamWriter::rollback) to.
+    pub fn checkpoint(&self) -> usize {
+        self.len
+    }
+
+    /// Forgets what was written after `checkpoint`.
+    pub fn rollback(&mut self, checkpoint: usize) {
+        self.len = self.len.min(checkpoint);
+    }
+
     /// What was written so far.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
@@ -367,7 +377,10 @@ impl<'a> ParamWriter<'a> {
 mod tests {
     use super::*;
 
-    fn collect(value: &str) -> Vec<Result<(String, Vec<(String, Option<String>)>), ()>> {
+    /// An offer as owned strings: its name and its parameters.
+    type OwnedOffer = (String, Vec<(String, Option<String>)>);
+
+    fn collect(value: &str) -> Vec<Result<OwnedOffer, ()>> {
         parse_offers(value)
             .map(|offer| {
                 let offer = offer.map_err(|_| ())?;
@@ -422,6 +435,11 @@ mod tests {
         w.param("server_no_context_takeover", None).unwrap_err();
         assert!(w.is_empty());
         w.param("a", Some("15")).unwrap();
+        let mark = w.checkpoint();
+        w.param("b", None).unwrap();
+        assert_eq!(w.as_bytes(), b"; a=15; b");
+        w.rollback(mark);
+        assert_eq!(w.as_bytes(), b"; a=15");
         w.param("b", None).unwrap();
         assert_eq!(w.as_bytes(), b"; a=15; b");
     }
