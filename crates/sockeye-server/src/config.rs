@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sockeye_deflate::DeflateConfig;
 use sockeye_proto::{CloseCode, Config as ProtocolConfig, Limits};
 
 /// What a send does when the connection's queue is over [`Backpressure::limit`].
@@ -82,6 +83,13 @@ pub struct ServerConfig {
     pub read_budget: usize,
     /// How long graceful shutdown waits for close handshakes. Default 5 s.
     pub shutdown_timeout: Duration,
+    /// permessage-deflate (RFC 7692), negotiated with clients that offer it. Default `None`
+    /// (off): compression costs CPU per message and, with context takeover, a compressor and a
+    /// decompressor per connection (about 315 KiB at 15-bit windows with zlib-rs, allocated on
+    /// first use), while sockeye's users mostly send small, latency-bound messages. Browsers
+    /// always offer it, so enable it where bandwidth matters more than CPU and memory; with
+    /// `server_no_context_takeover` one compressor per worker serves every connection.
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl ServerConfig {
@@ -101,6 +109,7 @@ impl ServerConfig {
             recv_buffer: 256 << 10,
             read_budget: 4,
             shutdown_timeout: Duration::from_secs(5),
+            deflate: None,
         }
     }
 

@@ -4,7 +4,12 @@ use std::io::{self, Write as _};
 use std::time::Instant;
 
 use mio::net::TcpStream;
+use sockeye_deflate::PerMessageDeflate;
 use sockeye_proto::{CloseCode, Connection, Message, SendError as ProtoSendError};
+
+/// The protocol state of a connection: permessage-deflate is negotiated per connection (and
+/// costs a few words when it is not).
+pub(crate) type Proto = Connection<PerMessageDeflate>;
 
 use crate::config::{Backpressure, BackpressurePolicy};
 use crate::handle::Stats;
@@ -36,7 +41,7 @@ pub(crate) struct Slot<C> {
     pub(crate) stream: TcpStream,
     pub(crate) generation: u32,
     pub(crate) phase: Phase,
-    pub(crate) proto: Connection,
+    pub(crate) proto: Proto,
     pub(crate) user: Option<C>,
     /// Bytes the kernel has not taken yet; empty (and unallocated) when the socket keeps up.
     pub(crate) queue: Vec<u8>,
@@ -53,11 +58,14 @@ pub(crate) struct Slot<C> {
     pub(crate) ending: Option<Ending>,
     pub(crate) ping_sent: bool,
     pub(crate) read_paused: bool,
+    /// The peer's FIN (or a socket error) was announced: read to EOF, since no further edge
+    /// will come for it.
+    pub(crate) read_closed: bool,
     pub(crate) dirty: bool,
 }
 
 impl<C> Slot<C> {
-    pub(crate) fn new(stream: TcpStream, generation: u32, proto: Connection, now: Instant) -> Self {
+    pub(crate) fn new(stream: TcpStream, generation: u32, proto: Proto, now: Instant) -> Self {
         Slot {
             stream,
             generation,
@@ -74,6 +82,7 @@ impl<C> Slot<C> {
             ending: None,
             ping_sent: false,
             read_paused: false,
+            read_closed: false,
             dirty: false,
         }
     }
@@ -118,7 +127,7 @@ pub(crate) fn write_queue(
 /// The [`Sink`] behind an `Outbox`: frames go to the worker's cork buffer while the connection
 /// has no backlog (written once at the end of its turn), else behind its queue.
 pub(crate) struct ConnSink<'a> {
-    pub(crate) proto: &'a mut Connection,
+    pub(crate) proto: &'a mut Proto,
     pub(crate) queue: &'a mut Vec<u8>,
     pub(crate) cork: &'a mut Vec<u8>,
     pub(crate) backpressure: &'a Backpressure,
@@ -127,23 +136,52 @@ pub(crate) struct ConnSink<'a> {
     pub(crate) now: Instant,
 }
 
+/// Applies the backpressure policy to a send that finds `buffered` bytes queued: `Ok(true)` to
+/// send, `Ok(false)` to drop it silently, or the error to report.
+pub(crate) fn admit(
+    buffered: usize,
+    backpressure: &Backpressure,
+    proto: &mut Proto,
+    ending: &mut Option<Ending>,
+    stats: &mut Stats,
+    now: Instant,
+) -> Result<bool, SendError> {
+    if buffered <= backpressure.limit {
+        return Ok(true);
+    }
+    stats.backpressure_events += 1;
+    match backpressure.policy {
+        BackpressurePolicy::Drop => Ok(false),
+        BackpressurePolicy::Close(code) => {
+            if proto.close(code, "backpressure", now).is_ok() {
+                ending.get_or_insert(Ending::Backpressure);
+            }
+            Err(SendError::Closed)
+        }
+        _ => Err(SendError::Backpressure),
+    }
+}
+
 impl Sink for ConnSink<'_> {
     fn send(&mut self, msg: Message<'_>) -> Result<(), SendError> {
-        if self.buffered_amount() > self.backpressure.limit {
-            self.stats.backpressure_events += 1;
-            match self.backpressure.policy {
-                BackpressurePolicy::Drop => return Ok(()),
-                BackpressurePolicy::Close(code) => {
-                    if self.proto.close(code, "backpressure", self.now).is_ok() {
-                        self.ending.get_or_insert(Ending::Backpressure);
-                    }
-                    return Err(SendError::Closed);
-                }
-                _ => return Err(SendError::Backpressure),
-            }
+        let buffered = self.buffered_amount();
+        let admitted = admit(
+            buffered,
+            self.backpressure,
+            self.proto,
+            self.ending,
+            self.stats,
+            self.now,
+        )?;
+        if !admitted {
+            return Ok(());
         }
         let proto = &mut *self.proto;
-        let out = if self.queue.is_empty() { &mut *self.cork } else { &mut *self.queue };
+        let out = if self.queue.is_empty() {
+            &mut *self.cork
+        } else {
+            &mut *self.queue
+        };
         match proto.send(msg, out) {
             Ok(()) => {
                 self.stats.messages_out += 1;

@@ -34,7 +34,13 @@ impl ConnId {
 
 impl fmt::Debug for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnId({}:{}:{})", self.worker(), self.index(), self.generation())
+        write!(
+            f,
+            "ConnId({}:{}:{})",
+            self.worker(),
+            self.index(),
+            self.generation()
+        )
     }
 }
 
@@ -51,8 +57,11 @@ pub trait Handler: Clone + Send + 'static {
     /// # Errors
     ///
     /// A [`Reject`] refuses the upgrade with its HTTP status.
-    fn on_upgrade(&mut self, req: &Request<'_>, accept: &mut Accept<'_>)
-    -> Result<Self::Conn, Reject>;
+    fn on_upgrade(
+        &mut self,
+        req: &Request<'_>,
+        accept: &mut Accept<'_>,
+    ) -> Result<Self::Conn, Reject>;
 
     /// The connection is open; messages can be sent.
     fn on_open(&mut self, _conn: &mut Self::Conn, _out: &mut Outbox<'_>) {}
@@ -174,7 +183,8 @@ impl HttpResponse {
     pub fn upgrade_required() -> Self {
         let mut res = HttpResponse::new(426, "text/plain", &b"WebSocket upgrade required\n"[..]);
         res.headers.push(("Upgrade".into(), "websocket".into()));
-        res.headers.push(("Sec-WebSocket-Version".into(), "13".into()));
+        res.headers
+            .push(("Sec-WebSocket-Version".into(), "13".into()));
         res
     }
 
@@ -192,7 +202,11 @@ impl HttpResponse {
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
             self.status,
             reason_phrase(self.status),
-            if valid(&self.content_type) { &self.content_type } else { "text/plain" },
+            if valid(&self.content_type) {
+                &self.content_type
+            } else {
+                "text/plain"
+            },
             self.body.len()
         );
         for (name, value) in &self.headers {
@@ -297,7 +311,9 @@ pub struct Outbox<'a> {
 
 impl fmt::Debug for Outbox<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Outbox").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Outbox")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
+use sockeye_deflate::SharedCompressor;
 
 use crate::config::ServerConfig;
 use crate::error::SetupError;
@@ -61,7 +62,9 @@ impl<H: Handler> Server<H> {
             ));
         }
         if config.backpressure.low_water > config.backpressure.high_water {
-            return Err(SetupError::Config("backpressure low_water above high_water"));
+            return Err(SetupError::Config(
+                "backpressure low_water above high_water",
+            ));
         }
         let count = config.worker_count();
         let mut addrs = config.addrs.clone();
@@ -159,6 +162,7 @@ impl<H: Handler> Server<H> {
                         stopping: None,
                         generation: 0,
                         now: Instant::now(),
+                        compressor: SharedCompressor::new(),
                     };
                     if let Err(err) = worker.run() {
                         log::error!("worker {index} stopped: {err}");
@@ -215,7 +219,9 @@ fn listen(addr: SocketAddr, backlog: i32) -> Result<StdListener, SetupError> {
     let fail = |step| move |source| SetupError::Bind { addr, step, source };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(fail("socket"))?;
-    socket.set_reuse_address(true).map_err(fail("SO_REUSEADDR"))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(fail("SO_REUSEADDR"))?;
     socket.set_reuse_port(true).map_err(fail("SO_REUSEPORT"))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(fail("IPV6_V6ONLY"))?;

@@ -1,8 +1,10 @@
 //! The handshake phase of a connection: the upgrade request, the application's decision, and
 //! plain HTTP requests.
 
+use sockeye_deflate::{NAME as DEFLATE, PerMessageDeflate};
+use sockeye_proto::extension::ParamWriter;
 use sockeye_proto::handshake::{parse_head, parse_request};
-use sockeye_proto::{HandshakeError, Response, Status};
+use sockeye_proto::{Extension, HandshakeError, Request, Response, Status};
 
 use crate::conn::{ConnSink, Phase};
 use crate::handler::{Accept, ConnId, Handler, HttpResponse, Outbox};
@@ -67,7 +69,15 @@ impl<H: Handler> Worker<H> {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let mut response = Response::new(&req).with_headers(&headers);
+        let mut extensions = [0u8; 160];
+        let extensions_len = if config.deflate.is_some() {
+            negotiate(slot.proto.extension_mut(), &req, &mut extensions)
+        } else {
+            0
+        };
+        let mut response = Response::new(&req)
+            .with_headers(&headers)
+            .with_extensions(&extensions[..extensions_len]);
         if let Some(protocol) = accept.protocol {
             // `Accept` only selects protocols the client offered.
             response = response.with_protocol(protocol).ok()?;
@@ -107,4 +117,24 @@ impl<H: Handler> Worker<H> {
         self.schedule(idx);
         Some(head_len)
     }
+}
+
+/// Accepts the first acceptable permessage-deflate offer of the request, writing the
+/// `Sec-WebSocket-Extensions` value into `out`; returns its length (0: none accepted).
+fn negotiate(ext: &mut PerMessageDeflate, req: &Request<'_>, out: &mut [u8; 160]) -> usize {
+    for offer in req.extensions().flatten() {
+        let Ok(offer) = offer else { continue };
+        if offer.name() != DEFLATE {
+            continue;
+        }
+        let (name, params) = out.split_at_mut(DEFLATE.len());
+        let mut writer = ParamWriter::new(params);
+        // A malformed offer is declined like an unacceptable one.
+        if ext.accept_offer(&offer, &mut writer) == Ok(true) {
+            let written = writer.as_bytes().len();
+            name.copy_from_slice(DEFLATE.as_bytes());
+            return DEFLATE.len() + written;
+        }
+    }
+    0
 }

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use sockeye_proto::{CloseCode, Connection, Event, Message, State};
+use sockeye_deflate::{DeflateConfig, PerMessageDeflate, SendSettings, SharedCompressor};
+use sockeye_proto::{CloseCode, Connection, Event, Message, Rsv, State};
 
 use crate::config::ServerConfig;
-use crate::conn::{ConnSink, Ending, Phase, Slot, write_once, write_queue};
-use crate::handle::{Command, Handle, SharedStats, Stats};
+use crate::conn::{ConnSink, Ending, Phase, Slot, admit, write_once, write_queue};
+use crate::handle::{Command, Handle, OwnedMessage, SharedStats, Stats};
 use crate::handler::{CloseReason, ConnId, Handler, Outbox, Timeout};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -46,21 +47,31 @@ pub(crate) struct Worker<H: Handler> {
     pub(crate) stopping: Option<Instant>,
     pub(crate) generation: u32,
     pub(crate) now: Instant,
+    /// One compressor per window size and level for the connections that reset after every
+    /// message, and for broadcasts.
+    pub(crate) compressor: SharedCompressor,
 }
 
 impl<H: Handler> Worker<H> {
     pub(crate) fn run(mut self) -> io::Result<()> {
         for (i, listener) in self.listeners.iter_mut().enumerate() {
-            self.poll
-                .registry()
-                .register(listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            self.poll.registry().register(
+                listener,
+                Token(LISTENER_BASE + i),
+                Interest::READABLE,
+            )?;
         }
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.ready.is_empty() && !self.accept_pending {
-                self.timers
-                    .peek()
-                    .map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()))
+                let next = self.timers.peek().map(|Reverse((at, _, _))| *at);
+                // The shutdown deadline is a timer too: without it the loop would sleep until
+                // the next connection timer and overrun `shutdown_timeout`.
+                [next, self.stopping]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -77,6 +88,11 @@ impl<H: Handler> Worker<H> {
                     Token(idx) => {
                         if event.is_writable() {
                             self.writable(idx);
+                        }
+                        if event.is_read_closed() || event.is_error() {
+                            if let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) {
+                                slot.read_closed = true;
+                            }
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.readable(idx);
@@ -120,6 +136,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         for i in 0..self.listeners.len() {
+            let mut drained = false;
             for _ in 0..ACCEPT_BUDGET {
                 if self.open >= self.config.max_connections {
                     // Accepting pauses; a closing connection resumes it. The kernel's backlog
@@ -128,7 +145,10 @@ impl<H: Handler> Worker<H> {
                 }
                 match self.listeners[i].accept() {
                     Ok((stream, _)) => self.insert(stream),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        drained = true;
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         // EMFILE and friends: wait for a connection to close before retrying.
@@ -137,9 +157,12 @@ impl<H: Handler> Worker<H> {
                     }
                 }
             }
+            if !drained {
+                // The budget ran out with clients possibly still queued. The listener is
+                // edge-triggered and will not announce them again: accept next turn.
+                self.accept_pending = true;
+            }
         }
-        // A listener may still have clients waiting if its budget ran out.
-        self.accept_pending = false;
     }
 
     fn insert(&mut self, mut stream: mio::net::TcpStream) {
@@ -150,13 +173,21 @@ impl<H: Handler> Worker<H> {
             self.slab.len() - 1
         });
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self.poll.registry().register(&mut stream, Token(idx), interest) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(idx), interest)
+        {
             log::warn!("worker {}: register failed: {e}", self.index);
             self.free.push(idx);
             return;
         }
         self.generation = self.generation.wrapping_add(1) & 0xffff;
-        let proto = Connection::server(self.config.protocol, sockeye_proto::NoExtension);
+        // Negotiated at the upgrade, if deflate is enabled; inert (no heap) otherwise.
+        let deflate = self.config.deflate.unwrap_or(DeflateConfig::DEFAULT);
+        let ext =
+            PerMessageDeflate::server(deflate).with_shared_compressor(self.compressor.clone());
+        let proto = Connection::server(self.config.protocol, ext);
         self.slab[idx] = Some(Slot::new(stream, self.generation, proto, self.now));
         self.open += 1;
         self.stats.accepted += 1;
@@ -195,7 +226,14 @@ impl<H: Handler> Worker<H> {
             self.recv[..held].copy_from_slice(&slot.leftover);
             slot.leftover.clear();
             self.process(idx, held + n);
-            if n < space {
+            // The last data and the FIN can share one edge: then a short read does not end
+            // the socket's story, and only reading on finds the EOF.
+            let peer_closed = self
+                .slab
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_some_and(|slot| slot.read_closed);
+            if n < space && !peer_closed {
                 // A short read emptied the socket: the next edge will say when more arrives,
                 // so no read that could only return WouldBlock.
                 drained = true;
@@ -251,7 +289,10 @@ impl<H: Handler> Worker<H> {
         let id = ConnId::new(*index, idx, slot.generation);
         let mut off = start;
         while off < len && slot.phase == Phase::Open {
-            let read = match slot.proto.handle_read(&mut recv[off..len], &mut slot.msg, *now) {
+            let read = match slot
+                .proto
+                .handle_read(&mut recv[off..len], &mut slot.msg, *now)
+            {
                 Ok(read) => read,
                 Err(err) => {
                     match err.close_code().0 {
@@ -276,6 +317,17 @@ impl<H: Handler> Worker<H> {
             };
             if matches!(event, Event::Text(_) | Event::Binary(_)) {
                 stats.messages_in += 1;
+            }
+            if matches!(event, Event::Ping(_)) {
+                // The pong is owed now: queue it ahead of what the handler sends for this and
+                // later frames of the same read, so replies leave in the order of the peer's
+                // frames (a ping between fragments: pong first, then the echo).
+                let owed = if slot.queue.is_empty() {
+                    &mut *cork
+                } else {
+                    &mut slot.queue
+                };
+                slot.proto.poll_transmit(owed);
             }
             let mut sink = ConnSink {
                 proto: &mut slot.proto,
@@ -306,7 +358,22 @@ impl<H: Handler> Worker<H> {
                             stats.closed_local += 1;
                             CloseReason::Local(code)
                         }
-                        _ => {
+                        // We started this close (shutdown, a timer, backpressure) and the
+                        // peer answered it: report why we closed, not the peer's echo, as
+                        // `remove` does when the peer never answers.
+                        Some(Ending::Shutdown) => {
+                            stats.closed_shutdown += 1;
+                            CloseReason::Shutdown
+                        }
+                        Some(Ending::Timeout(timeout)) => {
+                            stats.closed_timeout += 1;
+                            CloseReason::Timeout(timeout)
+                        }
+                        Some(Ending::Backpressure) => {
+                            stats.closed_abnormal += 1;
+                            CloseReason::Backpressure
+                        }
+                        None => {
                             stats.closed_remote += 1;
                             CloseReason::Remote {
                                 code: frame.code,
@@ -336,7 +403,11 @@ impl<H: Handler> Worker<H> {
             self.cork.clear();
             return;
         };
-        let target = if slot.queue.is_empty() { &mut self.cork } else { &mut slot.queue };
+        let target = if slot.queue.is_empty() {
+            &mut self.cork
+        } else {
+            &mut slot.queue
+        };
         slot.proto.poll_transmit(target);
         let result = if slot.queue.is_empty() {
             let result = write_once(&mut slot.stream, &self.cork);
@@ -490,13 +561,68 @@ impl<H: Handler> Worker<H> {
                         self.with_outbox(idx, |_, out| out.close(code, &reason));
                     }
                 }
-                Ok(Command::Broadcast(msg)) => {
-                    for idx in 0..self.slab.len() {
-                        let _ = self.with_outbox(idx, |_, out| out.send(msg.as_message()));
-                    }
-                }
+                Ok(Command::Broadcast(msg)) => self.broadcast(&msg),
                 Ok(Command::Shutdown(timeout)) => self.shutdown(timeout),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Sends `msg` to every open connection. Receivers that compress it with equal settings
+    /// share one compressed payload, compressed once.
+    fn broadcast(&mut self, msg: &OwnedMessage) {
+        let (text, payload) = match msg {
+            OwnedMessage::Text(text) => (true, text.as_bytes()),
+            OwnedMessage::Binary(bytes) => (false, bytes.as_slice()),
+        };
+        let mut compressed: Vec<(SendSettings, Rsv, Vec<u8>)> = Vec::new();
+        for idx in 0..self.slab.len() {
+            let Some(slot) = self.slab[idx].as_mut() else {
+                continue;
+            };
+            if slot.phase != Phase::Open || slot.user.is_none() {
+                continue;
+            }
+            let Some(settings) = slot.proto.extension().send_settings() else {
+                let _ = self.with_outbox(idx, |_, out| out.send(msg.as_message()));
+                continue;
+            };
+            let position = compressed.iter().position(|(s, _, _)| *s == settings);
+            let index = position.unwrap_or_else(|| {
+                let mut out = Vec::new();
+                let rsv = self
+                    .compressor
+                    .compress_for_broadcast(&settings, payload, &mut out)
+                    .unwrap_or(Rsv::NONE);
+                compressed.push((settings, rsv, out));
+                compressed.len() - 1
+            });
+            let (_, rsv, frame_payload) = &compressed[index];
+            if rsv.is_empty() {
+                let _ = self.with_outbox(idx, |_, out| out.send(msg.as_message()));
+                continue;
+            }
+            let admitted = admit(
+                slot.queue.len(),
+                &self.config.backpressure,
+                &mut slot.proto,
+                &mut slot.ending,
+                &mut self.stats,
+                self.now,
+            );
+            if admitted == Ok(true) {
+                let sent =
+                    slot.proto
+                        .send_encoded_frame(text, *rsv, frame_payload, &mut slot.queue);
+                if sent.is_ok() {
+                    // The payload did not go through this connection's own compressor.
+                    slot.proto.extension_mut().reset_send_context();
+                    self.stats.messages_out += 1;
+                }
+            }
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(idx);
             }
         }
     }
@@ -569,7 +695,11 @@ impl<H: Handler> Worker<H> {
             };
             match slot.phase {
                 Phase::Open => {
-                    if slot.proto.close(CloseCode::GOING_AWAY, "server shutdown", self.now).is_ok() {
+                    if slot
+                        .proto
+                        .close(CloseCode::GOING_AWAY, "server shutdown", self.now)
+                        .is_ok()
+                    {
                         slot.ending = Some(Ending::Shutdown);
                     }
                     self.flush(idx);
@@ -589,13 +719,19 @@ impl<H: Handler> Worker<H> {
         let linger = self.config.protocol.close_timeout;
         let next = match slot.phase {
             Phase::Handshake => Some(slot.started + self.config.handshake_timeout),
-            Phase::Draining | Phase::Lingering => Some(*slot.linger_until.get_or_insert(self.now + linger)),
+            Phase::Draining | Phase::Lingering => {
+                Some(*slot.linger_until.get_or_insert(self.now + linger))
+            }
             Phase::Open => {
-                let idle = self.config.idle_timeout.map(|idle| {
-                    slot.last_rx + if slot.ping_sent { idle } else { idle / 2 }
-                });
+                let idle = self
+                    .config
+                    .idle_timeout
+                    .map(|idle| slot.last_rx + if slot.ping_sent { idle } else { idle / 2 });
                 let lifetime = self.config.max_lifetime.map(|life| slot.started + life);
-                [slot.proto.poll_timeout(), idle, lifetime].into_iter().flatten().min()
+                [slot.proto.poll_timeout(), idle, lifetime]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
         };
         if let Some(at) = next {
@@ -672,6 +808,8 @@ impl<H: Handler> Worker<H> {
                     }
                     if now >= slot.last_rx + idle / 2 && !slot.ping_sent && !closing {
                         slot.ping_sent = true;
+                        // Idle: give back the compression state that can be rebuilt.
+                        slot.proto.extension_mut().release_idle_state();
                         let _ = slot.proto.send(Message::Ping(b""), &mut self.cork);
                         self.flush(idx);
                     }
@@ -681,4 +819,3 @@ impl<H: Handler> Worker<H> {
         self.schedule(idx);
     }
 }
-

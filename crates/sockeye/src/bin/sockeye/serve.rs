@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use sockeye_deflate::DeflateConfig;
 use sockeye_proto::handshake::Head;
 use sockeye_proto::{Message, Request};
 use sockeye_server::{
@@ -44,6 +45,29 @@ pub(crate) struct ServeArgs {
     /// Bytes queued per connection before sends fail (backpressure limit).
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     backpressure_limit: usize,
+    /// Negotiate permessage-deflate with clients that offer it (off by default: it costs CPU
+    /// per message and up to ~315 KiB per connection).
+    #[arg(long)]
+    deflate: bool,
+    /// Compression level, 0 (store) to 9 (smallest).
+    #[arg(long, default_value_t = 6, requires = "deflate")]
+    deflate_level: u32,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    #[arg(long, default_value = "64", value_parser = parse_size, requires = "deflate")]
+    deflate_threshold: usize,
+    /// Window bits of the server's compressor (server_max_window_bits), 9 to 15.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u8).range(9..=15), requires = "deflate")]
+    deflate_window_bits: u8,
+    /// Window bits asked of clients that allow it (client_max_window_bits), 9 to 15.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u8).range(9..=15), requires = "deflate")]
+    deflate_client_window_bits: u8,
+    /// Reset the server's compressor after every message (server_no_context_takeover): one
+    /// compressor per worker instead of one per connection.
+    #[arg(long, requires = "deflate")]
+    deflate_no_context_takeover: bool,
+    /// Ask clients to reset their compressor after every message (client_no_context_takeover).
+    #[arg(long, requires = "deflate")]
+    deflate_client_no_context_takeover: bool,
     /// Print the engine's counters every SECS seconds.
     #[arg(long, value_name = "SECS")]
     stats: Option<u64>,
@@ -106,6 +130,16 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     config.handshake_timeout = Duration::from_secs(args.handshake_timeout);
     config.idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     config.backpressure.limit = args.backpressure_limit;
+    if args.deflate {
+        let mut deflate = DeflateConfig::default();
+        deflate.level = args.deflate_level.min(9);
+        deflate.threshold = args.deflate_threshold;
+        deflate.server_max_window_bits = args.deflate_window_bits;
+        deflate.client_max_window_bits = args.deflate_client_window_bits;
+        deflate.server_no_context_takeover = args.deflate_no_context_takeover;
+        deflate.client_no_context_takeover = args.deflate_client_no_context_takeover;
+        config.deflate = Some(deflate);
+    }
     let workers = config.worker_count();
     let server = Server::bind(
         config,
@@ -115,8 +149,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     eprintln!(
-        "sockeye serve: listening on {} with {workers} worker(s); open http://{}/ in a browser",
+        "sockeye serve: listening on {} with {workers} worker(s){}; open http://{}/ in a browser",
         addrs.join(", "),
+        if args.deflate {
+            ", permessage-deflate on"
+        } else {
+            ""
+        },
         addrs[0]
     );
     let handle = server.handle();
