@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests and benches of the sockeye workspace.
 
+pub mod client;
 pub mod engine;
 pub mod pair;
 pub mod vectors;

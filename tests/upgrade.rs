@@ -1,0 +1,325 @@
+//! The upgrade handshake over real loopback sockets: the `101`, subprotocol selection, every
+//! refusal's status, plain HTTP on the WebSocket port, and frames pipelined behind the request.
+
+use sockeye::proto::frame::OpCode;
+use sockeye::proto::handshake::AcceptKey;
+use sockeye::proto::{Message, Request as UpgradeRequest};
+use sockeye::server::{Accept, Handler, Outbox, Reject};
+use sockeye_tests::client::{
+    Client, ECHO_PAGE, Echo, OwnedEvent, Request, http_exchange, start, test_config,
+};
+use sockeye_tests::wire::client_frame;
+
+/// A request line and headers, with `\r\n` line ends and the blank line added.
+fn head(lines: &[&str]) -> Vec<u8> {
+    let mut out = lines.join("\r\n");
+    out.push_str("\r\n\r\n");
+    out.into_bytes()
+}
+
+const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
+const UPGRADE: &str = "Upgrade: websocket";
+const CONNECTION: &str = "Connection: Upgrade";
+const VERSION: &str = "Sec-WebSocket-Version: 13";
+const HOST: &str = "Host: localhost";
+
+/// Accepts any upgrade and echoes; plain HTTP gets the default answer (426).
+#[derive(Debug, Clone, Copy)]
+struct Plain;
+
+impl Handler for Plain {
+    type Conn = ();
+
+    fn on_upgrade(
+        &mut self,
+        _req: &UpgradeRequest<'_>,
+        _accept: &mut Accept<'_>,
+    ) -> Result<(), Reject> {
+        Ok(())
+    }
+
+    fn on_message(&mut self, _conn: &mut (), msg: Message<'_>, out: &mut Outbox<'_>) {
+        let _ = out.send(msg);
+    }
+}
+
+/// Refuses every `Origin` except `https://good.example`.
+#[derive(Debug, Clone, Copy)]
+struct OriginCheck;
+
+impl Handler for OriginCheck {
+    type Conn = ();
+
+    fn on_upgrade(
+        &mut self,
+        req: &UpgradeRequest<'_>,
+        _accept: &mut Accept<'_>,
+    ) -> Result<(), Reject> {
+        match req.origin() {
+            Some("https://good.example") => Ok(()),
+            _ => Err(Reject::forbidden()),
+        }
+    }
+
+    fn on_message(&mut self, _conn: &mut (), msg: Message<'_>, out: &mut Outbox<'_>) {
+        let _ = out.send(msg);
+    }
+}
+
+#[test]
+fn valid_upgrade_gets_101_with_the_accept_key() {
+    let (running, addr) = start(test_config(), Echo);
+    let handle = running.handle();
+    let request = head(&[
+        "GET /chat HTTP/1.1",
+        HOST,
+        UPGRADE,
+        CONNECTION,
+        KEY,
+        VERSION,
+    ]);
+    let mut stream = sockeye_tests::client::connect_tcp(addr).unwrap();
+    std::io::Write::write_all(&mut stream, &request).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = std::io::Read::read(&mut stream, &mut buf).unwrap();
+        assert!(n > 0, "EOF before the end of the 101");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(answer).unwrap();
+    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+    // RFC 6455 §1.3's example key and accept value.
+    assert_eq!(
+        AcceptKey::from_key(b"dGhlIHNhbXBsZSBub25jZQ==").as_str(),
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+    assert!(
+        text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{text}"
+    );
+    drop(stream);
+
+    // The client helper verifies the answer with `parse_response` and can talk afterwards.
+    let mut client = Client::connect(addr);
+    assert!(client.response_head().starts_with("HTTP/1.1 101"));
+    assert_eq!(client.protocol(), None);
+    client.send(Message::Text("hello")).unwrap();
+    assert_eq!(client.recv_text(), "hello");
+    drop(client);
+    assert_eq!(handle.stats().upgraded, 2);
+    handle.shutdown();
+    running.join();
+}
+
+#[test]
+fn subprotocol_is_selected_from_the_offer() {
+    let (running, addr) = start(test_config(), Echo);
+    let handle = running.handle();
+
+    let client = Client::connect_with(addr, &Request::with_protocols(&["chat", "echo"])).unwrap();
+    assert_eq!(client.protocol(), Some("echo"));
+    assert!(
+        client
+            .response_head()
+            .contains("Sec-WebSocket-Protocol: echo\r\n")
+    );
+    drop(client);
+
+    for offer in [&[][..], &["chat", "superchat"][..]] {
+        let client = Client::connect_with(addr, &Request::with_protocols(offer)).unwrap();
+        assert_eq!(client.protocol(), None, "offered {offer:?}");
+        assert!(
+            !client
+                .response_head()
+                .to_ascii_lowercase()
+                .contains("sec-websocket-protocol"),
+            "offered {offer:?}: {}",
+            client.response_head()
+        );
+    }
+    handle.shutdown();
+    running.join();
+}
+
+#[test]
+fn every_refusal_has_its_status() {
+    let (running, addr) = start(test_config(), Plain);
+    let handle = running.handle();
+    let table: &[(&str, Vec<u8>, u16)] = &[
+        (
+            "POST",
+            head(&["POST / HTTP/1.1", HOST, UPGRADE, CONNECTION, KEY, VERSION]),
+            405,
+        ),
+        (
+            "HTTP/1.0",
+            head(&["GET / HTTP/1.0", HOST, UPGRADE, CONNECTION, KEY, VERSION]),
+            505,
+        ),
+        (
+            "no Host",
+            head(&["GET / HTTP/1.1", UPGRADE, CONNECTION, KEY, VERSION]),
+            400,
+        ),
+        (
+            "no Upgrade",
+            head(&["GET / HTTP/1.1", HOST, CONNECTION, KEY, VERSION]),
+            426,
+        ),
+        (
+            "short key",
+            head(&[
+                "GET / HTTP/1.1",
+                HOST,
+                UPGRADE,
+                CONNECTION,
+                "Sec-WebSocket-Key: c2hvcnQ=",
+                VERSION,
+            ]),
+            400,
+        ),
+        (
+            "no key",
+            head(&["GET / HTTP/1.1", HOST, UPGRADE, CONNECTION, VERSION]),
+            400,
+        ),
+        (
+            "version 8",
+            head(&[
+                "GET / HTTP/1.1",
+                HOST,
+                UPGRADE,
+                CONNECTION,
+                KEY,
+                "Sec-WebSocket-Version: 8",
+            ]),
+            426,
+        ),
+        (
+            "head over the limit",
+            head(&[
+                "GET / HTTP/1.1",
+                HOST,
+                UPGRADE,
+                CONNECTION,
+                KEY,
+                VERSION,
+                &format!("X-Padding: {}", "a".repeat(9000)),
+            ]),
+            431,
+        ),
+    ];
+    for (name, request, status) in table {
+        let answer = http_exchange(addr, request);
+        assert_eq!(answer.status, *status, "{name}: {}", answer.head);
+        assert_eq!(
+            answer.header("Connection").map(|c| c.contains("close")),
+            Some(true),
+            "{name}"
+        );
+        if *status == 426 {
+            assert_eq!(answer.header("Sec-WebSocket-Version"), Some("13"), "{name}");
+            assert_eq!(answer.header("Upgrade"), Some("websocket"), "{name}");
+        }
+        if *status == 405 {
+            assert_eq!(answer.header("Allow"), Some("GET"), "{name}");
+        }
+        let length: usize = answer.header("Content-Length").unwrap().parse().unwrap();
+        assert_eq!(answer.body.len(), length, "{name}");
+    }
+    // A connection opened after the last answer is served in a later loop turn, so its pong
+    // comes after every counter above was published.
+    let mut client = Client::connect(addr);
+    client.sync();
+    let stats = handle.stats();
+    assert_eq!(stats.upgraded, 1);
+    // The plain GET without `Upgrade` went to `on_http`; the others were refused.
+    assert_eq!(stats.http_requests, 1);
+    assert_eq!(stats.rejected, table.len() as u64 - 1);
+    drop(client);
+    handle.shutdown();
+    running.join();
+}
+
+#[test]
+fn plain_get_is_answered_by_on_http() {
+    let (running, addr) = start(test_config(), Echo);
+    let handle = running.handle();
+    let answer = http_exchange(addr, &head(&["GET / HTTP/1.1", HOST]));
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert_eq!(
+        answer.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(answer.body, ECHO_PAGE.as_bytes());
+    let answer = http_exchange(addr, &head(&["GET /missing HTTP/1.1", HOST]));
+    assert_eq!(answer.status, 404, "{}", answer.head);
+    handle.shutdown();
+    running.join();
+
+    // The default `on_http` asks for an upgrade.
+    let (running, addr) = start(test_config(), Plain);
+    let handle = running.handle();
+    let answer = http_exchange(addr, &head(&["GET / HTTP/1.1", HOST]));
+    assert_eq!(answer.status, 426, "{}", answer.head);
+    assert_eq!(answer.header("Upgrade"), Some("websocket"));
+    assert_eq!(answer.header("Sec-WebSocket-Version"), Some("13"));
+    handle.shutdown();
+    running.join();
+}
+
+#[test]
+fn handler_refuses_an_origin_with_403() {
+    let (running, addr) = start(test_config(), OriginCheck);
+    let handle = running.handle();
+    let evil = head(&[
+        "GET / HTTP/1.1",
+        HOST,
+        UPGRADE,
+        CONNECTION,
+        KEY,
+        VERSION,
+        "Origin: https://evil.example",
+    ]);
+    let answer = http_exchange(addr, &evil);
+    assert_eq!(answer.status, 403, "{}", answer.head);
+    assert_eq!(answer.body, b"forbidden\n");
+
+    let good = Request {
+        origin: Some("https://good.example".to_owned()),
+        ..Request::default()
+    };
+    let mut client = Client::connect_with(addr, &good).unwrap();
+    client.send(Message::Binary(b"ok")).unwrap();
+    assert_eq!(client.recv().unwrap(), OwnedEvent::Binary(b"ok".to_vec()));
+    drop(client);
+    let stats = handle.stats();
+    assert_eq!((stats.rejected, stats.upgraded), (1, 1));
+    handle.shutdown();
+    running.join();
+}
+
+#[test]
+fn frames_pipelined_behind_the_request_are_echoed() {
+    let (running, addr) = start(test_config(), Echo);
+    let handle = running.handle();
+    let mut trailing = client_frame(true, OpCode::Text, b"first");
+    trailing.extend(client_frame(true, OpCode::Binary, &[1, 2, 3]));
+    // A fragmented message and a ping in the same write.
+    trailing.extend(client_frame(false, OpCode::Text, b"frag"));
+    trailing.extend(client_frame(true, OpCode::Ping, b"p"));
+    trailing.extend(client_frame(true, OpCode::Continuation, b"mented"));
+    let request = Request {
+        trailing,
+        ..Request::default()
+    };
+    let mut client = Client::connect_with(addr, &request).unwrap();
+    assert_eq!(client.recv().unwrap(), OwnedEvent::text("first"));
+    assert_eq!(client.recv().unwrap(), OwnedEvent::Binary(vec![1, 2, 3]));
+    assert_eq!(client.recv().unwrap(), OwnedEvent::Pong(b"p".to_vec()));
+    assert_eq!(client.recv().unwrap(), OwnedEvent::text("fragmented"));
+    drop(client);
+    handle.shutdown();
+    running.join();
+}
