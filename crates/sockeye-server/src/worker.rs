@@ -20,6 +20,8 @@ use crate::handler::{CloseReason, ConnId, Handler, Outbox, Timeout};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
+/// Capacity the cork buffer keeps between turns.
+const CORK_KEEP: usize = 256 << 10;
 /// Connections accepted per listener per loop turn before others get their turn.
 const ACCEPT_BUDGET: usize = 256;
 
@@ -410,12 +412,20 @@ impl<H: Handler> Worker<H> {
         };
         slot.proto.poll_transmit(target);
         let result = if slot.queue.is_empty() {
+            if self.cork.is_empty() {
+                // Nothing to say: no write syscall.
+                return self.after_write(idx);
+            }
             let result = write_once(&mut slot.stream, &self.cork);
             if let Ok(n) = result {
                 self.stats.bytes_out += n as u64;
                 slot.queue.extend_from_slice(&self.cork[n..]);
             }
             self.cork.clear();
+            if self.cork.capacity() > CORK_KEEP {
+                // A huge message passed through: do not hold its size for ever.
+                self.cork.shrink_to(CORK_KEEP);
+            }
             result.map(|_| ())
         } else {
             slot.queue.extend_from_slice(&self.cork);
