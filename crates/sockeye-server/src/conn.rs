@@ -202,3 +202,18 @@ impl Sink for ConnSink<'_> {
         self.queue.len() + self.cork.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_connection_is_small() {
+        // The per-connection footprint in the worker's slab (the kernel's socket comes on top).
+        let size = size_of::<Option<Slot<()>>>();
+        println!("slot: {size} bytes, protocol state: {} bytes", size_of::<Proto>());
+        // A guard against growth (360 bytes today; tick timestamps and a shared protocol config
+        // would bring it under 256).
+        assert!(size <= 384, "slot grew to {size} bytes");
+    }
+}
