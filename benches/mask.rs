@@ -1,1 +1,46 @@
-fn main() {}
+//! In-place (un)masking: the word-wide `apply_mask`, its bytewise twin, and `memcpy` of the same
+//! length as the ceiling (one read and one write of every byte, like masking in place).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sockeye_proto::mask::{apply_mask, apply_mask_bytewise};
+
+const SIZES: [usize; 5] = [0, 125, 1024, 64 * 1024, 1024 * 1024];
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+fn apply(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mask/apply");
+    for len in SIZES {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        let mut fast = data.clone();
+        let mut slow = data.clone();
+        apply_mask(&mut fast, KEY, 0);
+        apply_mask_bytewise(&mut slow, KEY, 0);
+        assert_eq!(fast, slow, "len {len}");
+
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_with_input(BenchmarkId::new("fast", len), &len, |b, _| {
+            b.iter(|| apply_mask(black_box(&mut fast), black_box(KEY), 0));
+        });
+        group.bench_with_input(BenchmarkId::new("bytewise", len), &len, |b, _| {
+            b.iter(|| apply_mask_bytewise(black_box(&mut slow), black_box(KEY), 0));
+        });
+        let mut dst = vec![0u8; len];
+        group.bench_with_input(BenchmarkId::new("memcpy", len), &len, |b, _| {
+            b.iter(|| black_box(&mut dst).copy_from_slice(black_box(&data)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
+    targets = apply
+}
+criterion_main!(benches);
