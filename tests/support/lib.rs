@@ -2,6 +2,8 @@
 
 pub mod client;
 pub mod engine;
+pub mod interop;
+pub mod json;
 pub mod pair;
 pub mod vectors;
 pub mod wire;

@@ -10,10 +10,12 @@
 //! ```
 //!
 //! Modules: [`url`] (ws:// parsing), [`units`] (sizes, seconds), [`sys`] (entropy, fd limit),
-//! [`payload`] (stamped messages and their check), [`client`] (one connection), [`engine`] (one
-//! thread's event loop), [`report`] (counts and output).
+//! [`payload`] (stamped messages and their check), [`deflate`] (the permessage-deflate offer and
+//! the check of the answer), [`client`] (one connection), [`engine`] (one thread's event loop),
+//! [`report`] (counts and output).
 
 mod client;
+mod deflate;
 mod engine;
 mod payload;
 mod report;
@@ -45,6 +47,7 @@ Start an echo server first (for example `sockeye serve` in another terminal), th
   sockeye load echo --url ws://127.0.0.1:9001/ --connections 100 --in-flight 8 --size 4KiB
   sockeye load latency --connections 10 --duration 5
   ulimit -n 20000; sockeye load connect --connections 10000 --hold 5
+  sockeye load echo --deflate --text --size 4KiB   (against `sockeye serve --deflate`)
 
 Every echo is checked byte for byte; the command exits non-zero when any echo differs, any
 connection fails, or nothing comes back. Use --json for a machine-readable summary.";
@@ -110,7 +113,8 @@ struct MessageArgs {
     /// Payload bytes per message; suffixes KiB, MiB, GiB (powers of 1024), e.g. 4KiB.
     #[arg(short, long, default_value = "16", value_parser = units::parse_size, value_name = "BYTES")]
     size: usize,
-    /// Send text messages (ASCII) instead of binary.
+    /// Send text messages (ASCII) instead of binary; with --deflate, JSON-like quotes (so that
+    /// compression has something to find) instead of random letters.
     #[arg(long)]
     text: bool,
     /// Seconds to measure, after the warmup.
@@ -138,6 +142,45 @@ struct CommonArgs {
     /// Print the summary as one line of JSON on stdout instead of the human line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    deflate: DeflateArgs,
+}
+
+/// permessage-deflate options of every mode.
+#[derive(Debug, clap::Args)]
+struct DeflateArgs {
+    /// Offer permessage-deflate (RFC 7692). A server that declines gets uncompressed traffic;
+    /// the summary says how many connections negotiated it.
+    #[arg(long)]
+    deflate: bool,
+    /// Compression level of our messages, 0 (store) to 9 (smallest).
+    #[arg(
+        long,
+        default_value_t = 6,
+        value_parser = clap::value_parser!(u32).range(0..=9),
+        requires = "deflate",
+        value_name = "LEVEL",
+    )]
+    deflate_level: u32,
+    /// Messages shorter than this many bytes are sent uncompressed (0: every message is
+    /// compressed).
+    #[arg(
+        long,
+        default_value = "0",
+        value_parser = units::parse_size,
+        requires = "deflate",
+        value_name = "BYTES",
+    )]
+    deflate_threshold: usize,
+    /// Window bits of our compressor (offered as client_max_window_bits), 9 to 15.
+    #[arg(
+        long,
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u8).range(9..=15),
+        requires = "deflate",
+        value_name = "BITS",
+    )]
+    deflate_window_bits: u8,
 }
 
 /// Which measurement.
@@ -165,6 +208,8 @@ struct Plan {
     concurrency: usize,
     hold: Duration,
     json: bool,
+    /// The permessage-deflate offer, when `--deflate` was given.
+    deflate: Option<deflate::Offer>,
 }
 
 /// The handshakes in flight at most while echo and latency runs connect (connect mode has
@@ -218,6 +263,13 @@ impl Plan {
         }
         let url = WsUrl::parse(&common.url)?;
         let addr = url.resolve()?;
+        let deflate = common.deflate.deflate.then(|| {
+            deflate::Offer::new(
+                common.deflate.deflate_level,
+                common.deflate.deflate_threshold,
+                common.deflate.deflate_window_bits,
+            )
+        });
         Ok(Plan {
             mode,
             url_text: common.url,
@@ -233,6 +285,7 @@ impl Plan {
             concurrency: MESSAGE_MODE_CONCURRENCY,
             hold: Duration::ZERO,
             json: common.json,
+            deflate: deflate.transpose()?,
         })
     }
 

@@ -13,13 +13,15 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use sockeye_deflate::PerMessageDeflate;
 use sockeye_proto::handshake::{ClientRequest, ResponseError, WriteError, parse_response};
 use sockeye_proto::{
-    CloseCode, Config, Connection, Event, NoExtension, ProtocolError, SendError, State, Status,
+    CloseCode, Config, Connection, Event, NegotiationError, ProtocolError, SendError, State, Status,
 };
 
+use super::deflate;
 use super::payload::{Mismatch, Payload};
-use super::report::Stats;
+use super::report::{Stats, Traffic};
 use super::url::WsUrl;
 
 /// Reads per connection per loop turn before the engine serves the others.
@@ -52,6 +54,13 @@ pub(super) enum Fail {
     Request(WriteError),
     /// The server's answer to the upgrade was refused.
     Handshake(ResponseError),
+    /// The server's permessage-deflate answer is not one our offer allows.
+    Deflate {
+        /// What is wrong with it.
+        error: NegotiationError,
+        /// The server's `Sec-WebSocket-Extensions` value.
+        answer: String,
+    },
     /// The server closed TCP before answering the upgrade.
     HandshakeEof,
     /// No 101 within the handshake timeout.
@@ -75,6 +84,11 @@ impl fmt::Display for Fail {
             Fail::Io(e) => write!(f, "socket: {e}"),
             Fail::Request(e) => write!(f, "upgrade request: {e}"),
             Fail::Handshake(e) => write!(f, "handshake: {e}"),
+            Fail::Deflate { error, answer } => write!(
+                f,
+                "handshake: refused the server's permessage-deflate answer \
+                 `Sec-WebSocket-Extensions: {answer}`: {error}"
+            ),
             Fail::HandshakeEof => f.write_str("handshake: the server closed the connection"),
             Fail::HandshakeTimeout => f.write_str("handshake: no answer in time"),
             Fail::Eof => f.write_str("the server closed TCP without a close frame"),
@@ -122,6 +136,8 @@ pub(super) struct Ctx<'a> {
     pub(super) window: Window,
     /// The URL (for the upgrade request and its check).
     pub(super) url: &'a WsUrl,
+    /// The `Sec-WebSocket-Extensions` offer of the upgrade request (empty for none).
+    pub(super) offer: &'a str,
 }
 
 /// What one turn on a connection produced.
@@ -156,6 +172,8 @@ struct Flow {
     sent: u64,
     /// Stamp and send time of each message not yet echoed, oldest first.
     outstanding: VecDeque<(u64, Instant)>,
+    /// Bytes on the wire and in messages, both ways.
+    traffic: Traffic,
 }
 
 /// One connection.
@@ -164,7 +182,7 @@ pub(super) struct Client {
     stream: TcpStream,
     phase: Phase,
     key: [u8; 24],
-    ws: Connection,
+    ws: Connection<PerMessageDeflate>,
     /// Unconsumed input, put in front of the next read: a partial response head, then at most
     /// a frame header or a control frame.
     carry: Vec<u8>,
@@ -188,7 +206,7 @@ impl Client {
         addr: SocketAddr,
         id: u64,
         key: [u8; 24],
-        ws: Connection,
+        ws: Connection<PerMessageDeflate>,
         registry: &Registry,
         token: Token,
     ) -> Result<Self, Fail> {
@@ -211,6 +229,7 @@ impl Client {
                 id,
                 sent: 0,
                 outstanding: VecDeque::new(),
+                traffic: Traffic::default(),
             },
             close_echoed: false,
         })
@@ -231,6 +250,11 @@ impl Client {
         self.close_echoed
     }
 
+    /// The bytes this connection wrote and read, on the wire and in messages.
+    pub(super) fn traffic(&self) -> Traffic {
+        self.flow.traffic
+    }
+
     /// Serves a readiness event (or a turn left over from the read budget).
     ///
     /// # Errors
@@ -246,7 +270,7 @@ impl Client {
         match self.phase {
             Phase::Connecting => {
                 if self.is_connected()? {
-                    self.queue_request(ctx.url)?;
+                    self.queue_request(ctx.url, ctx.offer)?;
                     self.phase = Phase::Handshaking;
                     self.flush()?;
                 }
@@ -324,11 +348,14 @@ impl Client {
         }
     }
 
-    fn queue_request(&mut self, url: &WsUrl) -> Result<(), Fail> {
-        let request = ClientRequest::new(&url.authority, &url.target, &self.key);
+    fn queue_request(&mut self, url: &WsUrl, offer: &str) -> Result<(), Fail> {
+        let request = ClientRequest {
+            extensions: offer.as_bytes(),
+            ..ClientRequest::new(&url.authority, &url.target, &self.key)
+        };
         let start = self.out.len();
-        self.out
-            .resize(start + 256 + url.authority.len() + url.target.len(), 0);
+        let room = 256 + url.authority.len() + url.target.len() + offer.len();
+        self.out.resize(start + room, 0);
         let len = request
             .encode(&mut self.out[start..])
             .map_err(Fail::Request)?;
@@ -350,7 +377,10 @@ impl Client {
                 Io::Eof => return Err(Fail::HandshakeEof),
                 Io::Blocked => return Ok(false),
             };
-            let request = ClientRequest::new(&ctx.url.authority, &ctx.url.target, &self.key);
+            let request = ClientRequest {
+                extensions: ctx.offer.as_bytes(),
+                ..ClientRequest::new(&ctx.url.authority, &ctx.url.target, &self.key)
+            };
             let head = &rbuf[..len];
             match parse_response(head, &Default::default(), &request).map_err(Fail::Handshake)? {
                 Status::Incomplete { .. } if len <= MAX_RESPONSE_HEAD => {
@@ -363,6 +393,13 @@ impl Client {
                     )));
                 }
                 Status::Complete(response) => {
+                    let answer = response.extensions;
+                    let negotiated =
+                        deflate::accept(&mut self.ws, answer).map_err(|error| Fail::Deflate {
+                            error,
+                            answer: answer.to_owned(),
+                        })?;
+                    ctx.stats.deflate_negotiated += u64::from(negotiated);
                     let now = Instant::now();
                     self.phase = Phase::Open;
                     turn.established = true;
@@ -420,6 +457,7 @@ impl Client {
             match self.stream.read(&mut rbuf[carried..]) {
                 Ok(0) => return Ok(Io::Eof),
                 Ok(n) => {
+                    self.flow.traffic.wire_read += n as u64;
                     return Ok(Io::Data {
                         len: carried + n,
                         full: carried + n == rbuf.len(),
@@ -463,8 +501,14 @@ impl Client {
                 continue;
             };
             match event {
-                Event::Text(text) => flow.on_echo(text.as_bytes(), true, now, ws, out, ctx)?,
-                Event::Binary(bytes) => flow.on_echo(bytes, false, now, ws, out, ctx)?,
+                Event::Text(text) => {
+                    flow.traffic.payload_received += text.len() as u64;
+                    flow.on_echo(text.as_bytes(), true, now, ws, out, ctx)?;
+                }
+                Event::Binary(bytes) => {
+                    flow.traffic.payload_received += bytes.len() as u64;
+                    flow.on_echo(bytes, false, now, ws, out, ctx)?;
+                }
                 Event::Ping(_) | Event::Pong(_) => {}
                 Event::Close(_) if *phase == Phase::Closing => *close_echoed = true,
                 Event::Close(frame) => {
@@ -484,6 +528,7 @@ impl Client {
                 Ok(0) => return Err(Fail::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     self.out_pos += n;
+                    self.flow.traffic.wire_written += n as u64;
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -506,7 +551,7 @@ impl Flow {
         got: &[u8],
         got_text: bool,
         now: Instant,
-        ws: &mut Connection,
+        ws: &mut Connection<PerMessageDeflate>,
         out: &mut Vec<u8>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), Fail> {
@@ -532,22 +577,30 @@ impl Flow {
     fn send_next(
         &mut self,
         now: Instant,
-        ws: &mut Connection,
+        ws: &mut Connection<PerMessageDeflate>,
         out: &mut Vec<u8>,
         payload: &mut Payload,
     ) -> Result<(), Fail> {
         let value = Payload::stamp_value(self.id, self.sent);
         payload.send(value, ws, out).map_err(Fail::Send)?;
+        self.traffic.payload_sent += payload.len() as u64;
         self.sent += 1;
         self.outstanding.push_back((value, now));
         Ok(())
     }
 }
 
-/// A client-role state machine: no extension, limits raised to fit `size`-byte echoes.
-pub(super) fn new_connection(size: usize, mask_seed: u64) -> Connection {
+/// A client-role state machine with `ext` (unnegotiated until the server's answer; it stays
+/// inert without `--deflate`), limits raised to fit `size`-byte echoes.
+pub(super) fn new_connection(
+    size: usize,
+    ext: PerMessageDeflate,
+    mask_seed: u64,
+) -> Connection<PerMessageDeflate> {
     let mut config = Config::default();
     config.max_message_size = config.max_message_size.max(size);
-    config.max_frame_size = config.max_frame_size.max(size as u64);
-    Connection::client(config, NoExtension, mask_seed)
+    // A compressed echo of incompressible bytes is a little longer than the message.
+    let frame = size as u64 + (size as u64 >> 8) + 1024;
+    config.max_frame_size = config.max_frame_size.max(frame);
+    Connection::client(config, ext, mask_seed)
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
+use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
 use sockeye_proto::handshake::encode_key;
 
 use super::client::{self, Client, Ctx, Fail, Phase, Window};
@@ -161,7 +162,7 @@ impl<'a> Engine<'a> {
             again: Vec::new(),
             ready: Vec::new(),
             rbuf: vec![0; READ_BUF],
-            payload: Payload::new(plan.size, plan.text, seed),
+            payload: Payload::new(plan.size, plan.text, plan.deflate.is_some(), seed),
             stats: Stats::new()?,
             entropy,
             window: Window::closed(Instant::now()),
@@ -203,7 +204,11 @@ impl<'a> Engine<'a> {
         nonce16.copy_from_slice(nonce);
         let mut seed8 = [0u8; 8];
         seed8.copy_from_slice(seed);
-        let ws = client::new_connection(self.plan.size, u64::from_le_bytes(seed8));
+        let ext = match &self.plan.deflate {
+            Some(offer) => offer.extension(),
+            None => PerMessageDeflate::client(DeflateConfig::default()),
+        };
+        let ws = client::new_connection(self.plan.size, ext, u64::from_le_bytes(seed8));
         let id = self.share.first_id + index as u64;
         let registry = self.poll.registry();
         match Client::connect(
@@ -362,6 +367,7 @@ impl<'a> Engine<'a> {
             stats: &mut self.stats,
             window: self.window,
             url: &self.plan.url,
+            offer: self.plan.deflate.as_ref().map_or("", |o| o.header()),
         };
         match client.on_ready(readable, &mut self.rbuf, &mut ctx) {
             Ok(turn) => {
@@ -417,6 +423,7 @@ impl<'a> Engine<'a> {
         if client.phase() == Phase::Closing && client.close_echoed() {
             self.stats.closed_clean += 1;
         }
+        self.stats.traffic.add(client.traffic());
         client.deregister(self.poll.registry());
         self.account(Some(client.phase()), None);
     }

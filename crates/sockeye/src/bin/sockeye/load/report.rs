@@ -11,6 +11,39 @@ use super::{Mode, Plan};
 /// The largest time a histogram records, in nanoseconds (60 s); longer values saturate.
 const HIST_MAX_NS: u64 = 60_000_000_000;
 
+/// Bytes a connection moved, on the wire (everything written to and read from the socket: the
+/// upgrade, frame headers, compressed payloads, closes) and in messages (payloads as the
+/// application sees them), over the whole run (warmup and drain included).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Traffic {
+    /// Bytes written to sockets.
+    pub(super) wire_written: u64,
+    /// Bytes read from sockets.
+    pub(super) wire_read: u64,
+    /// Payload bytes of the messages sent.
+    pub(super) payload_sent: u64,
+    /// Payload bytes of the messages received.
+    pub(super) payload_received: u64,
+}
+
+impl Traffic {
+    /// Adds another connection's bytes.
+    pub(super) fn add(&mut self, other: Traffic) {
+        self.wire_written += other.wire_written;
+        self.wire_read += other.wire_read;
+        self.payload_sent += other.payload_sent;
+        self.payload_received += other.payload_received;
+    }
+
+    /// Payload bytes per wire byte, both directions together (above 1 when compression pays
+    /// off); `None` when no message moved.
+    pub(super) fn ratio(&self) -> Option<f64> {
+        let payload = self.payload_sent + self.payload_received;
+        let wire = self.wire_written + self.wire_read;
+        (payload > 0 && wire > 0).then(|| payload as f64 / wire as f64)
+    }
+}
+
 /// One thread's counts; merged into the run's at the end.
 #[derive(Debug)]
 pub(super) struct Stats {
@@ -44,6 +77,10 @@ pub(super) struct Stats {
     pub(super) rtt: Histogram<u64>,
     /// Handshake times (TCP connect to the 101) in nanoseconds.
     pub(super) handshake: Histogram<u64>,
+    /// Connections on which permessage-deflate was negotiated.
+    pub(super) deflate_negotiated: u64,
+    /// Bytes moved by the connections, added up as each is dropped.
+    pub(super) traffic: Traffic,
 }
 
 impl Stats {
@@ -71,6 +108,8 @@ impl Stats {
             first_mismatch: None,
             rtt: hist()?,
             handshake: hist()?,
+            deflate_negotiated: 0,
+            traffic: Traffic::default(),
         })
     }
 
@@ -99,6 +138,8 @@ impl Stats {
         self.closing += other.closing;
         self.first_error = self.first_error.take().or(other.first_error);
         self.first_mismatch = self.first_mismatch.take().or(other.first_mismatch);
+        self.deflate_negotiated += other.deflate_negotiated;
+        self.traffic.add(other.traffic);
         self.rtt
             .add(&other.rtt)
             .map_err(|e| format!("histogram: {e}"))?;
@@ -361,7 +402,39 @@ pub(super) fn human(plan: &Plan, stats: &Stats) -> String {
             stats.closing
         );
     }
+    let traffic = &stats.traffic;
+    let _ = write!(
+        line,
+        "; wire: {} written, {} read",
+        human_bytes(traffic.wire_written),
+        human_bytes(traffic.wire_read)
+    );
+    if let Some(ratio) = traffic.ratio() {
+        let _ = write!(line, " (payload/wire {ratio:.2})");
+    }
+    if plan.deflate.is_some() {
+        let _ = write!(
+            line,
+            "; permessage-deflate on {} of {} connections",
+            stats.deflate_negotiated, stats.established
+        );
+    }
     line
+}
+
+/// A byte count, written with a binary unit.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 fn mode_name(mode: Mode) -> &'static str {
@@ -420,6 +493,22 @@ pub(super) fn json(plan: &Plan, stats: &Stats) -> String {
             write_quantiles(&mut out, "rtt_us", &stats.rtt);
         }
     }
+    let traffic = &stats.traffic;
+    let _ = write!(
+        out,
+        ",\"deflate_offered\":{},\"deflate_negotiated\":{},\"wire_bytes_written\":{},\
+         \"wire_bytes_read\":{},\"payload_bytes_sent\":{},\"payload_bytes_received\":{},\
+         \"compression_ratio\":{}",
+        plan.deflate.is_some(),
+        stats.deflate_negotiated,
+        traffic.wire_written,
+        traffic.wire_read,
+        traffic.payload_sent,
+        traffic.payload_received,
+        traffic
+            .ratio()
+            .map_or_else(|| "null".to_owned(), |r| format!("{r:.4}")),
+    );
     let first = stats.first_mismatch.as_ref().or(stats.first_error.as_ref());
     let _ = write!(
         out,
@@ -476,6 +565,30 @@ mod tests {
             json_string("a\"b\\c\nd\u{1}é"),
             "\"a\\\"b\\\\c\\nd\\u0001é\""
         );
+    }
+
+    #[test]
+    fn byte_counts_pick_a_unit() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 << 20), "5.0 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn traffic_ratio() {
+        let mut total = Traffic::default();
+        assert_eq!(total.ratio(), None);
+        total.add(Traffic {
+            wire_written: 100,
+            wire_read: 100,
+            payload_sent: 400,
+            payload_received: 400,
+        });
+        total.add(total);
+        assert_eq!(total.wire_written, 200);
+        assert_eq!(total.ratio(), Some(4.0));
     }
 
     #[test]

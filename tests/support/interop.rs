@@ -1,0 +1,403 @@
+//! Real WebSocket clients against the engine (`tests/interop_*.rs`): where the clients that
+//! `.ci/interop-setup` installs live, an echo server with permessage-deflate that serves the demo
+//! page, running a client with a time limit, and reading the one JSON line it prints.
+//!
+//! A missing client fails the test when the `CI` environment variable is set, and skips it
+//! (with a message saying to run `bash .ci/interop-setup`) elsewhere.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sockeye::demo::DEMO_PAGE;
+use sockeye::proto::handshake::Head;
+use sockeye::proto::{Message, Request};
+use sockeye::server::{
+    Accept, Handler, HttpResponse, Outbox, Reject, Running, Server, ServerConfig,
+};
+use sockeye_deflate::DeflateConfig;
+
+pub use crate::json::Json;
+
+/// The Python `websockets` version `.ci/interop-setup` pins.
+pub const PYTHON_WEBSOCKETS: &str = "14.1";
+
+/// The Node `ws` version `.ci/interop-setup` pins.
+pub const NODE_WS: &str = "8.18.0";
+
+/// Where Debian's chromium package puts the browser.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where `.ci/interop-setup` installs the clients.
+pub fn install_dir() -> PathBuf {
+    repo_root().join("target").join("interop")
+}
+
+/// A client script under `tests/interop/`.
+pub fn script(name: &str) -> PathBuf {
+    repo_root().join("tests").join("interop").join(name)
+}
+
+/// The venv's Python with `websockets` at [`PYTHON_WEBSOCKETS`].
+///
+/// # Errors
+///
+/// What is missing.
+pub fn python_websockets() -> Result<PathBuf, String> {
+    let venv = install_dir().join("venv");
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        return Err(format!("no Python venv at {}", venv.display()));
+    }
+    let dist_info = format!("websockets-{PYTHON_WEBSOCKETS}.dist-info");
+    let lib = venv.join("lib");
+    let installed = fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|dir| dir.path().join("site-packages").join(&dist_info).exists());
+    if !installed {
+        return Err(format!(
+            "Python websockets {PYTHON_WEBSOCKETS} is not installed in {}",
+            venv.display()
+        ));
+    }
+    Ok(python)
+}
+
+/// `node` and the `node_modules` folder holding `ws` at [`NODE_WS`].
+///
+/// # Errors
+///
+/// What is missing.
+pub fn node_ws() -> Result<(PathBuf, PathBuf), String> {
+    let node = PathBuf::from("node");
+    let version = Command::new(&node).arg("--version").output();
+    if !version.is_ok_and(|out| out.status.success()) {
+        return Err("`node` is not on PATH".into());
+    }
+    let modules = install_dir().join("node").join("node_modules");
+    let manifest = fs::read_to_string(modules.join("ws").join("package.json")).unwrap_or_default();
+    if !manifest.contains(&format!("\"version\": \"{NODE_WS}\"")) {
+        return Err(format!(
+            "Node ws {NODE_WS} is not installed in {}",
+            modules.display()
+        ));
+    }
+    Ok((node, modules))
+}
+
+/// Debian's chromium.
+///
+/// # Errors
+///
+/// When it is not installed.
+pub fn chromium() -> Result<PathBuf, String> {
+    let path = PathBuf::from(CHROMIUM);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("{CHROMIUM} is missing (Debian package `chromium`)"))
+    }
+}
+
+/// The client, or `None` when the test should be skipped because it is missing.
+///
+/// # Panics
+///
+/// When it is missing and the `CI` environment variable is set: CI installs every client.
+pub fn found<T>(client: Result<T, String>) -> Option<T> {
+    match client {
+        Ok(client) => Some(client),
+        Err(missing) if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => {
+            panic!("{missing}: run `bash .ci/interop-setup` (CI runs it in .ci/test)")
+        }
+        Err(missing) => {
+            eprintln!("skipping: {missing}; run `bash .ci/interop-setup` to install it");
+            None
+        }
+    }
+}
+
+/// The echo handler of `sockeye serve` with its demo page: every message is sent back, the
+/// `echo` subprotocol is selected when offered, and `GET /` answers [`DEMO_PAGE`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DemoEcho;
+
+impl Handler for DemoEcho {
+    type Conn = ();
+
+    fn on_upgrade(&mut self, _req: &Request<'_>, accept: &mut Accept<'_>) -> Result<(), Reject> {
+        accept.select_protocol(&["echo"]);
+        Ok(())
+    }
+
+    fn on_message(&mut self, _conn: &mut (), msg: Message<'_>, out: &mut Outbox<'_>) {
+        let _ = out.send(msg);
+    }
+
+    fn on_http(&mut self, head: &Head<'_>) -> HttpResponse {
+        match (head.method, head.path) {
+            ("GET", "/") | ("GET", "/index.html") => {
+                HttpResponse::new(200, "text/html; charset=utf-8", DEMO_PAGE.as_bytes())
+            }
+            _ => HttpResponse::not_found(),
+        }
+    }
+}
+
+/// A running [`DemoEcho`] server on `127.0.0.1` with permessage-deflate on for every message
+/// (threshold 0); shut down on drop.
+#[derive(Debug)]
+pub struct EchoServer {
+    running: Option<Running>,
+    addr: SocketAddr,
+}
+
+impl EchoServer {
+    /// Starts one worker on a free port.
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot start.
+    pub fn start() -> EchoServer {
+        let mut config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.workers = 1;
+        config.shutdown_timeout = Duration::from_secs(2);
+        let mut deflate = DeflateConfig::default();
+        deflate.threshold = 0;
+        config.deflate = Some(deflate);
+        let server = Server::bind(config, DemoEcho).expect("bind the echo server");
+        let running = server.spawn().expect("spawn the echo server");
+        let addr = running.local_addrs()[0];
+        EchoServer {
+            running: Some(running),
+            addr,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://ADDR/echo`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/echo", self.addr)
+    }
+
+    /// `http://ADDR/`, the demo page.
+    pub fn http_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> sockeye::server::Stats {
+        self.running
+            .as_ref()
+            .map(|r| r.handle().stats())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.handle().shutdown();
+            running.join();
+        }
+    }
+}
+
+/// What a client process left behind.
+#[derive(Debug)]
+pub struct ClientRun {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl ClientRun {
+    /// The last line of stdout that is a JSON object, parsed.
+    ///
+    /// # Panics
+    ///
+    /// When there is none, or it is not valid JSON: the message shows both outputs.
+    pub fn json(&self) -> Json {
+        let line = self
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .unwrap_or_else(|| panic!("the client printed no JSON line\n{self}"));
+        Json::parse(line).unwrap_or_else(|e| panic!("bad JSON from the client ({e})\n{self}"))
+    }
+}
+
+impl std::fmt::Display for ClientRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "client exit: {} after {:.1?}\n--- stdout\n{}--- stderr\n{}---",
+            self.status, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `command` to its end, with stdin closed and both outputs captured, killing it (by its
+/// PID) when it runs past `limit`.
+///
+/// # Panics
+///
+/// When it cannot start or runs past `limit` (with what it printed so far).
+pub fn run_client(mut command: Command, limit: Duration) -> ClientRun {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let stdout = read_in_background(child.stdout.take());
+    let stderr = read_in_background(child.stderr.take());
+    // stdout reaches its end when the process exits (the clients start no children).
+    let out = stdout.recv_timeout(limit);
+    if out.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = stdout
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_default();
+        let err = stderr
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_default();
+        panic!("{command:?} ran past {limit:?}\n--- stdout\n{out}--- stderr\n{err}---");
+    }
+    let status = child.wait().expect("wait for the client");
+    ClientRun {
+        status,
+        stdout: out.unwrap_or_default(),
+        stderr: stderr.recv_timeout(limit).unwrap_or_default(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Reads a pipe to its end on a thread; the text arrives on the channel.
+fn read_in_background(pipe: Option<impl std::io::Read + Send + 'static>) -> mpsc::Receiver<String> {
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        let _ = send.send(String::from_utf8_lossy(&bytes).into_owned());
+    });
+    receive
+}
+
+/// A process started in its own process group, killed with that whole group (`kill -KILL
+/// -PID`) on drop: a browser and the helpers it forks.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    child: Child,
+}
+
+impl ProcessGroup {
+    /// Starts `command` as the leader of a new process group.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot start.
+    pub fn spawn(mut command: Command) -> std::io::Result<ProcessGroup> {
+        use std::os::unix::process::CommandExt as _;
+        let child = command.process_group(0).spawn()?;
+        Ok(ProcessGroup { child })
+    }
+
+    /// The leader's PID (also the group's id).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the leader has exited (its status, if so).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh, empty directory under the system's temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `<tmp>/sockeye-<label>-<pid>-<nanos>`.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be created.
+    pub fn new(label: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path =
+            std::env::temp_dir().join(format!("sockeye-{label}-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir { path }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Asserts that every check of a client's results for one run is `true`.
+///
+/// # Panics
+///
+/// Naming the failed checks, with the whole result line.
+pub fn assert_checks(run: &Json, name: &str, checks: &[&str], whole: &ClientRun) {
+    let failed: Vec<&str> = checks
+        .iter()
+        .copied()
+        .filter(|check| run.get(check).as_bool() != Some(true))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{name}: checks failed: {failed:?}; error: {:?}\n{whole}",
+        run.get("error")
+    );
+}
