@@ -1,6 +1,6 @@
 //! The HTTP/1.1 head grammar shared by requests and responses (RFC 7230 §3).
 
-use memchr::memchr;
+use memchr::{memchr, memchr_iter, memmem};
 
 use super::{HandshakeError, Limits};
 use crate::extension::is_tchar;
@@ -90,7 +90,7 @@ pub(crate) fn scan_headers<'b>(
         if count > limits.max_headers {
             return Err(HandshakeError::TooManyHeaders);
         }
-        let (name, value) = split_header(line)?;
+        let (name, value) = split_header(line, true)?;
         on_header(name, value)?;
     }
 }
@@ -103,7 +103,7 @@ fn check_partial_header(partial: &[u8]) -> Result<(), HandshakeError> {
         return Ok(());
     }
     if memchr(b':', partial).is_some() {
-        return split_header(partial).map(|_| ());
+        return split_header(partial, true).map(|_| ());
     }
     if matches!(partial[0], b' ' | b'\t') {
         return Err(HandshakeError::ObsFold);
@@ -115,7 +115,9 @@ fn check_partial_header(partial: &[u8]) -> Result<(), HandshakeError> {
     }
 }
 
-fn split_header(line: &[u8]) -> Result<(&[u8], &[u8]), HandshakeError> {
+/// Splits `name: value`, checking the name (and the value unless the caller has checked every
+/// byte of the head already).
+fn split_header(line: &[u8], check_value: bool) -> Result<(&[u8], &[u8]), HandshakeError> {
     if matches!(line[0], b' ' | b'\t') {
         // "A server that receives an obs-fold in a request message ... MUST either reject the
         // message by sending a 400 (Bad Request)" (RFC 7230 §3.2.4).
@@ -137,6 +139,9 @@ fn split_header(line: &[u8]) -> Result<(&[u8], &[u8]), HandshakeError> {
     if name.is_empty() {
         return Err(HandshakeError::MalformedHeader);
     }
+    if !check_value {
+        return Ok((name, trim_ows(value)));
+    }
     if let Some(&bad) = value.iter().find(|&&b| !VALUE_BYTE[usize::from(b)]) {
         return Err(if bad == b'\r' {
             HandshakeError::BareCr
@@ -145,6 +150,52 @@ fn split_header(line: &[u8]) -> Result<(&[u8], &[u8]), HandshakeError> {
         });
     }
     Ok((name, trim_ows(value)))
+}
+
+/// The fast path: the length of a complete head at the start of `buf`, within the size limit,
+/// whose every byte is allowed where it stands (no controls but HTAB, every CR followed by LF,
+/// every LF preceded by CR). `None` sends the caller to the line-by-line path, which waits for
+/// more bytes or names the exact error.
+pub(crate) fn clean_head(buf: &[u8], limits: &Limits) -> Option<usize> {
+    let window = &buf[..buf.len().min(limits.max_head_len)];
+    let end = memmem::find(window, b"\r\n\r\n")? + 4;
+    let head = &buf[..end];
+    // One branch-free pass over adjacent pairs (the compiler vectorises it): a control byte
+    // other than HTAB, CR, LF, or a CR and an LF that are not a CRLF pair, marks the head
+    // unclean. `(a is CR) == (b is LF)` for every pair leaves neither a bare CR nor a bare LF.
+    let ctl = |b: u8| ((b < 0x20) & (b != b'\t') & (b != b'\r') & (b != b'\n')) | (b == 0x7f);
+    let unclean = head.iter().zip(&head[1..]).fold(false, |acc, (&a, &b)| {
+        acc | ((a == b'\r') ^ (b == b'\n')) | ctl(b)
+    });
+    let clean = !unclean && !ctl(head[0]) && head[0] != b'\n';
+    clean.then_some(end)
+}
+
+/// Scans the header lines of a head that [`clean_head`] accepted, from `start` (after the
+/// request line) to the blank line.
+pub(crate) fn scan_clean_headers<'b>(
+    head: &'b [u8],
+    start: usize,
+    limits: &Limits,
+    mut on_header: impl FnMut(&'b [u8], &'b [u8]) -> Result<(), HandshakeError>,
+) -> Result<(), HandshakeError> {
+    let mut pos = start;
+    let mut count = 0usize;
+    for lf in memchr_iter(b'\n', &head[start..]) {
+        let end = start + lf;
+        let line = &head[pos..end - 1];
+        pos = end + 1;
+        if line.is_empty() {
+            break;
+        }
+        count += 1;
+        if count > limits.max_headers {
+            return Err(HandshakeError::TooManyHeaders);
+        }
+        let (name, value) = split_header(line, false)?;
+        on_header(name, value)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {

@@ -143,6 +143,28 @@ fn parse_with<'b>(
     limits: &Limits,
     on_header: impl FnMut(&'b [u8], &'b [u8]) -> Result<(), HandshakeError>,
 ) -> Result<Status<Head<'b>>, HandshakeError> {
+    if let Some(len) = http::clean_head(buf, limits) {
+        // A clean head ends in CRLF CRLF, so the request line has its LF.
+        let lf = memchr(b'\n', buf).unwrap_or(len - 1);
+        let (method, path, minor_version) = parse_request_line(&buf[..lf - 1])?;
+        http::scan_clean_headers(&buf[..len], lf + 1, limits, on_header)?;
+        return Ok(Status::Complete(Head {
+            method,
+            path,
+            minor_version,
+            block: &buf[lf + 1..len],
+            len,
+        }));
+    }
+    parse_lines(buf, limits, on_header)
+}
+
+/// The line-by-line path: checks each line as it arrives, for incomplete or unclean heads.
+fn parse_lines<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    on_header: impl FnMut(&'b [u8], &'b [u8]) -> Result<(), HandshakeError>,
+) -> Result<Status<Head<'b>>, HandshakeError> {
     let (line, start) = match http::next_line(buf, 0, limits)? {
         Status::Complete(found) => found,
         Status::Incomplete { needed } => {
@@ -566,6 +588,35 @@ mod tests {
             parse_request(&text.as_bytes()[..40], &limits),
             Ok(Status::Incomplete { .. })
         ));
+    }
+
+    proptest::proptest! {
+        /// The fast path for clean, complete heads and the line-by-line path agree on every
+        /// input: valid requests with random bytes inserted, replaced or cut.
+        #[test]
+        fn fast_and_line_by_line_paths_agree(
+            edits in proptest::collection::vec(
+                (0usize..400, proptest::sample::select(b" \t\r\n:\x00\x7f\x80aA,;=\"".to_vec()), 0u8..3),
+                0..4,
+            ),
+            cut in 0usize..400,
+        ) {
+            let mut bytes = VALID.as_bytes().to_vec();
+            bytes.extend_from_slice(b"\x81\x85");
+            for (at, byte, kind) in edits {
+                let at = at % bytes.len();
+                match kind {
+                    0 => bytes.insert(at, byte),
+                    1 => bytes[at] = byte,
+                    _ => { bytes.remove(at); }
+                }
+            }
+            let bytes = &bytes[..cut.min(bytes.len())];
+            let limits = Limits::default();
+            let fast = parse_with(bytes, &limits, |_, _| Ok(()));
+            let slow = parse_lines(bytes, &limits, |_, _| Ok(()));
+            proptest::prop_assert_eq!(fast, slow);
+        }
     }
 
     #[test]
