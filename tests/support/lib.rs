@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests and benches of the sockeye workspace.
 
+pub mod autobahn;
+pub mod case_client;
 pub mod client;
 pub mod engine;
 pub mod interop;

@@ -571,7 +571,9 @@ impl<E: Extension> Connection<E> {
         };
     }
 
-    /// Appends `msg` as a frame to `out` (compressed when the extension chooses to).
+    /// Appends `msg` as a frame to `out` (compressed when the extension chooses to). Replies the
+    /// protocol owes (pongs) are appended first, so answers keep the order of the frames that
+    /// caused them.
     ///
     /// # Errors
     ///
@@ -581,6 +583,9 @@ impl<E: Extension> Connection<E> {
         if self.close_queued {
             return Err(SendError::Closed);
         }
+        // Replies owed for frames already read (pongs) leave before what the application sends
+        // in answer to later frames.
+        self.poll_transmit(out);
         let (opcode, payload) = match msg {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
@@ -621,6 +626,7 @@ impl<E: Extension> Connection<E> {
         if !rsv.is_subset_of(self.ext.rsv()) {
             return Err(SendError::UnclaimedRsv);
         }
+        self.poll_transmit(out);
         let opcode = if text { OpCode::Text } else { OpCode::Binary };
         let mask = self.next_mask();
         write_frame(out, opcode, rsv, payload, mask);

@@ -5,5 +5,6 @@
 
 pub mod demo;
 
+pub use sockeye_deflate as deflate;
 pub use sockeye_proto as proto;
 pub use sockeye_server as server;

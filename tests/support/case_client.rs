@@ -1,0 +1,177 @@
+//! A blocking WebSocket client on sockeye's client role (`Connection::client` with
+//! permessage-deflate, as `sockeye load` uses it), for driving the Autobahn fuzzing server.
+
+use std::io::{self, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use sockeye::deflate::{DeflateConfig, NAME, PerMessageDeflate};
+use sockeye::proto::extension::{ParamWriter, parse_offers};
+use sockeye::proto::handshake::{ClientRequest, Limits, encode_key, parse_response};
+use sockeye::proto::{Config, Connection, Event, Extension as _, Message, State, Status};
+
+/// One connection of the client role.
+#[derive(Debug)]
+pub struct CaseClient {
+    stream: TcpStream,
+    conn: Connection<PerMessageDeflate>,
+    input: Vec<u8>,
+    message: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// What a connection ended with.
+#[derive(Debug, Default)]
+pub struct Ending {
+    /// Text messages received (kept only when asked to).
+    pub texts: Vec<String>,
+    /// Whether the closing handshake finished before the server closed TCP.
+    pub closed_cleanly: bool,
+}
+
+impl CaseClient {
+    /// Connects to `path` and upgrades, offering permessage-deflate.
+    ///
+    /// # Errors
+    ///
+    /// Socket errors, and a refused or invalid upgrade (as `InvalidData`).
+    pub fn connect(addr: SocketAddr, path: &str, seed: u64) -> io::Result<CaseClient> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut deflate = DeflateConfig::default();
+        deflate.threshold = 0;
+        // Offer both client parameters, as browsers' peers expect: the server may then ask for a
+        // smaller window or no context takeover (Autobahn 13.2, 13.5, 13.6 do).
+        deflate.client_no_context_takeover = true;
+        let mut ext = PerMessageDeflate::client(deflate);
+        let mut params = [0u8; 128];
+        let mut writer = ParamWriter::new(&mut params);
+        ext.write_offer(&mut writer).map_err(invalid)?;
+        let offer = [NAME.as_bytes(), writer.as_bytes()].concat();
+        let key = encode_key(seed.to_le_bytes().repeat(2).try_into().unwrap_or([7; 16]));
+        let host = addr.to_string();
+        let request = ClientRequest {
+            extensions: &offer,
+            ..ClientRequest::new(&host, path, &key)
+        };
+        let mut head = vec![0u8; 1024];
+        let n = request.encode(&mut head).map_err(invalid)?;
+        stream.write_all(&head[..n])?;
+        let mut input = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let read = stream.read(&mut buf)?;
+            if read == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            input.extend_from_slice(&buf[..read]);
+            match parse_response(&input, &Limits::default(), &request).map_err(invalid)? {
+                Status::Incomplete { .. } => continue,
+                Status::Complete(response) => {
+                    for params in parse_offers(response.extensions) {
+                        ext.accept_response(&params.map_err(invalid)?)
+                            .map_err(invalid)?;
+                    }
+                    input.drain(..response.head_len);
+                    break;
+                }
+            }
+        }
+        let mut config = Config::default();
+        config.max_message_size = 64 << 20;
+        config.max_frame_size = 64 << 20;
+        config.max_fragments = 1 << 20;
+        Ok(CaseClient {
+            stream,
+            conn: Connection::client(config, ext, seed),
+            input,
+            message: Vec::new(),
+            out: Vec::new(),
+        })
+    }
+
+    /// Echoes every message back (when `echo`) until the connection closes, within `limit`.
+    ///
+    /// # Errors
+    ///
+    /// Socket errors other than the server closing TCP.
+    pub fn run(mut self, echo: bool, limit: Duration) -> io::Result<Ending> {
+        let deadline = Instant::now() + limit;
+        let mut ending = Ending::default();
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            self.drain_input(echo, &mut ending);
+            self.conn.poll_transmit(&mut self.out);
+            if !self.out.is_empty() {
+                // A server that already closed makes this fail; the close still ends the case.
+                if self.stream.write_all(&self.out).is_err() {
+                    return Ok(ending);
+                }
+                self.out.clear();
+            }
+            if self.conn.state() == State::Closed {
+                ending.closed_cleanly = !self.conn.is_timed_out();
+                // The server closes TCP first (RFC 6455 §7.1.1): wait for its FIN.
+                self.wait_for_eof(deadline.min(Instant::now() + Duration::from_secs(5)));
+                return Ok(ending);
+            }
+            if Instant::now() >= deadline {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Ok(ending),
+                Ok(n) => self.input.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(ending),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn drain_input(&mut self, echo: bool, ending: &mut Ending) {
+        let mut offset = 0;
+        let now = Instant::now();
+        while offset < self.input.len() {
+            let step = self
+                .conn
+                .handle_read(&mut self.input[offset..], &mut self.message, now);
+            let Ok(read) = step else {
+                // The close that fails the connection is queued; nothing more is read.
+                offset = self.input.len();
+                break;
+            };
+            offset += read.consumed;
+            let reply = match read.event {
+                Some(Event::Text(text)) => {
+                    if !echo {
+                        ending.texts.push(text.to_owned());
+                    }
+                    echo.then_some(Message::Text(text))
+                }
+                Some(Event::Binary(bytes)) => echo.then_some(Message::Binary(bytes)),
+                Some(_) => None,
+                None if read.consumed == 0 => break,
+                None => None,
+            };
+            if let Some(reply) = reply {
+                let _ = self.conn.send(reply, &mut self.out);
+            }
+        }
+        self.input.drain(..offset);
+    }
+
+    fn wait_for_eof(&mut self, deadline: Instant) {
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn invalid(err: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err.to_string())
+}
