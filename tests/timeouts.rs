@@ -36,10 +36,7 @@ fn slow_loris_handshake_is_dropped_after_the_handshake_timeout() {
     let n = stream.read(&mut buf).expect("EOF within 2 s");
     let elapsed = started.elapsed();
     assert_eq!(n, 0, "no answer to an unfinished request: {:?}", &buf[..n]);
-    assert!(
-        elapsed >= SHORT - EARLY,
-        "closed after {elapsed:?}"
-    );
+    assert!(elapsed >= SHORT - EARLY, "closed after {elapsed:?}");
     assert!(elapsed < SHORT + SLACK, "closed after {elapsed:?}");
     drop(stream);
     handle.shutdown();
@@ -69,10 +66,7 @@ fn idle_connection_is_pinged_and_stays_open_while_it_answers() {
             "round {round}"
         );
         let waited = last.elapsed();
-        assert!(
-            waited >= idle / 2 - EARLY,
-            "ping after {waited:?}"
-        );
+        assert!(waited >= idle / 2 - EARLY, "ping after {waited:?}");
         assert!(waited < idle / 2 + SLACK, "ping after {waited:?}");
         assert!(client.send_owed().unwrap(), "the pong is owed");
         last = Instant::now();
@@ -104,10 +98,7 @@ fn idle_connection_that_does_not_answer_is_closed_with_1001() {
     let (code, _) = client.recv_close();
     let elapsed = started.elapsed();
     assert_eq!(code, Some(1001));
-    assert!(
-        elapsed >= idle - EARLY,
-        "closed after {elapsed:?}"
-    );
+    assert!(elapsed >= idle - EARLY, "closed after {elapsed:?}");
     assert!(elapsed < idle + SLACK, "closed after {elapsed:?}");
     // The peer is unresponsive: the server does not wait for its close.
     client.expect_eof().unwrap();
@@ -133,10 +124,7 @@ fn unanswered_server_close_is_dropped_after_the_close_timeout() {
     // The client never answers the close.
     client.expect_eof().unwrap();
     let elapsed = started.elapsed();
-    assert!(
-        elapsed >= SHORT - EARLY,
-        "dropped after {elapsed:?}"
-    );
+    assert!(elapsed >= SHORT - EARLY, "dropped after {elapsed:?}");
     assert!(elapsed < SHORT + SLACK, "dropped after {elapsed:?}");
     assert_eq!(
         events.next_close(),

@@ -211,7 +211,10 @@ mod tests {
     fn an_idle_connection_is_small() {
         // The per-connection footprint in the worker's slab (the kernel's socket comes on top).
         let size = size_of::<Option<Slot<()>>>();
-        println!("slot: {size} bytes, protocol state: {} bytes", size_of::<Proto>());
+        println!(
+            "slot: {size} bytes, protocol state: {} bytes",
+            size_of::<Proto>()
+        );
         // A guard against growth (360 bytes today; tick timestamps and a shared protocol config
         // would bring it under 256).
         assert!(size <= 384, "slot grew to {size} bytes");
