@@ -183,7 +183,7 @@ pub fn parse_response<'b>(
     };
     let status = parse_status_line(line)?;
     let mut seen = Seen::default();
-    let head_len = match http::scan_headers(buf, start, limits, |n, v| seen.visit(n, v))
+    let head_len = match http::scan_headers(buf, start, limits, true, |n, v| seen.visit(n, v))
         .map_err(ResponseError::Http)?
     {
         Status::Complete(len) => len,

@@ -1,8 +1,8 @@
 //! The HTTP/1.1 upgrade handshake (RFC 6455 §4), for both roles.
 //!
-//! - [`parse_request`] scans a client's upgrade request with `memchr`, checks every rule of
-//!   §4.2.1 and returns views borrowed from the input; bytes after the head (frames a client
-//!   pipelined) stay in the caller's buffer at `Request::head_len()..`.
+//! - [`parse_request`] scans a client's upgrade request eight bytes at a time, checks every
+//!   rule of §4.2.1 and returns views borrowed from the input; bytes after the head (frames a
+//!   client pipelined) stay in the caller's buffer at `Request::head_len()..`.
 //! - [`Response`] writes the `101 Switching Protocols` answer into a caller buffer;
 //!   [`HandshakeError::response`] is the ready-made refusal for each error.
 //! - [`ClientRequest`] and [`parse_response`] are the client role (§4.1).
@@ -13,6 +13,7 @@ mod error;
 mod http;
 mod request;
 mod response;
+mod scan;
 
 pub use accept_key::{AcceptKey, GUID};
 pub use client::{ClientRequest, ResponseError, ServerResponse, encode_key, parse_response};

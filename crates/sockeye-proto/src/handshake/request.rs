@@ -1,10 +1,8 @@
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use memchr::memchr;
 
 use super::http::{self, Headers, TokenList};
-use super::{AcceptKey, HandshakeError, Limits};
-use crate::extension::{Offers, parse_offers};
+use super::{AcceptKey, HandshakeError, Limits, scan};
+use crate::extension::{Offers, is_tchar, parse_offers};
 use crate::status::Status;
 
 /// A validated HTTP/1.1 request head of any kind, borrowed from the input.
@@ -138,42 +136,52 @@ pub fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Status<Head<'b>>
     parse_with(buf, limits, |_, _| Ok(()))
 }
 
+/// The parser: each line is first tried by the word-at-a-time checks for clean, complete lines.
 fn parse_with<'b>(
     buf: &'b [u8],
     limits: &Limits,
     on_header: impl FnMut(&'b [u8], &'b [u8]) -> Result<(), HandshakeError>,
 ) -> Result<Status<Head<'b>>, HandshakeError> {
-    if let Some(len) = http::clean_head(buf, limits) {
-        // A clean head ends in CRLF CRLF, so the request line has its LF.
-        let lf = memchr(b'\n', buf).unwrap_or(len - 1);
-        let (method, path, minor_version) = parse_request_line(&buf[..lf - 1])?;
-        http::scan_clean_headers(&buf[..len], lf + 1, limits, on_header)?;
-        return Ok(Status::Complete(Head {
-            method,
-            path,
-            minor_version,
-            block: &buf[lf + 1..len],
-            len,
-        }));
-    }
-    parse_lines(buf, limits, on_header)
+    parse_lines_with(buf, limits, true, on_header)
 }
 
-/// The line-by-line path: checks each line as it arrives, for incomplete or unclean heads.
+/// The naive twin of [`parse_with`]: every line checked byte by byte, as it arrives.
+#[cfg(test)]
 fn parse_lines<'b>(
     buf: &'b [u8],
     limits: &Limits,
     on_header: impl FnMut(&'b [u8], &'b [u8]) -> Result<(), HandshakeError>,
 ) -> Result<Status<Head<'b>>, HandshakeError> {
-    let (line, start) = match http::next_line(buf, 0, limits)? {
-        Status::Complete(found) => found,
-        Status::Incomplete { needed } => {
-            check_partial_method(buf)?;
-            return Ok(Status::Incomplete { needed });
+    parse_lines_with(buf, limits, false, on_header)
+}
+
+fn parse_lines_with<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    fast: bool,
+    on_header: impl FnMut(&'b [u8], &'b [u8]) -> Result<(), HandshakeError>,
+) -> Result<Status<Head<'b>>, HandshakeError> {
+    let window = &buf[..buf.len().min(limits.max_head_len)];
+    let clean = if fast {
+        clean_request_line(window)
+    } else {
+        None
+    };
+    let (method, path, minor_version, start) = match clean {
+        Some(found) => found,
+        None => {
+            let (line, start) = match http::next_line(buf, 0, limits)? {
+                Status::Complete(found) => found,
+                Status::Incomplete { needed } => {
+                    check_partial_method(buf)?;
+                    return Ok(Status::Incomplete { needed });
+                }
+            };
+            let (method, path, minor_version) = parse_request_line(line)?;
+            (method, path, minor_version, start)
         }
     };
-    let (method, path, minor_version) = parse_request_line(line)?;
-    let len = match http::scan_headers(buf, start, limits, on_header)? {
+    let len = match http::scan_headers(buf, start, limits, fast, on_header)? {
         Status::Complete(len) => len,
         Status::Incomplete { needed } => return Ok(Status::Incomplete { needed }),
     };
@@ -186,11 +194,38 @@ fn parse_lines<'b>(
     }))
 }
 
+/// A request line that [`parse_request_line`] accepts, complete within `window`: a token, SP,
+/// a target of visible ASCII, SP, `HTTP/1.x` with `x >= 1`, CRLF. Returns the parts and the
+/// start of the next line; `None` declines the line to the bytewise checks.
+fn clean_request_line(window: &[u8]) -> Option<(&str, &str, u8, usize)> {
+    let method_len = window
+        .iter()
+        .take_while(|&&b| http::is_token_byte(b))
+        .count();
+    let target_end = scan::find(window, method_len + 1, scan::not_target)?;
+    let (method, sp, target) = (
+        &window[..method_len],
+        window.get(method_len)?,
+        &window[method_len + 1..target_end],
+    );
+    if method.is_empty() || *sp != b' ' || target.is_empty() || window[target_end] != b' ' {
+        return None;
+    }
+    let version = window.get(target_end + 1..target_end + 11)?;
+    let (b"HTTP/1.", &[minor @ b'1'..=b'9', b'\r', b'\n']) = version.split_at(7) else {
+        return None;
+    };
+    // One UTF-8 check for both: they are ASCII.
+    let text = core::str::from_utf8(&window[..target_end]).ok()?;
+    let (method, target) = (text.get(..method_len)?, text.get(method_len + 1..)?);
+    Some((method, target, minor - b'0', target_end + 11))
+}
+
 /// Rejects a partial request line whose method can no longer be a token.
 fn check_partial_method(buf: &[u8]) -> Result<(), HandshakeError> {
     let method = buf.split(|&b| b == b' ').next().unwrap_or_default();
     let method = method.strip_suffix(b"\r").unwrap_or(method);
-    if method.iter().all(|&b| crate::extension::is_tchar(b)) {
+    if method.iter().all(|&b| is_tchar(b)) {
         Ok(())
     } else if memchr(b'\r', method).is_some() {
         Err(HandshakeError::BareCr)
@@ -238,7 +273,8 @@ struct Upgrade<'b> {
 
 impl<'b> Upgrade<'b> {
     fn visit(&mut self, name: &'b [u8], value: &'b [u8]) -> Result<(), HandshakeError> {
-        let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
+        // Names are tokens, which `eq_folded` compares exactly.
+        let is = |expected: &str| http::eq_folded(name, expected.as_bytes());
         match name.len() {
             4 if is("host") => set_once(&mut self.host, value),
             6 if is("origin") => set_once(&mut self.origin, value),
@@ -317,7 +353,8 @@ pub fn parse_request<'b>(
     if upgrade.version != Some(b"13") {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    let text = |v: &'b [u8]| core::str::from_utf8(v).map_err(|_| HandshakeError::MalformedHeader);
+    let text = HeadText::new(&buf[..head.len]);
+    let text = |v: &'b [u8]| text.field(v).ok_or(HandshakeError::MalformedHeader);
     Ok(Status::Complete(Request {
         head,
         host: text(host)?,
@@ -326,10 +363,54 @@ pub fn parse_request<'b>(
     }))
 }
 
-/// Whether `key` is the padded base64 of exactly 16 bytes.
+/// The head as text, for the fields kept as `&str`: one UTF-8 check over the whole head (one
+/// call to `simdutf8` costs less than one `from_utf8` per field), and a check per field only
+/// when the head holds obs-text that is not UTF-8.
+struct HeadText<'b> {
+    head: &'b [u8],
+    text: Option<&'b str>,
+}
+
+impl<'b> HeadText<'b> {
+    fn new(head: &'b [u8]) -> Self {
+        let text = simdutf8::basic::from_utf8(head).ok();
+        HeadText { head, text }
+    }
+
+    /// `field`, a slice of the head, as text, or `None` when it is not UTF-8.
+    fn field(&self, field: &'b [u8]) -> Option<&'b str> {
+        // Its offset in the head; a field starts and ends next to ASCII bytes (`:`, OWS, CR),
+        // so it starts and ends on char boundaries of the head.
+        let start = (field.as_ptr() as usize).wrapping_sub(self.head.as_ptr() as usize);
+        let whole = self
+            .text
+            .and_then(|text| text.get(start..)?.get(..field.len()));
+        whole.or_else(|| core::str::from_utf8(field).ok())
+    }
+}
+
+/// The base64 alphabet (RFC 4648 §4).
+static BASE64: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
+        b += 1;
+    }
+    table
+};
+
+/// Whether `key` is the padded base64 of exactly 16 bytes: 22 characters of the alphabet, then
+/// `==`. 22 characters carry 132 bits; the last one's four spare bits must be zero (RFC 4648
+/// §3.5, canonical encoding), which leaves `A`, `Q`, `g` and `w`.
 pub(crate) fn is_valid_key(key: &[u8]) -> bool {
-    let mut raw = [0u8; 18];
-    key.len() == 24 && matches!(STANDARD.decode_slice(key, &mut raw), Ok(16))
+    let [data @ .., last, b'=', b'='] = key else {
+        return false;
+    };
+    key.len() == 24
+        && data.iter().fold(true, |ok, &b| ok & BASE64[usize::from(b)])
+        && matches!(last, b'A' | b'Q' | b'g' | b'w')
 }
 
 #[cfg(test)]
@@ -616,6 +697,62 @@ mod tests {
             let fast = parse_with(bytes, &limits, |_, _| Ok(()));
             let slow = parse_lines(bytes, &limits, |_, _| Ok(()));
             proptest::prop_assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn obs_text_that_is_not_utf8() {
+        // Latin-1 `é`: obs-text, allowed in any value, but not UTF-8.
+        let with_e9 = |text: String| -> Vec<u8> {
+            let byte = |b: u8| if b == b'~' { 0xe9 } else { b };
+            text.into_bytes().into_iter().map(byte).collect()
+        };
+        // In a value the engine does not keep as text: accepted.
+        let junk = with_e9(with_header("origin", "X-Junk: caf~\r\n"));
+        let req = parse_request(&junk, &Limits::default())
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(req.host(), "server.example.com");
+        assert_eq!(req.header("x-junk"), Some(&b"caf\xe9"[..]));
+        // In one it returns as `&str`: refused.
+        let bad_host = with_e9(with_header("host", "Host: caf~\r\n"));
+        let got = parse_request(&bad_host, &Limits::default());
+        assert_eq!(got, Err(HandshakeError::MalformedHeader));
+        // UTF-8 text is fine anywhere.
+        let utf8_host = with_header("host", "Host: caf\u{e9}\r\n");
+        assert_eq!(
+            parse(&utf8_host).unwrap().complete().unwrap().host(),
+            "caf\u{e9}"
+        );
+    }
+
+    /// The naive twin of [`is_valid_key`]: a base64 decode.
+    fn decodes_to_16_bytes(key: &[u8]) -> bool {
+        use base64::Engine as _;
+        let mut raw = [0u8; 18];
+        let decoded = base64::engine::general_purpose::STANDARD.decode_slice(key, &mut raw);
+        key.len() == 24 && matches!(decoded, Ok(16))
+    }
+
+    #[test]
+    fn key_check_agrees_with_a_decode() {
+        let key = *b"dGhlIHNhbXBsZSBub25jZQ==";
+        let mut valid = 0;
+        // Every byte at every position, and every length around 24.
+        for at in 0..key.len() {
+            for b in 0..=255u8 {
+                let mut k = key;
+                k[at] = b;
+                assert_eq!(is_valid_key(&k), decodes_to_16_bytes(&k), "{k:?}");
+                valid += usize::from(is_valid_key(&k));
+            }
+        }
+        // 64 characters at 21 places, 4 at the last, `=` only at its own two.
+        assert_eq!(valid, 21 * 64 + 4 + 2);
+        for len in 0..40 {
+            let k: Vec<u8> = key.iter().copied().cycle().take(len).collect();
+            assert_eq!(is_valid_key(&k), decodes_to_16_bytes(&k), "{k:?}");
         }
     }
 
