@@ -70,6 +70,101 @@ fn a_thousand_concurrent_connections_each_echo() {
     join_within(running, Duration::from_secs(5));
 }
 
+/// Connections of the ten-thousand test. The clients live in a child process (this test binary
+/// run again for [`child_clients`]): both ends in one process would pass the usual 20 000
+/// open-file limit.
+const MANY: usize = 10_000;
+
+/// Where the child finds the server.
+const ADDR_VAR: &str = "SOCKEYE_MANY_ADDR";
+
+#[test]
+fn ten_thousand_connections_from_another_process() {
+    let mut config = test_config();
+    config.workers = 2;
+    let (running, addr) = start(config, Echo);
+    let handle = running.handle();
+    let exe = std::env::current_exe().expect("this test binary");
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "child_clients",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ADDR_VAR, addr.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the client process");
+    let stdout = child.stdout.take().expect("child stdout");
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let ready = loop {
+        match lines.recv_timeout(Duration::from_secs(120)) {
+            // The harness prints `test child_clients ... ` on the same line first.
+            Ok(line) if line.contains("READY ") => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    let stats = handle.stats();
+    // Closing the child's stdin lets it drop its connections and exit.
+    drop(child.stdin.take());
+    let status = child.wait().expect("wait for the client process");
+    assert!(ready, "the client process did not open {MANY} connections");
+    assert!(status.success(), "the client process failed: {status}");
+    assert_eq!(stats.upgraded, MANY as u64);
+    assert_eq!(stats.connections_open, MANY as u64);
+    assert_eq!(stats.messages_in, MANY as u64);
+    handle.shutdown();
+    join_within(running, Duration::from_secs(10));
+}
+
+/// The client side of [`ten_thousand_connections_from_another_process`], run only by it.
+#[test]
+#[ignore = "the client process of ten_thousand_connections_from_another_process"]
+fn child_clients() {
+    let addr = std::env::var(ADDR_VAR)
+        .expect("run by ten_thousand_connections_from_another_process")
+        .parse()
+        .expect("an address");
+    let mut clients = Vec::with_capacity(MANY);
+    for chunk in 0..MANY.div_ceil(1000) {
+        let pending: Vec<Pending> = (0..1000.min(MANY - chunk * 1000))
+            .map(|i| {
+                Pending::send(addr, &Request::default()).unwrap_or_else(|e| panic!("{i}: {e}"))
+            })
+            .collect();
+        for (i, p) in pending.into_iter().enumerate() {
+            clients.push(p.finish().unwrap_or_else(|e| panic!("upgrade {i}: {e}")));
+        }
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(Message::Text(&format!("{i}"))).unwrap();
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.recv_text(), format!("{i}"));
+    }
+    // A ping round trip on every connection: each worker has finished (and published the
+    // counters of) the turns that handled its echoes by the time the parent reads them.
+    for client in &mut clients {
+        client.sync();
+    }
+    println!("READY {}", clients.len());
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
 /// Echoes, except that the text "hold" keeps the worker inside the handler until the test lets
 /// it go (bounded by [`TIMEOUT`]).
 #[derive(Debug, Clone)]

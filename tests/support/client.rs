@@ -30,7 +30,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 pub const CLIENT_MAX_MESSAGE: usize = 64 << 20;
 
 /// Bytes asked of the kernel per read.
-const READ_CHUNK: usize = 256 << 10;
+const READ_CHUNK: usize = 64 << 10;
 
 /// A server configuration for tests: `127.0.0.1:0`, one worker, a 2 s shutdown timeout; the
 /// other values are the engine's defaults.
@@ -259,16 +259,16 @@ impl Pending {
 
 /// Appends one read's worth of bytes to `buf`; returns how many.
 fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let len = buf.len();
-    buf.resize(len + READ_CHUNK, 0);
-    let result = loop {
-        match stream.read(&mut buf[len..]) {
+    // Through a stack buffer: an idle client's input keeps no more capacity than its bytes.
+    let mut chunk = [0u8; READ_CHUNK];
+    let n = loop {
+        match stream.read(&mut chunk) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => break other,
+            other => break other?,
         }
     };
-    buf.truncate(len + *result.as_ref().unwrap_or(&0));
-    result
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
 }
 
 /// A connected, upgraded WebSocket client on a blocking socket, driving a client-role
