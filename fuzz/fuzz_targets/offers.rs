@@ -1,60 +1,7 @@
 #![no_main]
-//! Offers: the input as a `Sec-WebSocket-Extensions` value, answered by servers with the default
-//! and with a limiting configuration. An accepted offer gets a response that a client which
-//! offered `client_max_window_bits` accepts, agreeing to the mirror image of the server's view,
-//! and what the offer asked of the server (no context takeover, a window limit) is honoured.
+//! Fuzz target: the checks of `fuzz/checks/offers.rs`.
 
-use libfuzzer_sys::fuzz_target;
-use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
-use sockeye_proto::Extension;
-use sockeye_proto::extension::{ParamWriter, Params, parse_offers};
+#[path = "../checks/offers.rs"]
+mod checks;
 
-/// The first offer `server` accepts, with the full response header value.
-fn answer<'v>(server: &mut PerMessageDeflate, value: &'v str) -> Option<(Params<'v>, String)> {
-    parse_offers(value).flatten().find_map(|offer| {
-        let mut buf = [0u8; 128];
-        let mut writer = ParamWriter::new(&mut buf);
-        let accepted = server.accept_offer(&offer, &mut writer) == Ok(true);
-        let params = std::str::from_utf8(writer.as_bytes()).unwrap();
-        accepted.then(|| (offer, format!("permessage-deflate{params}")))
-    })
-}
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(value) = std::str::from_utf8(data) else {
-        return;
-    };
-    let mut limited = DeflateConfig::default();
-    (
-        limited.server_no_context_takeover,
-        limited.server_max_window_bits,
-    ) = (true, 10);
-    (
-        limited.client_no_context_takeover,
-        limited.client_max_window_bits,
-    ) = (true, 9);
-    for config in [DeflateConfig::default(), limited] {
-        let mut server = PerMessageDeflate::server(config);
-        let Some((offer, response)) = answer(&mut server, value) else {
-            continue;
-        };
-        let mut client = PerMessageDeflate::client(DeflateConfig::default());
-        client
-            .accept_response(&parse_offers(&response).next().unwrap().unwrap())
-            .unwrap();
-        let (c, s) = (client.negotiated().unwrap(), server.negotiated().unwrap());
-        assert_eq!((c.send, c.recv), (s.recv, s.send), "{response}");
-        let asked = |name| {
-            offer
-                .iter()
-                .flatten()
-                .find(|&(n, _)| n == name)
-                .map(|(_, v)| v)
-        };
-        assert!(asked("server_no_context_takeover").is_none() || s.send.no_context_takeover);
-        let bits = asked("server_max_window_bits")
-            .flatten()
-            .map_or(15, |v| v.parse().unwrap());
-        assert!(s.send.max_window_bits <= bits, "{response}");
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::check(data));
