@@ -323,3 +323,30 @@ fn frames_pipelined_behind_the_request_are_echoed() {
     handle.shutdown();
     running.join();
 }
+
+#[test]
+fn ipv4_and_ipv6_listeners_serve_together() {
+    let mut config = test_config();
+    config.addrs = vec![
+        "127.0.0.1:0".parse().expect("IPv4 loopback"),
+        "[::1]:0".parse().expect("IPv6 loopback"),
+    ];
+    let Ok(server) = sockeye::server::Server::bind(config, Echo) else {
+        // A machine without IPv6 loopback cannot bind [::1]; the IPv4 tests cover the rest.
+        assert!(
+            std::net::TcpListener::bind("[::1]:0").is_err(),
+            "IPv6 loopback works, so the server must bind it"
+        );
+        return;
+    };
+    let addrs = server.local_addrs().to_vec();
+    assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6(), "{addrs:?}");
+    let running = server.spawn().expect("spawn");
+    for addr in addrs {
+        let mut client = Client::connect(addr);
+        client.send(Message::Text("over both families")).unwrap();
+        assert_eq!(client.recv_text(), "over both families", "{addr}");
+    }
+    running.handle().shutdown();
+    running.join();
+}
