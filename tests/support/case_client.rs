@@ -129,6 +129,68 @@ impl CaseClient {
         }
     }
 
+    /// Whether permessage-deflate was negotiated.
+    pub fn deflate(&self) -> bool {
+        self.conn.extension().is_negotiated()
+    }
+
+    /// Sends one message.
+    ///
+    /// # Errors
+    ///
+    /// Socket errors; a refused send as `InvalidData`.
+    pub fn send(&mut self, msg: Message<'_>) -> io::Result<()> {
+        self.conn.send(msg, &mut self.out).map_err(invalid)?;
+        self.stream.write_all(&self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// The next text or binary message: its bytes on the wire (the frames that carried it,
+    /// still compressed) and its payload.
+    ///
+    /// # Errors
+    ///
+    /// Socket errors (a read timeout among them), a protocol error as `InvalidData`.
+    pub fn recv_message(&mut self) -> io::Result<(Vec<u8>, Vec<u8>)> {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut consumed = 0;
+        let mut wire = Vec::new();
+        loop {
+            let now = Instant::now();
+            while consumed < self.input.len() {
+                let before = self.input[consumed..].to_vec();
+                let read = self
+                    .conn
+                    .handle_read(&mut self.input[consumed..], &mut self.message, now)
+                    .map_err(invalid)?;
+                consumed += read.consumed;
+                let frame_bytes = &before[..read.consumed];
+                let payload = match read.event {
+                    Some(Event::Text(text)) => Some(text.as_bytes().to_vec()),
+                    Some(Event::Binary(bytes)) => Some(bytes.to_vec()),
+                    Some(_) => {
+                        continue;
+                    }
+                    None if read.consumed == 0 => break,
+                    None => None,
+                };
+                wire.extend_from_slice(frame_bytes);
+                if let Some(payload) = payload {
+                    self.input.drain(..consumed);
+                    return Ok((wire, payload));
+                }
+            }
+            self.input.drain(..consumed);
+            consumed = 0;
+            let n = self.stream.read(&mut buf)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.input.extend_from_slice(&buf[..n]);
+        }
+    }
+
     fn drain_input(&mut self, echo: bool, ending: &mut Ending) {
         let mut offset = 0;
         let now = Instant::now();
