@@ -13,7 +13,7 @@ pub(crate) type Proto = Connection<PerMessageDeflate>;
 
 use crate::config::{Backpressure, BackpressurePolicy};
 use crate::handle::Stats;
-use crate::handler::{SendError, Sink};
+use crate::handler::{CloseReason, SendError, Sink};
 
 /// Where a connection is in its life, from the worker's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +37,71 @@ pub(crate) enum Ending {
     Backpressure,
 }
 
+impl Ending {
+    /// The reason `on_close` reports for a close we started.
+    pub(crate) fn reason(self) -> CloseReason<'static> {
+        match self {
+            Ending::Local(code) => CloseReason::Local(code),
+            Ending::Timeout(timeout) => CloseReason::Timeout(timeout),
+            Ending::Shutdown => CloseReason::Shutdown,
+            Ending::Backpressure => CloseReason::Backpressure,
+        }
+    }
+}
+
+/// The sending side of a connection: its protocol state, the bytes the kernel has not taken,
+/// and why we are closing it.
+pub(crate) struct Link {
+    pub(crate) proto: Proto,
+    /// Bytes the kernel has not taken yet; empty (and unallocated) when the socket keeps up.
+    pub(crate) queue: Vec<u8>,
+    pub(crate) ending: Option<Ending>,
+}
+
+impl Link {
+    /// Appends the frames the protocol owes the peer where this connection's frames go now.
+    pub(crate) fn poll_transmit(&mut self, cork: &mut Vec<u8>) {
+        self.proto.poll_transmit(target(&mut self.queue, cork));
+    }
+
+    /// Applies the backpressure policy to a send that finds `buffered` bytes queued: `Ok(true)`
+    /// to send, `Ok(false)` to drop it silently, or the error to report.
+    pub(crate) fn admit(
+        &mut self,
+        buffered: usize,
+        backpressure: &Backpressure,
+        stats: &mut Stats,
+        now: Instant,
+    ) -> Result<bool, SendError> {
+        if buffered <= backpressure.limit {
+            return Ok(true);
+        }
+        stats.backpressure_events += 1;
+        match backpressure.policy {
+            BackpressurePolicy::Drop => Ok(false),
+            BackpressurePolicy::Close(code) => {
+                if self.proto.close(code, "backpressure", now).is_ok() {
+                    self.ending.get_or_insert(Ending::Backpressure);
+                }
+                Err(SendError::Closed)
+            }
+            _ => Err(SendError::Backpressure),
+        }
+    }
+}
+
+/// Where a connection's frames go now: behind its queue when it has a backlog, else into the
+/// worker's `cork` buffer (written once at the end of the connection's turn).
+fn target<'a>(queue: &'a mut Vec<u8>, cork: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
+    if queue.is_empty() { cork } else { queue }
+}
+
 pub(crate) struct Slot<C> {
     pub(crate) stream: TcpStream,
     pub(crate) generation: u32,
     pub(crate) phase: Phase,
-    pub(crate) proto: Proto,
+    pub(crate) link: Link,
     pub(crate) user: Option<C>,
-    /// Bytes the kernel has not taken yet; empty (and unallocated) when the socket keeps up.
-    pub(crate) queue: Vec<u8>,
     /// Unconsumed input: a partial frame header or control frame, or a partial request head.
     pub(crate) leftover: Vec<u8>,
     /// The reassembly buffer for messages spanning frames or reads.
@@ -55,7 +112,6 @@ pub(crate) struct Slot<C> {
     pub(crate) linger_until: Option<Instant>,
     /// The time of this connection's live entry in the worker's timer heap.
     pub(crate) timer_at: Option<Instant>,
-    pub(crate) ending: Option<Ending>,
     pub(crate) ping_sent: bool,
     pub(crate) read_paused: bool,
     /// The peer's FIN (or a socket error) was announced: read to EOF, since no further edge
@@ -70,16 +126,18 @@ impl<C> Slot<C> {
             stream,
             generation,
             phase: Phase::Handshake,
-            proto,
+            link: Link {
+                proto,
+                queue: Vec::new(),
+                ending: None,
+            },
             user: None,
-            queue: Vec::new(),
             leftover: Vec::new(),
             msg: Vec::new(),
             started: now,
             last_rx: now,
             linger_until: None,
             timer_at: None,
-            ending: None,
             ping_sent: false,
             read_paused: false,
             read_closed: false,
@@ -125,64 +183,44 @@ pub(crate) fn write_queue(
 }
 
 /// The [`Sink`] behind an `Outbox`: frames go to the worker's cork buffer while the connection
-/// has no backlog (written once at the end of its turn), else behind its queue.
+/// has no backlog, else behind its queue.
 pub(crate) struct ConnSink<'a> {
-    pub(crate) proto: &'a mut Proto,
-    pub(crate) queue: &'a mut Vec<u8>,
-    pub(crate) cork: &'a mut Vec<u8>,
-    pub(crate) backpressure: &'a Backpressure,
-    pub(crate) stats: &'a mut Stats,
-    pub(crate) ending: &'a mut Option<Ending>,
-    pub(crate) now: Instant,
+    link: &'a mut Link,
+    cork: &'a mut Vec<u8>,
+    backpressure: &'a Backpressure,
+    stats: &'a mut Stats,
+    now: Instant,
 }
 
-/// Applies the backpressure policy to a send that finds `buffered` bytes queued: `Ok(true)` to
-/// send, `Ok(false)` to drop it silently, or the error to report.
-pub(crate) fn admit(
-    buffered: usize,
-    backpressure: &Backpressure,
-    proto: &mut Proto,
-    ending: &mut Option<Ending>,
-    stats: &mut Stats,
-    now: Instant,
-) -> Result<bool, SendError> {
-    if buffered <= backpressure.limit {
-        return Ok(true);
-    }
-    stats.backpressure_events += 1;
-    match backpressure.policy {
-        BackpressurePolicy::Drop => Ok(false),
-        BackpressurePolicy::Close(code) => {
-            if proto.close(code, "backpressure", now).is_ok() {
-                ending.get_or_insert(Ending::Backpressure);
-            }
-            Err(SendError::Closed)
+impl<'a> ConnSink<'a> {
+    pub(crate) fn new(
+        link: &'a mut Link,
+        cork: &'a mut Vec<u8>,
+        backpressure: &'a Backpressure,
+        stats: &'a mut Stats,
+        now: Instant,
+    ) -> Self {
+        ConnSink {
+            link,
+            cork,
+            backpressure,
+            stats,
+            now,
         }
-        _ => Err(SendError::Backpressure),
     }
 }
 
 impl Sink for ConnSink<'_> {
     fn send(&mut self, msg: Message<'_>) -> Result<(), SendError> {
         let buffered = self.buffered_amount();
-        let admitted = admit(
-            buffered,
-            self.backpressure,
-            self.proto,
-            self.ending,
-            self.stats,
-            self.now,
-        )?;
-        if !admitted {
+        if !self
+            .link
+            .admit(buffered, self.backpressure, self.stats, self.now)?
+        {
             return Ok(());
         }
-        let proto = &mut *self.proto;
-        let out = if self.queue.is_empty() {
-            &mut *self.cork
-        } else {
-            &mut *self.queue
-        };
-        match proto.send(msg, out) {
+        let Link { proto, queue, .. } = &mut *self.link;
+        match proto.send(msg, target(queue, self.cork)) {
             Ok(()) => {
                 self.stats.messages_out += 1;
                 Ok(())
@@ -193,13 +231,13 @@ impl Sink for ConnSink<'_> {
     }
 
     fn close(&mut self, code: CloseCode, reason: &str) {
-        if self.proto.close(code, reason, self.now).is_ok() {
-            self.ending.get_or_insert(Ending::Local(code));
+        if self.link.proto.close(code, reason, self.now).is_ok() {
+            self.link.ending.get_or_insert(Ending::Local(code));
         }
     }
 
     fn buffered_amount(&self) -> usize {
-        self.queue.len() + self.cork.len()
+        self.link.queue.len() + self.cork.len()
     }
 }
 

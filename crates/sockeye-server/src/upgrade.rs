@@ -71,7 +71,7 @@ impl<H: Handler> Worker<H> {
             .collect();
         let mut extensions = [0u8; 160];
         let extensions_len = if config.deflate.is_some() {
-            negotiate(slot.proto.extension_mut(), &req, &mut extensions)
+            negotiate(slot.link.proto.extension_mut(), &req, &mut extensions)
         } else {
             0
         };
@@ -98,15 +98,7 @@ impl<H: Handler> Worker<H> {
         stats.upgraded += 1;
         slot.last_rx = *now;
         let user = slot.user.insert(user);
-        let mut sink = ConnSink {
-            proto: &mut slot.proto,
-            queue: &mut slot.queue,
-            cork,
-            backpressure: &config.backpressure,
-            stats,
-            ending: &mut slot.ending,
-            now: *now,
-        };
+        let mut sink = ConnSink::new(&mut slot.link, cork, &config.backpressure, stats, *now);
         let mut out = Outbox {
             id: ConnId::new(*index, idx, slot.generation),
             sink: &mut sink,

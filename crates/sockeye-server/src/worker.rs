@@ -14,7 +14,7 @@ use sockeye_deflate::{DeflateConfig, PerMessageDeflate, SendSettings, SharedComp
 use sockeye_proto::{CloseCode, Connection, Event, Message, Rsv, State};
 
 use crate::config::ServerConfig;
-use crate::conn::{ConnSink, Ending, Phase, Slot, admit, write_once, write_queue};
+use crate::conn::{ConnSink, Ending, Phase, Slot, write_once, write_queue};
 use crate::handle::{Command, Handle, OwnedMessage, SharedStats, Stats};
 use crate::handler::{CloseReason, ConnId, Handler, Outbox, Timeout};
 
@@ -292,6 +292,7 @@ impl<H: Handler> Worker<H> {
         let mut off = start;
         while off < len && slot.phase == Phase::Open {
             let read = match slot
+                .link
                 .proto
                 .handle_read(&mut recv[off..len], &mut slot.msg, *now)
             {
@@ -303,8 +304,7 @@ impl<H: Handler> Worker<H> {
                         _ => stats.protocol_errors_1002 += 1,
                     }
                     if let Some(user) = slot.user.take() {
-                        stats.closed_protocol += 1;
-                        handler.on_close(user, CloseReason::Protocol(err));
+                        closed(handler, stats, user, CloseReason::Protocol(err));
                     }
                     slot.msg = Vec::new();
                     break;
@@ -320,26 +320,7 @@ impl<H: Handler> Worker<H> {
             if matches!(event, Event::Text(_) | Event::Binary(_)) {
                 stats.messages_in += 1;
             }
-            if matches!(event, Event::Ping(_)) {
-                // The pong is owed now: queue it ahead of what the handler sends for this and
-                // later frames of the same read, so replies leave in the order of the peer's
-                // frames (a ping between fragments: pong first, then the echo).
-                let owed = if slot.queue.is_empty() {
-                    &mut *cork
-                } else {
-                    &mut slot.queue
-                };
-                slot.proto.poll_transmit(owed);
-            }
-            let mut sink = ConnSink {
-                proto: &mut slot.proto,
-                queue: &mut slot.queue,
-                cork,
-                backpressure: &config.backpressure,
-                stats,
-                ending: &mut slot.ending,
-                now: *now,
-            };
+            let mut sink = ConnSink::new(&mut slot.link, cork, &config.backpressure, stats, *now);
             let mut out = Outbox {
                 id,
                 sink: &mut sink,
@@ -354,46 +335,27 @@ impl<H: Handler> Worker<H> {
                 Event::Ping(payload) => handler.on_ping(user, payload, &mut out),
                 Event::Pong(payload) => handler.on_pong(user, payload, &mut out),
                 Event::Close(frame) => {
-                    let user = slot.user.take();
-                    let reason = match slot.ending {
-                        Some(Ending::Local(code)) => {
-                            stats.closed_local += 1;
-                            CloseReason::Local(code)
-                        }
-                        // We started this close (shutdown, a timer, backpressure) and the
-                        // peer answered it: report why we closed, not the peer's echo, as
-                        // `remove` does when the peer never answers.
-                        Some(Ending::Shutdown) => {
-                            stats.closed_shutdown += 1;
-                            CloseReason::Shutdown
-                        }
-                        Some(Ending::Timeout(timeout)) => {
-                            stats.closed_timeout += 1;
-                            CloseReason::Timeout(timeout)
-                        }
-                        Some(Ending::Backpressure) => {
-                            stats.closed_abnormal += 1;
-                            CloseReason::Backpressure
-                        }
-                        None => {
-                            stats.closed_remote += 1;
-                            CloseReason::Remote {
-                                code: frame.code,
-                                reason: frame.reason,
-                            }
-                        }
-                    };
-                    if let Some(user) = user {
-                        handler.on_close(user, reason);
+                    // When we started this close (a close call, shutdown, a timer,
+                    // backpressure), the peer's frame answers it: report why we closed, as
+                    // `remove` does when the peer never answers.
+                    let reason = slot.link.ending.map_or(
+                        CloseReason::Remote {
+                            code: frame.code,
+                            reason: frame.reason,
+                        },
+                        |ending| ending.reason(),
+                    );
+                    if let Some(user) = slot.user.take() {
+                        closed(handler, stats, user, reason);
                     }
                 }
             }
         }
-        if off < len && slot.phase == Phase::Open && slot.proto.state() != State::Closed {
+        if off < len && slot.phase == Phase::Open && slot.link.proto.state() != State::Closed {
             // At most a frame header or a control frame.
             slot.leftover.extend_from_slice(&recv[off..len]);
         }
-        if slot.msg.capacity() > 0 && !slot.proto.is_receiving_message() {
+        if slot.msg.capacity() > 0 && !slot.link.proto.is_receiving_message() {
             // An idle connection owns no receive buffer.
             slot.msg = Vec::new();
         }
@@ -405,13 +367,8 @@ impl<H: Handler> Worker<H> {
             self.cork.clear();
             return;
         };
-        let target = if slot.queue.is_empty() {
-            &mut self.cork
-        } else {
-            &mut slot.queue
-        };
-        slot.proto.poll_transmit(target);
-        let result = if slot.queue.is_empty() {
+        slot.link.poll_transmit(&mut self.cork);
+        let result = if slot.link.queue.is_empty() {
             if self.cork.is_empty() {
                 // Nothing to say: no write syscall.
                 return self.after_write(idx);
@@ -419,7 +376,7 @@ impl<H: Handler> Worker<H> {
             let result = write_once(&mut slot.stream, &self.cork);
             if let Ok(n) = result {
                 self.stats.bytes_out += n as u64;
-                slot.queue.extend_from_slice(&self.cork[n..]);
+                slot.link.queue.extend_from_slice(&self.cork[n..]);
             }
             self.cork.clear();
             if self.cork.capacity() > CORK_KEEP {
@@ -428,9 +385,9 @@ impl<H: Handler> Worker<H> {
             }
             result.map(|_| ())
         } else {
-            slot.queue.extend_from_slice(&self.cork);
+            slot.link.queue.extend_from_slice(&self.cork);
             self.cork.clear();
-            write_queue(&mut slot.stream, &mut slot.queue, &mut self.stats)
+            write_queue(&mut slot.stream, &mut slot.link.queue, &mut self.stats)
         };
         if let Err(e) = result {
             return self.remove(idx, Some(CloseReason::Io(e.kind())));
@@ -442,10 +399,10 @@ impl<H: Handler> Worker<H> {
         let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        if slot.queue.is_empty() {
+        if slot.link.queue.is_empty() {
             return;
         }
-        if let Err(e) = write_queue(&mut slot.stream, &mut slot.queue, &mut self.stats) {
+        if let Err(e) = write_queue(&mut slot.stream, &mut slot.link.queue, &mut self.stats) {
             return self.remove(idx, Some(CloseReason::Io(e.kind())));
         }
         self.after_write(idx);
@@ -469,22 +426,14 @@ impl<H: Handler> Worker<H> {
             return;
         };
         let bp = &config.backpressure;
-        if !slot.read_paused && slot.queue.len() > bp.high_water {
+        if !slot.read_paused && slot.link.queue.len() > bp.high_water {
             slot.read_paused = true;
             stats.read_pauses += 1;
-        } else if slot.read_paused && slot.queue.len() <= bp.low_water {
+        } else if slot.read_paused && slot.link.queue.len() <= bp.low_water {
             slot.read_paused = false;
             ready.push((idx, slot.generation));
             if let Some(user) = slot.user.as_mut() {
-                let mut sink = ConnSink {
-                    proto: &mut slot.proto,
-                    queue: &mut slot.queue,
-                    cork,
-                    backpressure: bp,
-                    stats,
-                    ending: &mut slot.ending,
-                    now: *now,
-                };
+                let mut sink = ConnSink::new(&mut slot.link, cork, bp, stats, *now);
                 let mut out = Outbox {
                     id: ConnId::new(*index, idx, slot.generation),
                     sink: &mut sink,
@@ -499,12 +448,12 @@ impl<H: Handler> Worker<H> {
         let Some(slot) = self.slab[idx].as_mut() else {
             return;
         };
-        if !slot.queue.is_empty() {
+        if !slot.link.queue.is_empty() {
             return;
         }
         let finished = match slot.phase {
             Phase::Draining => true,
-            Phase::Open => slot.proto.state() == State::Closed,
+            Phase::Open => slot.link.proto.state() == State::Closed,
             _ => false,
         };
         if finished {
@@ -535,21 +484,15 @@ impl<H: Handler> Worker<H> {
         self.open -= 1;
         self.stats.connections_open = self.open as u64;
         if let Some(user) = slot.user.take() {
-            let reason = match (slot.ending, reason) {
-                (Some(Ending::Timeout(t)), _) => CloseReason::Timeout(t),
-                (Some(Ending::Shutdown), _) => CloseReason::Shutdown,
-                (Some(Ending::Backpressure), _) => CloseReason::Backpressure,
-                (_, Some(reason)) => reason,
-                (Some(Ending::Local(_)), None) => CloseReason::Disconnected,
-                (None, None) => CloseReason::Disconnected,
+            // Our own reason for closing wins, but a close call the peer never answered ends
+            // as the socket did.
+            let reason = match (slot.link.ending, reason) {
+                (Some(Ending::Local(_)) | None, reason) => {
+                    reason.unwrap_or(CloseReason::Disconnected)
+                }
+                (Some(ending), _) => ending.reason(),
             };
-            match reason {
-                CloseReason::Timeout(_) => self.stats.closed_timeout += 1,
-                CloseReason::Shutdown => self.stats.closed_shutdown += 1,
-                CloseReason::Local(_) => self.stats.closed_local += 1,
-                _ => self.stats.closed_abnormal += 1,
-            }
-            self.handler.on_close(user, reason);
+            closed(&mut self.handler, &mut self.stats, user, reason);
         }
         // Dropping the stream closes the socket, which also removes it from epoll.
         drop(slot);
@@ -593,7 +536,7 @@ impl<H: Handler> Worker<H> {
             if slot.phase != Phase::Open || slot.user.is_none() {
                 continue;
             }
-            let Some(settings) = slot.proto.extension().send_settings() else {
+            let Some(settings) = slot.link.proto.extension().send_settings() else {
                 let _ = self.with_outbox(idx, |_, out| out.send(msg.as_message()));
                 continue;
             };
@@ -612,21 +555,22 @@ impl<H: Handler> Worker<H> {
                 let _ = self.with_outbox(idx, |_, out| out.send(msg.as_message()));
                 continue;
             }
-            let admitted = admit(
-                slot.queue.len(),
+            let admitted = slot.link.admit(
+                slot.link.queue.len(),
                 &self.config.backpressure,
-                &mut slot.proto,
-                &mut slot.ending,
                 &mut self.stats,
                 self.now,
             );
             if admitted == Ok(true) {
-                let sent =
-                    slot.proto
-                        .send_encoded_frame(text, *rsv, frame_payload, &mut slot.queue);
+                let sent = slot.link.proto.send_encoded_frame(
+                    text,
+                    *rsv,
+                    frame_payload,
+                    &mut slot.link.queue,
+                );
                 if sent.is_ok() {
                     // The payload did not go through this connection's own compressor.
-                    slot.proto.extension_mut().reset_send_context();
+                    slot.link.proto.extension_mut().reset_send_context();
                     self.stats.messages_out += 1;
                 }
             }
@@ -656,22 +600,20 @@ impl<H: Handler> Worker<H> {
         }
         // Frames for a connection outside its own turn go behind its queue.
         let mut behind = std::mem::take(&mut self.cork);
-        let mut sink = ConnSink {
-            proto: &mut slot.proto,
-            queue: &mut slot.queue,
-            cork: &mut behind,
-            backpressure: &self.config.backpressure,
-            stats: &mut self.stats,
-            ending: &mut slot.ending,
-            now: self.now,
-        };
+        let mut sink = ConnSink::new(
+            &mut slot.link,
+            &mut behind,
+            &self.config.backpressure,
+            &mut self.stats,
+            self.now,
+        );
         let mut out = Outbox {
             id: ConnId::new(self.index, idx, slot.generation),
             sink: &mut sink,
             handle: &self.handle,
         };
         let result = f(&mut self.handler, &mut out);
-        slot.queue.extend_from_slice(&behind);
+        slot.link.queue.extend_from_slice(&behind);
         behind.clear();
         self.cork = behind;
         if !slot.dirty {
@@ -706,11 +648,12 @@ impl<H: Handler> Worker<H> {
             match slot.phase {
                 Phase::Open => {
                     if slot
+                        .link
                         .proto
                         .close(CloseCode::GOING_AWAY, "server shutdown", self.now)
                         .is_ok()
                     {
-                        slot.ending = Some(Ending::Shutdown);
+                        slot.link.ending = Some(Ending::Shutdown);
                     }
                     self.flush(idx);
                     self.schedule(idx);
@@ -738,7 +681,7 @@ impl<H: Handler> Worker<H> {
                     .idle_timeout
                     .map(|idle| slot.last_rx + if slot.ping_sent { idle } else { idle / 2 });
                 let lifetime = self.config.max_lifetime.map(|life| slot.started + life);
-                [slot.proto.poll_timeout(), idle, lifetime]
+                [slot.link.proto.poll_timeout(), idle, lifetime]
                     .into_iter()
                     .flatten()
                     .min()
@@ -789,24 +732,30 @@ impl<H: Handler> Worker<H> {
                 }
             }
             Phase::Open => {
-                slot.proto.handle_timeout(now);
-                if slot.proto.is_timed_out() {
-                    slot.ending = Some(Ending::Timeout(Timeout::CloseHandshake));
+                slot.link.proto.handle_timeout(now);
+                if slot.link.proto.is_timed_out() {
+                    slot.link.ending = Some(Ending::Timeout(Timeout::CloseHandshake));
                     return self.remove(idx, None);
                 }
-                let closing = slot.proto.state() != State::Open;
+                let closing = slot.link.proto.state() != State::Open;
                 if let Some(life) = self.config.max_lifetime {
                     if !closing && now >= slot.started + life {
-                        let _ = slot.proto.close(CloseCode::GOING_AWAY, "lifetime", now);
-                        slot.ending = Some(Ending::Timeout(Timeout::Lifetime));
+                        let _ = slot
+                            .link
+                            .proto
+                            .close(CloseCode::GOING_AWAY, "lifetime", now);
+                        slot.link.ending = Some(Ending::Timeout(Timeout::Lifetime));
                         self.flush(idx);
                         return self.schedule(idx);
                     }
                 }
                 if let Some(idle) = self.config.idle_timeout {
                     if now >= slot.last_rx + idle && !closing {
-                        let _ = slot.proto.close(CloseCode::GOING_AWAY, "idle timeout", now);
-                        slot.ending = Some(Ending::Timeout(Timeout::Idle));
+                        let _ = slot
+                            .link
+                            .proto
+                            .close(CloseCode::GOING_AWAY, "idle timeout", now);
+                        slot.link.ending = Some(Ending::Timeout(Timeout::Idle));
                         self.flush(idx);
                         // The peer is unresponsive: do not wait for its close.
                         if let Some(slot) = self.slab[idx].as_mut() {
@@ -819,8 +768,8 @@ impl<H: Handler> Worker<H> {
                     if now >= slot.last_rx + idle / 2 && !slot.ping_sent && !closing {
                         slot.ping_sent = true;
                         // Idle: give back the compression state that can be rebuilt.
-                        slot.proto.extension_mut().release_idle_state();
-                        let _ = slot.proto.send(Message::Ping(b""), &mut self.cork);
+                        slot.link.proto.extension_mut().release_idle_state();
+                        let _ = slot.link.proto.send(Message::Ping(b""), &mut self.cork);
                         self.flush(idx);
                     }
                 }
@@ -828,4 +777,17 @@ impl<H: Handler> Worker<H> {
         }
         self.schedule(idx);
     }
+}
+
+/// Counts why a connection ended and tells the application, once.
+fn closed<H: Handler>(handler: &mut H, stats: &mut Stats, user: H::Conn, why: CloseReason<'_>) {
+    match why {
+        CloseReason::Remote { .. } => stats.closed_remote += 1,
+        CloseReason::Local(_) => stats.closed_local += 1,
+        CloseReason::Protocol(_) => stats.closed_protocol += 1,
+        CloseReason::Timeout(_) => stats.closed_timeout += 1,
+        CloseReason::Shutdown => stats.closed_shutdown += 1,
+        _ => stats.closed_abnormal += 1,
+    }
+    handler.on_close(user, why);
 }
