@@ -10,22 +10,6 @@ use sockeye_tests::interop::{self, EchoServer, Json, NODE_WS};
 /// The longest the client may take for all its runs.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Checks every run makes; each is `true` when it passed.
-const CHECKS: [&str; 12] = [
-    "subprotocol",
-    "text",
-    "binary",
-    "empty",
-    "fragmented_text",
-    "fragmented_binary",
-    "pipelined",
-    "large_binary",
-    "large_text",
-    "ping",
-    "after_ping",
-    "close_echoed",
-];
-
 /// A permessage-deflate parameter as ws reports it.
 type Param = (&'static str, Json);
 
@@ -62,7 +46,7 @@ fn node_ws_client() {
     for (name, params) in table {
         let r = runs.get(name);
         assert_eq!(r.get("error").as_str(), None, "{name}: {run}");
-        interop::assert_checks(r, name, &CHECKS, &run);
+        interop::assert_checks(r, name, &interop::CLIENT_CHECKS, &run);
         assert_eq!(r.get("close_code").as_f64(), Some(1000.0), "{name}: {run}");
         let extensions = r.get("extensions").as_str().unwrap_or_default();
         let wire = r.get("large_text_wire_bytes").as_f64().unwrap_or(0.0);

@@ -10,22 +10,6 @@ use sockeye_tests::interop::{self, EchoServer, PYTHON_WEBSOCKETS};
 /// The longest the client may take for all its runs.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Checks every run makes; each is `true` when it passed.
-const CHECKS: [&str; 12] = [
-    "subprotocol",
-    "text",
-    "binary",
-    "empty",
-    "fragmented_text",
-    "fragmented_binary",
-    "pipelined",
-    "large_binary",
-    "large_text",
-    "ping",
-    "after_ping",
-    "close_echoed",
-];
-
 /// 1 MiB plus its frame header: the size of the large text echo when it is not compressed.
 const UNCOMPRESSED_LARGE: f64 = (1 << 20) as f64 + 10.0;
 
@@ -68,7 +52,7 @@ fn python_websockets_client() {
     for (name, extensions, compressed) in table {
         let r = runs.get(name);
         assert_eq!(r.get("error").as_str(), None, "{name}: {run}");
-        interop::assert_checks(r, name, &CHECKS, &run);
+        interop::assert_checks(r, name, &interop::CLIENT_CHECKS, &run);
         assert_eq!(
             r.get("extensions").as_str(),
             Some(extensions),

@@ -95,6 +95,22 @@ pub fn node_ws() -> Result<(PathBuf, PathBuf), String> {
     Ok((node, modules))
 }
 
+/// The checks every run of the Python and Node clients makes; each is `true` when it passed.
+pub const CLIENT_CHECKS: [&str; 12] = [
+    "subprotocol",
+    "text",
+    "binary",
+    "empty",
+    "fragmented_text",
+    "fragmented_binary",
+    "pipelined",
+    "large_binary",
+    "large_text",
+    "ping",
+    "after_ping",
+    "close_echoed",
+];
+
 /// Debian's chromium.
 ///
 /// # Errors
