@@ -54,14 +54,13 @@ impl Utf8Validator {
             }
             self.pending_len = 0;
         }
-        if simdutf8::basic::from_utf8(chunk).is_ok() {
-            return Ok(());
-        }
-        let err = compat::from_utf8(chunk).err().ok_or(Utf8Error)?;
-        if err.error_len().is_some() {
+        // One fast pass over everything before a code point the chunk cuts short; the cut
+        // piece (at most 3 bytes) waits for the next chunk.
+        let (body, tail) = chunk.split_at(unfinished_tail(chunk));
+        if simdutf8::basic::from_utf8(body).is_err() {
             return Err(Utf8Error);
         }
-        let tail = &chunk[err.valid_up_to()..];
+        check_prefix(tail)?;
         self.pending[..tail.len()].copy_from_slice(tail);
         self.pending_len = tail.len() as u8;
         Ok(())
@@ -93,6 +92,24 @@ fn sequence_width(lead: u8) -> usize {
         0xf0..=0xf4 => 4,
         _ => 1,
     }
+}
+
+/// Where a code point that `chunk` cuts short starts (`chunk.len()` when none is cut): the
+/// last lead byte within 3 bytes of the end whose sequence runs past the end.
+fn unfinished_tail(chunk: &[u8]) -> usize {
+    let end = chunk.len();
+    for back in 1..=end.min(3) {
+        let byte = chunk[end - back];
+        if byte & 0xc0 != 0x80 {
+            // A lead byte or ASCII: it starts the last sequence.
+            return if sequence_width(byte) > back {
+                end - back
+            } else {
+                end
+            };
+        }
+    }
+    end
 }
 
 /// Accepts bytes that are valid UTF-8 or an unfinished prefix of a valid code point.
