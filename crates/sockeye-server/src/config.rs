@@ -90,6 +90,9 @@ pub struct ServerConfig {
     /// always offer it, so enable it where bandwidth matters more than CPU and memory; with
     /// `server_no_context_takeover` one compressor per worker serves every connection.
     pub deflate: Option<DeflateConfig>,
+    /// TLS termination (wss://) on every listening address. Default `None` (plain ws://).
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::TlsConfig>,
 }
 
 impl ServerConfig {
@@ -110,6 +113,8 @@ impl ServerConfig {
             read_budget: 4,
             shutdown_timeout: Duration::from_secs(5),
             deflate: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 

@@ -1,9 +1,8 @@
 //! A connection slot of a worker: its socket, protocol state, queues and timers.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use sockeye_deflate::PerMessageDeflate;
 use sockeye_proto::{CloseCode, Connection, Message, SendError as ProtoSendError};
 
@@ -14,6 +13,7 @@ pub(crate) type Proto = Connection<PerMessageDeflate>;
 use crate::config::{Backpressure, BackpressurePolicy};
 use crate::handle::Stats;
 use crate::handler::{CloseReason, SendError, Sink};
+use crate::transport::Stream;
 
 /// Where a connection is in its life, from the worker's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ fn target<'a>(queue: &'a mut Vec<u8>, cork: &'a mut Vec<u8>) -> &'a mut Vec<u8> 
 }
 
 pub(crate) struct Slot<C> {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) generation: u32,
     pub(crate) phase: Phase,
     pub(crate) link: Link,
@@ -121,7 +121,7 @@ pub(crate) struct Slot<C> {
 }
 
 impl<C> Slot<C> {
-    pub(crate) fn new(stream: TcpStream, generation: u32, proto: Proto, now: Instant) -> Self {
+    pub(crate) fn new(stream: Stream, generation: u32, proto: Proto, now: Instant) -> Self {
         Slot {
             stream,
             generation,
@@ -146,27 +146,15 @@ impl<C> Slot<C> {
     }
 }
 
-/// Writes `buf` once; returns the bytes taken (0 on `WouldBlock`).
-pub(crate) fn write_once(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
-    loop {
-        match stream.write(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Writes the connection's queue until the kernel stops taking bytes; frees it when drained.
 pub(crate) fn write_queue(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     queue: &mut Vec<u8>,
     stats: &mut Stats,
 ) -> io::Result<()> {
     let mut sent = 0;
     while sent < queue.len() {
-        let n = write_once(stream, &queue[sent..])?;
+        let n = stream.write(&queue[sent..])?;
         if n == 0 {
             break;
         }

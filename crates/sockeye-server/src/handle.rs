@@ -237,4 +237,6 @@ stats! {
     backpressure_events,
     /// Times reading was paused over the high-water mark.
     read_pauses,
+    /// TLS failures: handshakes that failed, bad records, alerts, truncations.
+    tls_errors,
 }

@@ -269,6 +269,9 @@ pub enum CloseReason<'a> {
     Timeout(Timeout),
     /// The socket failed.
     Io(io::ErrorKind),
+    /// TLS failed: a bad record, an alert from the peer, or a truncation (TCP closed without
+    /// `close_notify`); the text is the TLS library's description.
+    Tls(&'a str),
     /// The peer closed TCP without a close frame (1006).
     Disconnected,
     /// The server is shutting down.

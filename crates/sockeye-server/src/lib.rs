@@ -1,8 +1,9 @@
 //! The sockeye WebSocket engine: per-core `mio` workers serving RFC 6455 connections through
 //! the sans-IO core of `sockeye-proto`.
 //!
-//! What it does not do: TLS, HTTP beyond the upgrade and a one-shot plain response, or
-//! compression (permessage-deflate plugs into the protocol core).
+//! With the `tls` feature, the workers terminate TLS themselves ([`TlsConfig`]): wss:// with
+//! no proxy in front. What it does not do: HTTP beyond the upgrade and a one-shot plain
+//! response, or compression itself (permessage-deflate plugs into the protocol core).
 //!
 //! ```text
 //!  worker thread (one per core, nothing shared on the hot path)
@@ -50,6 +51,9 @@ mod error;
 mod handle;
 mod handler;
 mod server;
+#[cfg(feature = "tls")]
+mod tls;
+mod transport;
 mod upgrade;
 mod worker;
 
@@ -60,3 +64,7 @@ pub use handler::{
     Accept, CloseReason, ConnId, Handler, HttpResponse, Outbox, Reject, SendError, Timeout,
 };
 pub use server::{Running, Server};
+#[cfg(feature = "tls")]
+pub use tls::{ClientAuth, PemSource, TlsConfig, TlsError, TlsSettings};
+#[cfg(feature = "tls")]
+pub use rustls;

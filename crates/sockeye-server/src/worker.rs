@@ -2,8 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, Read as _};
-use std::net::Shutdown;
+use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
@@ -14,9 +13,10 @@ use sockeye_deflate::{DeflateConfig, PerMessageDeflate, SendSettings, SharedComp
 use sockeye_proto::{CloseCode, Connection, Event, Message, Rsv, State};
 
 use crate::config::ServerConfig;
-use crate::conn::{ConnSink, Ending, Phase, Slot, write_once, write_queue};
+use crate::conn::{ConnSink, Ending, Phase, Slot, write_queue};
 use crate::handle::{Command, Handle, OwnedMessage, SharedStats, Stats};
 use crate::handler::{CloseReason, ConnId, Handler, Outbox, Timeout};
+use crate::transport::{Input, Stream};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
@@ -190,11 +190,34 @@ impl<H: Handler> Worker<H> {
         let ext =
             PerMessageDeflate::server(deflate).with_shared_compressor(self.compressor.clone());
         let proto = Connection::server(self.config.protocol, ext);
+        let stream = match self.transport(stream) {
+            Some(stream) => stream,
+            None => {
+                self.free.push(idx);
+                return;
+            }
+        };
         self.slab[idx] = Some(Slot::new(stream, self.generation, proto, self.now));
         self.open += 1;
         self.stats.accepted += 1;
         self.stats.connections_open = self.open as u64;
         self.schedule(idx);
+    }
+
+    /// Wraps an accepted socket in TLS when the server terminates TLS.
+    fn transport(&mut self, tcp: mio::net::TcpStream) -> Option<Stream> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.config.tls {
+            return match tls.session() {
+                Ok(session) => Some(Stream::tls(tcp, session)),
+                Err(e) => {
+                    log::warn!("worker {}: TLS session failed: {e}", self.index);
+                    self.stats.tls_errors += 1;
+                    None
+                }
+            };
+        }
+        Some(Stream::plain(tcp))
     }
 
     /// Reads and handles what the socket has, within the read budget.
@@ -208,16 +231,14 @@ impl<H: Handler> Worker<H> {
                 return;
             }
             let held = slot.leftover.len();
-            let space = self.recv.len() - held;
-            let n = match slot.stream.read(&mut self.recv[held..]) {
-                Ok(0) => return self.eof(idx),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            let (n, short) = match slot.stream.read(&mut self.recv[held..]) {
+                Ok(Input::Data { len, drained }) => (len, drained),
+                Ok(Input::Eof) => return self.eof(idx),
+                Ok(Input::Empty) => {
                     drained = true;
                     break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.remove(idx, Some(CloseReason::Io(e.kind()))),
+                Err(e) => return self.fail(idx, &e),
             };
             self.stats.bytes_in += n as u64;
             slot.last_rx = self.now;
@@ -235,7 +256,7 @@ impl<H: Handler> Worker<H> {
                 .get(idx)
                 .and_then(Option::as_ref)
                 .is_some_and(|slot| slot.read_closed);
-            if n < space && !peer_closed {
+            if short && !peer_closed {
                 // A short read emptied the socket: the next edge will say when more arrives,
                 // so no read that could only return WouldBlock.
                 drained = true;
@@ -373,7 +394,7 @@ impl<H: Handler> Worker<H> {
                 // Nothing to say: no write syscall.
                 return self.after_write(idx);
             }
-            let result = write_once(&mut slot.stream, &self.cork);
+            let result = slot.stream.write(&self.cork);
             if let Ok(n) = result {
                 self.stats.bytes_out += n as u64;
                 slot.link.queue.extend_from_slice(&self.cork[n..]);
@@ -390,7 +411,7 @@ impl<H: Handler> Worker<H> {
             write_queue(&mut slot.stream, &mut slot.link.queue, &mut self.stats)
         };
         if let Err(e) = result {
-            return self.remove(idx, Some(CloseReason::Io(e.kind())));
+            return self.fail(idx, &e);
         }
         self.after_write(idx);
     }
@@ -399,11 +420,14 @@ impl<H: Handler> Worker<H> {
         let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
+        if let Err(e) = slot.stream.flush_pending() {
+            return self.fail(idx, &e);
+        }
         if slot.link.queue.is_empty() {
-            return;
+            return self.after_write(idx);
         }
         if let Err(e) = write_queue(&mut slot.stream, &mut slot.link.queue, &mut self.stats) {
-            return self.remove(idx, Some(CloseReason::Io(e.kind())));
+            return self.fail(idx, &e);
         }
         self.after_write(idx);
     }
@@ -448,7 +472,7 @@ impl<H: Handler> Worker<H> {
         let Some(slot) = self.slab[idx].as_mut() else {
             return;
         };
-        if !slot.link.queue.is_empty() {
+        if !slot.link.queue.is_empty() || slot.stream.has_pending() {
             return;
         }
         let finished = match slot.phase {
@@ -459,11 +483,22 @@ impl<H: Handler> Worker<H> {
         if finished {
             // The server closes TCP first (RFC 6455 §7.1.1): send FIN, then read until the
             // peer's EOF so that unread bytes do not turn our close into a reset.
-            let _ = slot.stream.shutdown(Shutdown::Write);
+            slot.stream.shutdown_write();
             slot.phase = Phase::Lingering;
             slot.linger_until = None;
             self.schedule(idx);
         }
+    }
+
+    /// Ends the connection after a socket or TLS failure.
+    fn fail(&mut self, idx: usize, err: &io::Error) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = crate::transport::tls_failure(err) {
+            self.stats.tls_errors += 1;
+            let text = tls.to_string();
+            return self.remove(idx, Some(CloseReason::Tls(&text)));
+        }
+        self.remove(idx, Some(CloseReason::Io(err.kind())));
     }
 
     fn eof(&mut self, idx: usize) {
@@ -759,7 +794,7 @@ impl<H: Handler> Worker<H> {
                         self.flush(idx);
                         // The peer is unresponsive: do not wait for its close.
                         if let Some(slot) = self.slab[idx].as_mut() {
-                            let _ = slot.stream.shutdown(Shutdown::Write);
+                            slot.stream.shutdown_write();
                             slot.phase = Phase::Lingering;
                             slot.linger_until = Some(now + Duration::from_secs(1));
                         }

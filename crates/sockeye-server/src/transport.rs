@@ -1,0 +1,174 @@
+//! A connection's byte stream: the TCP socket itself, or TLS over it.
+
+use std::io::{self, Read as _, Write as _};
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+
+/// The most ciphertext a TLS connection holds before its writer stops taking plaintext; the
+/// rest waits in the connection's queue, where backpressure sees it.
+#[cfg(feature = "tls")]
+const TLS_PENDING_LIMIT: usize = 64 << 10;
+
+/// What a read produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// Plaintext bytes; `drained` when the socket had no more (the next edge announces more).
+    Data { len: usize, drained: bool },
+    /// The socket has nothing now.
+    Empty,
+    /// The peer closed its side cleanly.
+    Eof,
+}
+
+pub(crate) struct Stream {
+    tcp: TcpStream,
+    #[cfg(feature = "tls")]
+    tls: Option<Box<rustls::ServerConnection>>,
+}
+
+impl Stream {
+    pub(crate) fn plain(tcp: TcpStream) -> Self {
+        Stream {
+            tcp,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(tcp: TcpStream, mut session: rustls::ServerConnection) -> Self {
+        session.set_buffer_limit(Some(TLS_PENDING_LIMIT));
+        Stream {
+            tcp,
+            tls: Some(Box::new(session)),
+        }
+    }
+
+    /// Reads plaintext into `buf`.
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<Input> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            return tls_read(&mut self.tcp, tls, buf);
+        }
+        loop {
+            return match self.tcp.read(buf) {
+                Ok(0) => Ok(Input::Eof),
+                Ok(len) => Ok(Input::Data {
+                    len,
+                    drained: len < buf.len(),
+                }),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Input::Empty),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// Writes `buf` once; returns the bytes taken (0 when the socket is full). Over TLS, the
+    /// bytes are encrypted and the records written in one vectored write; what the socket does
+    /// not take stays pending in the session (see [`has_pending`](Self::has_pending)).
+    pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            let taken = tls.writer().write(buf)?;
+            flush_tls(&mut self.tcp, tls)?;
+            return Ok(taken);
+        }
+        loop {
+            return match self.tcp.write(buf) {
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// Writes what the TLS session holds (records the socket did not take earlier).
+    pub(crate) fn flush_pending(&mut self) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            return flush_tls(&mut self.tcp, tls);
+        }
+        Ok(())
+    }
+
+    /// Whether encrypted bytes wait for the socket.
+    pub(crate) fn has_pending(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref() {
+            return tls.wants_write();
+        }
+        false
+    }
+
+    /// Ends our sending side: TLS `close_notify` (best effort), then TCP FIN.
+    pub(crate) fn shutdown_write(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.send_close_notify();
+            let _ = flush_tls(&mut self.tcp, tls);
+        }
+        let _ = self.tcp.shutdown(Shutdown::Write);
+    }
+}
+
+/// Reads ciphertext until the session yields plaintext, the socket is empty, or it ends.
+#[cfg(feature = "tls")]
+fn tls_read(
+    tcp: &mut TcpStream,
+    tls: &mut rustls::ServerConnection,
+    buf: &mut [u8],
+) -> io::Result<Input> {
+    loop {
+        match tls.reader().read(buf) {
+            // A clean close_notify.
+            Ok(0) => return Ok(Input::Eof),
+            // More records may wait in the socket: the caller reads on until `Empty`.
+            Ok(len) => {
+                return Ok(Input::Data {
+                    len,
+                    drained: false,
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // TCP ended without close_notify (a truncation), reported as UnexpectedEof.
+            Err(e) => return Err(e),
+        }
+        match tls.read_tls(tcp) {
+            // The session now knows of the EOF; the reader reports it above.
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Input::Empty),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if let Err(err) = tls.process_new_packets() {
+            // Tell the peer why (the alert rustls queued), then report the failure.
+            let _ = flush_tls(tcp, tls);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+        }
+        // Handshake messages (and key updates) go out as soon as they are made.
+        flush_tls(tcp, tls)?;
+    }
+}
+
+/// Writes the session's pending records until done or the socket is full.
+#[cfg(feature = "tls")]
+fn flush_tls(tcp: &mut TcpStream, tls: &mut rustls::ServerConnection) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(tcp) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The TLS failure inside an I/O error from [`Stream`], if that is what it is.
+#[cfg(feature = "tls")]
+pub(crate) fn tls_failure(err: &io::Error) -> Option<&rustls::Error> {
+    err.get_ref()?.downcast_ref::<rustls::Error>()
+}
