@@ -17,6 +17,8 @@ mod handshake;
 mod inflate;
 #[path = "../fuzz/checks/offers.rs"]
 mod offers;
+#[path = "../fuzz/checks/tls.rs"]
+mod tls;
 
 /// The regular files of `dir` (dotfiles such as `.gitkeep` skipped); none when it is missing.
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -82,4 +84,30 @@ fn inflate_seeds_and_regressions() {
 #[test]
 fn offers_seeds_and_regressions() {
     replay("offers", offers::check);
+}
+
+#[test]
+fn tls_seeds_and_regressions() {
+    replay("tls", tls::check);
+}
+
+#[test]
+fn tls_seeds_reach_the_handshake() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/tls");
+    let read = |name: &str| fs::read(seeds.join(name)).unwrap();
+    // A real ClientHello, whole or a byte at a time, gets the server's first flight.
+    for seed in ["client-hello-tls13", "client-hello-tls12"] {
+        let outcome = tls::run(&read(seed)).unwrap();
+        assert!(outcome.error.is_none(), "{seed}: {:?}", outcome.error);
+        assert!(outcome.written > 100, "{seed}: wrote {}", outcome.written);
+    }
+    // Plain HTTP on the TLS port, and a client offering only h2, fail with a TLS error.
+    for seed in ["plain-http", "client-hello-alpn-h2-then-garbage"] {
+        let outcome = tls::run(&read(seed)).unwrap();
+        let error = outcome.error.expect(seed);
+        assert!(
+            sockeye_server::fuzzing::is_tls_failure(&error),
+            "{seed}: {error}"
+        );
+    }
 }

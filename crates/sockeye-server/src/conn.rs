@@ -96,22 +96,33 @@ fn target<'a>(queue: &'a mut Vec<u8>, cork: &'a mut Vec<u8>) -> &'a mut Vec<u8> 
     if queue.is_empty() { cork } else { queue }
 }
 
+/// A time on the worker's clock: milliseconds since the worker started. The engine's timers need
+/// no finer grain, and 8 bytes instead of an `Instant`'s 16 keep an idle connection small.
+pub(crate) type Ms = u64;
+
+/// No time set.
+pub(crate) const NEVER: Ms = Ms::MAX;
+
+/// `d` in whole milliseconds, rounded up, so that a deadline never fires early.
+pub(crate) fn ms(d: std::time::Duration) -> Ms {
+    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    Ms::try_from(ms).unwrap_or(NEVER)
+}
+
 pub(crate) struct Slot<C> {
     pub(crate) stream: Stream,
     pub(crate) generation: u32,
     pub(crate) phase: Phase,
     pub(crate) link: Link,
     pub(crate) user: Option<C>,
-    /// Unconsumed input: a partial frame header or control frame, or a partial request head.
-    pub(crate) leftover: Vec<u8>,
-    /// The reassembly buffer for messages spanning frames or reads.
-    pub(crate) msg: Vec<u8>,
-    pub(crate) started: Instant,
-    pub(crate) last_rx: Instant,
-    /// When a draining or lingering connection is dropped regardless.
-    pub(crate) linger_until: Option<Instant>,
-    /// The time of this connection's live entry in the worker's timer heap.
-    pub(crate) timer_at: Option<Instant>,
+    /// Input buffers, allocated only while a connection has bytes to keep between reads.
+    pub(crate) rx: Option<Box<Rx>>,
+    pub(crate) started: Ms,
+    pub(crate) last_rx: Ms,
+    /// When a draining or lingering connection is dropped regardless ([`NEVER`] until set).
+    pub(crate) linger_until: Ms,
+    /// The time of this connection's live entry in the worker's timer heap ([`NEVER`]: none).
+    pub(crate) timer_at: Ms,
     pub(crate) ping_sent: bool,
     pub(crate) read_paused: bool,
     /// The peer's FIN (or a socket error) was announced: read to EOF, since no further edge
@@ -121,7 +132,7 @@ pub(crate) struct Slot<C> {
 }
 
 impl<C> Slot<C> {
-    pub(crate) fn new(stream: Stream, generation: u32, proto: Proto, now: Instant) -> Self {
+    pub(crate) fn new(stream: Stream, generation: u32, proto: Proto, now: Ms) -> Self {
         Slot {
             stream,
             generation,
@@ -132,16 +143,73 @@ impl<C> Slot<C> {
                 ending: None,
             },
             user: None,
-            leftover: Vec::new(),
-            msg: Vec::new(),
+            rx: None,
             started: now,
             last_rx: now,
-            linger_until: None,
-            timer_at: None,
+            linger_until: NEVER,
+            timer_at: NEVER,
             ping_sent: false,
             read_paused: false,
             read_closed: false,
             dirty: false,
+        }
+    }
+}
+
+/// What a connection keeps between reads; most connections, most of the time, keep nothing.
+#[derive(Default)]
+pub(crate) struct Rx {
+    /// Unconsumed input: a partial frame header or control frame, or a partial request head.
+    pub(crate) leftover: Vec<u8>,
+    /// The reassembly buffer for messages spanning frames or reads.
+    pub(crate) msg: Vec<u8>,
+}
+
+impl<C> Slot<C> {
+    /// How many unconsumed bytes the connection holds.
+    pub(crate) fn held(&self) -> usize {
+        self.rx.as_ref().map_or(0, |rx| rx.leftover.len())
+    }
+
+    /// Moves the unconsumed bytes to the front of `buf`.
+    pub(crate) fn restore(&mut self, buf: &mut [u8]) {
+        if let Some(rx) = self.rx.as_mut() {
+            buf[..rx.leftover.len()].copy_from_slice(&rx.leftover);
+            rx.leftover = Vec::new();
+            self.tidy();
+        }
+    }
+
+    /// Keeps `bytes` for the next read.
+    pub(crate) fn keep(&mut self, bytes: &[u8]) {
+        self.rx.get_or_insert_default().leftover.extend_from_slice(bytes);
+    }
+
+    /// The reassembly buffer, taken out for a read.
+    pub(crate) fn take_msg(&mut self) -> Vec<u8> {
+        self.rx
+            .as_mut()
+            .map(|rx| std::mem::take(&mut rx.msg))
+            .unwrap_or_default()
+    }
+
+    /// Puts the reassembly buffer back if a message is still arriving; an idle connection owns
+    /// no receive buffer.
+    pub(crate) fn put_msg(&mut self, msg: Vec<u8>) {
+        if msg.capacity() > 0 && self.link.proto.is_receiving_message() {
+            self.rx.get_or_insert_default().msg = msg;
+        } else {
+            self.tidy();
+        }
+    }
+
+    fn tidy(&mut self) {
+        if self
+            .rx
+            .as_ref()
+            .is_some_and(|rx| rx.leftover.capacity() == 0 && rx.msg.capacity() == 0)
+        {
+            self.rx = None;
         }
     }
 }

@@ -54,6 +54,9 @@ mod server;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
+#[cfg(feature = "tls")]
+#[doc(hidden)]
+pub use transport::fuzzing;
 mod upgrade;
 mod worker;
 

@@ -162,6 +162,8 @@ impl<H: Handler> Server<H> {
                         stopping: None,
                         generation: 0,
                         now: Instant::now(),
+                        epoch: Instant::now(),
+                        tick: 0,
                         compressor: SharedCompressor::new(),
                     };
                     if let Err(err) = worker.run() {

@@ -117,7 +117,7 @@ impl Stream {
 /// Reads ciphertext until the session yields plaintext, the socket is empty, or it ends.
 #[cfg(feature = "tls")]
 fn tls_read(
-    tcp: &mut TcpStream,
+    tcp: &mut (impl io::Read + io::Write),
     tls: &mut rustls::ServerConnection,
     buf: &mut [u8],
 ) -> io::Result<Input> {
@@ -155,7 +155,10 @@ fn tls_read(
 
 /// Writes the session's pending records until done or the socket is full.
 #[cfg(feature = "tls")]
-fn flush_tls(tcp: &mut TcpStream, tls: &mut rustls::ServerConnection) -> io::Result<()> {
+fn flush_tls(
+    tcp: &mut impl io::Write,
+    tls: &mut rustls::ServerConnection,
+) -> io::Result<()> {
     while tls.wants_write() {
         match tls.write_tls(tcp) {
             Ok(_) => {}
@@ -171,4 +174,92 @@ fn flush_tls(tcp: &mut TcpStream, tls: &mut rustls::ServerConnection) -> io::Res
 #[cfg(feature = "tls")]
 pub(crate) fn tls_failure(err: &io::Error) -> Option<&rustls::Error> {
     err.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// The TLS read path over bytes in memory, for the fuzz target: `input` arrives in pieces of
+/// `piece` bytes, and every plaintext byte is read out as the worker would.
+#[cfg(feature = "tls")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::io;
+    use std::sync::Arc;
+
+    use super::{Input, tls_read};
+
+    struct Feed<'a> {
+        input: &'a [u8],
+        piece: usize,
+        written: usize,
+    }
+
+    impl io::Read for Feed<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.input.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = self.piece.min(buf.len()).min(self.input.len());
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input = &self.input[n..];
+            Ok(n)
+        }
+    }
+
+    impl io::Write for Feed<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written += buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the read path made of the input.
+    #[derive(Debug)]
+    pub struct Outcome {
+        /// Plaintext bytes read out.
+        pub plaintext: usize,
+        /// Bytes the session wrote back (handshake messages, alerts).
+        pub written: usize,
+        /// The error that ended the connection, if any.
+        pub error: Option<io::Error>,
+    }
+
+    /// Whether `err` carries a TLS failure (as opposed to a socket error).
+    pub fn is_tls_failure(err: &io::Error) -> bool {
+        super::tls_failure(err).is_some()
+    }
+
+    /// Runs `input` through the worker's TLS read path with a fresh session.
+    pub fn tls_read_path(config: Arc<rustls::ServerConfig>, input: &[u8], piece: usize) -> Outcome {
+        let mut tls = rustls::ServerConnection::new(config).expect("a valid configuration");
+        tls.set_buffer_limit(Some(super::TLS_PENDING_LIMIT));
+        let mut feed = Feed {
+            input,
+            piece: piece.max(1),
+            written: 0,
+        };
+        let mut buf = vec![0; 16 << 10];
+        let mut plaintext = 0;
+        // Each call consumes input or ends; the bound only guards the harness.
+        for _ in 0..=input.len() + 1 {
+            match tls_read(&mut feed, &mut tls, &mut buf) {
+                Ok(Input::Data { len, .. }) => plaintext += len,
+                Ok(Input::Empty | Input::Eof) => break,
+                Err(error) => {
+                    return Outcome {
+                        plaintext,
+                        written: feed.written,
+                        error: Some(error),
+                    };
+                }
+            }
+        }
+        Outcome {
+            plaintext,
+            written: feed.written,
+            error: None,
+        }
+    }
 }

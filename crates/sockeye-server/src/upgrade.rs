@@ -23,6 +23,7 @@ impl<H: Handler> Worker<H> {
             stats,
             config,
             now,
+            tick,
             index,
             ..
         } = self;
@@ -31,7 +32,7 @@ impl<H: Handler> Worker<H> {
         let req = match parse_request(buf, &config.handshake) {
             Ok(Status::Complete(req)) => req,
             Ok(Status::Incomplete { .. }) => {
-                slot.leftover.extend_from_slice(buf);
+                slot.keep(buf);
                 return None;
             }
             Err(HandshakeError::NotUpgrade) => {
@@ -96,7 +97,7 @@ impl<H: Handler> Worker<H> {
         }
         slot.phase = Phase::Open;
         stats.upgraded += 1;
-        slot.last_rx = *now;
+        slot.last_rx = *tick;
         let user = slot.user.insert(user);
         let mut sink = ConnSink::new(&mut slot.link, cork, &config.backpressure, stats, *now);
         let mut out = Outbox {

@@ -13,7 +13,7 @@ use sockeye_deflate::{DeflateConfig, PerMessageDeflate, SendSettings, SharedComp
 use sockeye_proto::{CloseCode, Connection, Event, Message, Rsv, State};
 
 use crate::config::ServerConfig;
-use crate::conn::{ConnSink, Ending, Phase, Slot, write_queue};
+use crate::conn::{ConnSink, Ending, Ms, NEVER, Phase, Slot, ms, write_queue};
 use crate::handle::{Command, Handle, OwnedMessage, SharedStats, Stats};
 use crate::handler::{CloseReason, ConnId, Handler, Outbox, Timeout};
 use crate::transport::{Input, Stream};
@@ -40,7 +40,8 @@ pub(crate) struct Worker<H: Handler> {
     pub(crate) recv: Vec<u8>,
     pub(crate) cork: Vec<u8>,
     pub(crate) stats: Stats,
-    pub(crate) timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    /// (deadline, slot index, generation): 16 bytes per armed connection.
+    pub(crate) timers: BinaryHeap<Reverse<(Ms, u32, u32)>>,
     /// Connections to read again next turn (budget spent, or reading resumed).
     pub(crate) ready: Vec<(usize, u32)>,
     /// Connections with queued bytes to write at the end of the turn.
@@ -49,6 +50,9 @@ pub(crate) struct Worker<H: Handler> {
     pub(crate) stopping: Option<Instant>,
     pub(crate) generation: u32,
     pub(crate) now: Instant,
+    /// The clock of the connection timers: `now`, as milliseconds since `epoch`.
+    pub(crate) tick: Ms,
+    pub(crate) epoch: Instant,
     /// One compressor per window size and level for the connections that reset after every
     /// message, and for broadcasts.
     pub(crate) compressor: SharedCompressor,
@@ -66,7 +70,11 @@ impl<H: Handler> Worker<H> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.ready.is_empty() && !self.accept_pending {
-                let next = self.timers.peek().map(|Reverse((at, _, _))| *at);
+                let epoch = self.epoch;
+                let next = self
+                    .timers
+                    .peek()
+                    .map(|Reverse((at, _, _))| epoch + Duration::from_millis(*at));
                 // The shutdown deadline is a timer too: without it the loop would sleep until
                 // the next connection timer and overrun `shutdown_timeout`.
                 [next, self.stopping]
@@ -83,6 +91,7 @@ impl<H: Handler> Worker<H> {
                 Err(e) => return Err(e),
             }
             self.now = Instant::now();
+            self.tick = self.now.duration_since(self.epoch).as_millis() as Ms;
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.commands(),
@@ -197,7 +206,7 @@ impl<H: Handler> Worker<H> {
                 return;
             }
         };
-        self.slab[idx] = Some(Slot::new(stream, self.generation, proto, self.now));
+        self.slab[idx] = Some(Slot::new(stream, self.generation, proto, self.tick));
         self.open += 1;
         self.stats.accepted += 1;
         self.stats.connections_open = self.open as u64;
@@ -230,7 +239,7 @@ impl<H: Handler> Worker<H> {
             if slot.read_paused || slot.phase == Phase::Draining {
                 return;
             }
-            let held = slot.leftover.len();
+            let held = slot.held();
             let (n, short) = match slot.stream.read(&mut self.recv[held..]) {
                 Ok(Input::Data { len, drained }) => (len, drained),
                 Ok(Input::Eof) => return self.eof(idx),
@@ -241,13 +250,12 @@ impl<H: Handler> Worker<H> {
                 Err(e) => return self.fail(idx, &e),
             };
             self.stats.bytes_in += n as u64;
-            slot.last_rx = self.now;
+            slot.last_rx = self.tick;
             slot.ping_sent = false;
             if slot.phase == Phase::Lingering {
                 continue; // discard until EOF
             }
-            self.recv[..held].copy_from_slice(&slot.leftover);
-            slot.leftover.clear();
+            slot.restore(&mut self.recv);
             self.process(idx, held + n);
             // The last data and the FIN can share one edge: then a short read does not end
             // the socket's story, and only reading on finds the EOF.
@@ -310,12 +318,13 @@ impl<H: Handler> Worker<H> {
             return;
         };
         let id = ConnId::new(*index, idx, slot.generation);
+        let mut msg = slot.take_msg();
         let mut off = start;
         while off < len && slot.phase == Phase::Open {
             let read = match slot
                 .link
                 .proto
-                .handle_read(&mut recv[off..len], &mut slot.msg, *now)
+                .handle_read(&mut recv[off..len], &mut msg, *now)
             {
                 Ok(read) => read,
                 Err(err) => {
@@ -327,7 +336,7 @@ impl<H: Handler> Worker<H> {
                     if let Some(user) = slot.user.take() {
                         closed(handler, stats, user, CloseReason::Protocol(err));
                     }
-                    slot.msg = Vec::new();
+                    msg = Vec::new();
                     break;
                 }
             };
@@ -374,12 +383,9 @@ impl<H: Handler> Worker<H> {
         }
         if off < len && slot.phase == Phase::Open && slot.link.proto.state() != State::Closed {
             // At most a frame header or a control frame.
-            slot.leftover.extend_from_slice(&recv[off..len]);
+            slot.keep(&recv[off..len]);
         }
-        if slot.msg.capacity() > 0 && !slot.link.proto.is_receiving_message() {
-            // An idle connection owns no receive buffer.
-            slot.msg = Vec::new();
-        }
+        slot.put_msg(msg);
     }
 
     /// Writes what the connection owes, once; moves what the kernel did not take to its queue.
@@ -485,7 +491,7 @@ impl<H: Handler> Worker<H> {
             // peer's EOF so that unread bytes do not turn our close into a reset.
             slot.stream.shutdown_write();
             slot.phase = Phase::Lingering;
-            slot.linger_until = None;
+            slot.linger_until = NEVER;
             self.schedule(idx);
         }
     }
@@ -704,45 +710,55 @@ impl<H: Handler> Worker<H> {
         let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        let linger = self.config.protocol.close_timeout;
+        let config = &self.config;
         let next = match slot.phase {
-            Phase::Handshake => Some(slot.started + self.config.handshake_timeout),
+            Phase::Handshake => slot.started.saturating_add(ms(config.handshake_timeout)),
             Phase::Draining | Phase::Lingering => {
-                Some(*slot.linger_until.get_or_insert(self.now + linger))
+                if slot.linger_until == NEVER {
+                    slot.linger_until = self.tick + ms(config.protocol.close_timeout);
+                }
+                slot.linger_until
             }
             Phase::Open => {
-                let idle = self
-                    .config
-                    .idle_timeout
-                    .map(|idle| slot.last_rx + if slot.ping_sent { idle } else { idle / 2 });
-                let lifetime = self.config.max_lifetime.map(|life| slot.started + life);
-                [slot.link.proto.poll_timeout(), idle, lifetime]
+                let idle = config.idle_timeout.map(|idle| {
+                    let wait = if slot.ping_sent { idle } else { idle / 2 };
+                    slot.last_rx.saturating_add(ms(wait))
+                });
+                let lifetime = config
+                    .max_lifetime
+                    .map(|life| slot.started.saturating_add(ms(life)));
+                let protocol = slot
+                    .link
+                    .proto
+                    .poll_timeout()
+                    .map(|at| ms(at.saturating_duration_since(self.epoch)));
+                [protocol, idle, lifetime]
                     .into_iter()
                     .flatten()
                     .min()
+                    .unwrap_or(NEVER)
             }
         };
-        if let Some(at) = next {
-            // One live entry per connection: a later deadline is found when the earlier entry
-            // fires; only an earlier one needs a new entry.
-            if slot.timer_at.is_none_or(|armed| at < armed) {
-                slot.timer_at = Some(at);
-                self.timers.push(Reverse((at, idx, slot.generation)));
-            }
+        // One live entry per connection: a later deadline is found when the earlier entry
+        // fires; only an earlier one needs a new entry.
+        if next != NEVER && next < slot.timer_at {
+            slot.timer_at = next;
+            self.timers.push(Reverse((next, idx as u32, slot.generation)));
         }
     }
 
     fn fire_timers(&mut self) {
         while let Some(&Reverse((at, idx, generation))) = self.timers.peek() {
-            if at > self.now {
+            if at > self.tick {
                 break;
             }
             self.timers.pop();
+            let idx = idx as usize;
             let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
-            if slot.generation == generation && slot.timer_at == Some(at) {
-                slot.timer_at = None;
+            if slot.generation == generation && slot.timer_at == at {
+                slot.timer_at = NEVER;
                 self.on_timer(idx);
             }
         }
@@ -750,19 +766,20 @@ impl<H: Handler> Worker<H> {
 
     fn on_timer(&mut self, idx: usize) {
         let now = self.now;
+        let tick = self.tick;
         let Some(slot) = self.slab[idx].as_mut() else {
             return;
         };
         match slot.phase {
             Phase::Handshake => {
-                if now >= slot.started + self.config.handshake_timeout {
+                if tick >= slot.started.saturating_add(ms(self.config.handshake_timeout)) {
                     // Slow-loris: the request never completed.
                     self.stats.rejected += 1;
                     return self.remove(idx, None);
                 }
             }
             Phase::Draining | Phase::Lingering => {
-                if slot.linger_until.is_some_and(|d| now >= d) {
+                if tick >= slot.linger_until {
                     return self.remove(idx, None);
                 }
             }
@@ -774,7 +791,7 @@ impl<H: Handler> Worker<H> {
                 }
                 let closing = slot.link.proto.state() != State::Open;
                 if let Some(life) = self.config.max_lifetime {
-                    if !closing && now >= slot.started + life {
+                    if !closing && tick >= slot.started.saturating_add(ms(life)) {
                         let _ = slot
                             .link
                             .proto
@@ -785,7 +802,7 @@ impl<H: Handler> Worker<H> {
                     }
                 }
                 if let Some(idle) = self.config.idle_timeout {
-                    if now >= slot.last_rx + idle && !closing {
+                    if tick >= slot.last_rx.saturating_add(ms(idle)) && !closing {
                         let _ = slot
                             .link
                             .proto
@@ -796,11 +813,14 @@ impl<H: Handler> Worker<H> {
                         if let Some(slot) = self.slab[idx].as_mut() {
                             slot.stream.shutdown_write();
                             slot.phase = Phase::Lingering;
-                            slot.linger_until = Some(now + Duration::from_secs(1));
+                            slot.linger_until = tick + 1000;
                         }
                         return self.schedule(idx);
                     }
-                    if now >= slot.last_rx + idle / 2 && !slot.ping_sent && !closing {
+                    if tick >= slot.last_rx.saturating_add(ms(idle / 2))
+                        && !slot.ping_sent
+                        && !closing
+                    {
                         slot.ping_sent = true;
                         // Idle: give back the compression state that can be rebuilt.
                         slot.link.proto.extension_mut().release_idle_state();
