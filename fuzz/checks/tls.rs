@@ -18,10 +18,7 @@ fn config() -> Arc<rustls::ServerConfig> {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         let cert = params.self_signed(&key).unwrap();
-        let settings = TlsSettings::new(
-            cert.pem().into_bytes(),
-            key.serialize_pem().into_bytes(),
-        );
+        let settings = TlsSettings::new(cert.pem().into_bytes(), key.serialize_pem().into_bytes());
         TlsConfig::from_settings(&settings).unwrap().current()
     });
     Arc::clone(config)
@@ -30,7 +27,11 @@ fn config() -> Arc<rustls::ServerConfig> {
 /// Runs one input through the read path and checks the invariants.
 pub(crate) fn run(data: &[u8]) -> Option<Outcome> {
     let (&piece, input) = data.split_first()?;
-    let piece = if piece == 0 { input.len() } else { usize::from(piece) };
+    let piece = if piece == 0 {
+        input.len()
+    } else {
+        usize::from(piece)
+    };
     let outcome = tls_read_path(config(), input, piece);
     assert_eq!(outcome.plaintext, 0, "plaintext without a handshake");
     if let Some(error) = &outcome.error {

@@ -182,7 +182,10 @@ impl<C> Slot<C> {
 
     /// Keeps `bytes` for the next read.
     pub(crate) fn keep(&mut self, bytes: &[u8]) {
-        self.rx.get_or_insert_default().leftover.extend_from_slice(bytes);
+        self.rx
+            .get_or_insert_default()
+            .leftover
+            .extend_from_slice(bytes);
     }
 
     /// The reassembly buffer, taken out for a read.

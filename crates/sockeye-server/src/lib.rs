@@ -66,8 +66,8 @@ pub use handle::{Handle, HandleError, OwnedMessage, Stats};
 pub use handler::{
     Accept, CloseReason, ConnId, Handler, HttpResponse, Outbox, Reject, SendError, Timeout,
 };
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use server::{Running, Server};
 #[cfg(feature = "tls")]
 pub use tls::{ClientAuth, PemSource, TlsConfig, TlsError, TlsSettings};
-#[cfg(feature = "tls")]
-pub use rustls;

@@ -300,7 +300,9 @@ pub enum TlsError {
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TlsError::Read { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            TlsError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
             TlsError::Invalid(what) => write!(f, "invalid TLS material: {what}"),
             TlsError::Rustls(err) => write!(f, "TLS configuration refused: {err}"),
         }

@@ -155,10 +155,7 @@ fn tls_read(
 
 /// Writes the session's pending records until done or the socket is full.
 #[cfg(feature = "tls")]
-fn flush_tls(
-    tcp: &mut impl io::Write,
-    tls: &mut rustls::ServerConnection,
-) -> io::Result<()> {
+fn flush_tls(tcp: &mut impl io::Write, tls: &mut rustls::ServerConnection) -> io::Result<()> {
     while tls.wants_write() {
         match tls.write_tls(tcp) {
             Ok(_) => {}

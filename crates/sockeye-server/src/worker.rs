@@ -743,7 +743,8 @@ impl<H: Handler> Worker<H> {
         // fires; only an earlier one needs a new entry.
         if next != NEVER && next < slot.timer_at {
             slot.timer_at = next;
-            self.timers.push(Reverse((next, idx as u32, slot.generation)));
+            self.timers
+                .push(Reverse((next, idx as u32, slot.generation)));
         }
     }
 
@@ -772,7 +773,11 @@ impl<H: Handler> Worker<H> {
         };
         match slot.phase {
             Phase::Handshake => {
-                if tick >= slot.started.saturating_add(ms(self.config.handshake_timeout)) {
+                if tick
+                    >= slot
+                        .started
+                        .saturating_add(ms(self.config.handshake_timeout))
+                {
                     // Slow-loris: the request never completed.
                     self.stats.rejected += 1;
                     return self.remove(idx, None);
