@@ -29,7 +29,8 @@ use crate::mask::apply_mask;
 use crate::status::Status;
 use crate::utf8::Utf8Validator;
 
-/// Limits and timeouts of a connection.
+/// Limits and timeouts of a connection. Sizes above 4 GiB and timeouts above 49 days are
+/// capped there: a connection keeps them in 16 bytes.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -56,6 +57,44 @@ impl Config {
         max_fragments: 4096,
         close_timeout: Duration::from_secs(5),
     };
+}
+
+/// [`Config`] as a connection keeps it: four 32-bit fields instead of 40 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_frame_size: u32,
+    max_message_size: u32,
+    max_fragments: u32,
+    close_timeout_ms: u32,
+}
+
+impl Limits {
+    fn new(config: &Config) -> Self {
+        let cap = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Limits {
+            max_frame_size: cap(config.max_frame_size),
+            max_message_size: cap(config.max_message_size as u64),
+            max_fragments: config.max_fragments,
+            // Rounded up: a close timeout never ends early.
+            close_timeout_ms: cap(u64::try_from(
+                config.close_timeout.as_nanos().div_ceil(1_000_000),
+            )
+            .unwrap_or(u64::MAX)),
+        }
+    }
+
+    fn close_timeout(self) -> Duration {
+        Duration::from_millis(u64::from(self.close_timeout_ms))
+    }
+
+    fn config(self) -> Config {
+        Config {
+            max_frame_size: u64::from(self.max_frame_size),
+            max_message_size: self.max_message_size as usize,
+            max_fragments: self.max_fragments,
+            close_timeout: self.close_timeout(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -153,9 +192,10 @@ impl std::error::Error for SendError {}
 /// The frame whose payload is still arriving.
 #[derive(Debug, Clone, Copy)]
 struct InFrame {
-    remaining: u64,
+    /// Payload bytes still to come (frames are at most 4 GiB: see [`Config`]).
+    remaining: u32,
+    /// The masking key, rotated to line up with the next payload byte.
     mask: Option<[u8; 4]>,
-    offset: usize,
     fin: bool,
 }
 
@@ -172,7 +212,7 @@ struct InMessage {
 /// the call order).
 pub struct Connection<E = NoExtension> {
     role: Role,
-    config: Config,
+    limits: Limits,
     ext: E,
     frame: Option<InFrame>,
     message: Option<InMessage>,
@@ -214,7 +254,7 @@ impl<E: Extension> Connection<E> {
     fn new(role: Role, config: Config, ext: E, mask_state: u64) -> Self {
         Connection {
             role,
-            config,
+            limits: Limits::new(&config),
             ext,
             frame: None,
             message: None,
@@ -235,9 +275,9 @@ impl<E: Extension> Connection<E> {
         self.role
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration (with its sizes capped at 4 GiB).
+    pub fn config(&self) -> Config {
+        self.limits.config()
     }
 
     /// The extension.
@@ -348,9 +388,10 @@ impl<E: Extension> Connection<E> {
             .min(usize::try_from(frame.remaining).unwrap_or(usize::MAX));
         let chunk = &mut available[..n];
         if let Some(key) = frame.mask {
-            apply_mask(chunk, key, frame.offset);
+            apply_mask(chunk, key, 0);
         }
-        let remaining = frame.remaining - n as u64;
+        // n <= remaining, a u32.
+        let remaining = frame.remaining - n as u32;
         let done = remaining == 0;
         if n > 0 || done {
             self.absorb(chunk, done && frame.fin, message_buf)?;
@@ -359,8 +400,11 @@ impl<E: Extension> Connection<E> {
         if !done {
             self.frame = Some(InFrame {
                 remaining,
-                offset: frame.offset + n,
-                ..frame
+                mask: frame.mask.map(|mut key| {
+                    key.rotate_left(n % 4);
+                    key
+                }),
+                fin: frame.fin,
             });
             return Ok(Read {
                 consumed,
@@ -398,9 +442,9 @@ impl<E: Extension> Connection<E> {
         self.check_frame(header, buffered)?;
         match (header.opcode, &mut self.message) {
             (OpCode::Continuation, Some(message)) => {
-                if message.fragments >= self.config.max_fragments {
+                if message.fragments >= self.limits.max_fragments {
                     return Err(ProtocolError::TooManyFragments {
-                        max: self.config.max_fragments,
+                        max: self.limits.max_fragments,
                     });
                 }
                 message.fragments += 1;
@@ -415,9 +459,14 @@ impl<E: Extension> Connection<E> {
             }
         }
         let frame = InFrame {
-            remaining: header.payload_len,
+            // Within `max_frame_size` (checked above), which is at most 4 GiB.
+            remaining: u32::try_from(header.payload_len).map_err(|_| {
+                ProtocolError::FrameTooLarge {
+                    len: header.payload_len,
+                    max: u64::from(u32::MAX),
+                }
+            })?,
             mask: header.mask,
-            offset: 0,
             fin: header.fin,
         };
         self.frame = Some(frame);
@@ -440,17 +489,18 @@ impl<E: Extension> Connection<E> {
             }
             _ => {}
         }
-        if header.payload_len > self.config.max_frame_size {
+        let max_frame = u64::from(self.limits.max_frame_size);
+        if header.payload_len > max_frame {
             return Err(ProtocolError::FrameTooLarge {
                 len: header.payload_len,
-                max: self.config.max_frame_size,
+                max: max_frame,
             });
         }
         let compressed = self
             .message
             .map_or(!header.rsv.is_empty(), |m| m.compressed);
         let total = buffered as u64 + header.payload_len;
-        let max = self.config.max_message_size as u64;
+        let max = u64::from(self.limits.max_message_size);
         if !compressed && total > max {
             return Err(ProtocolError::MessageTooLarge { len: total, max });
         }
@@ -469,7 +519,7 @@ impl<E: Extension> Connection<E> {
         };
         if message.compressed {
             let before = message_buf.len();
-            let max = self.config.max_message_size;
+            let max = self.limits.max_message_size as usize;
             self.ext
                 .decode(chunk, last, message_buf, max)
                 .map_err(|err| match err {
@@ -545,7 +595,7 @@ impl<E: Extension> Connection<E> {
                     // frame, the endpoint MUST send a Close frame in response" (§5.5.1).
                     self.queue_close(close.code, "");
                     if self.role == Role::Client {
-                        self.deadline = Some(now + self.config.close_timeout);
+                        self.deadline = Some(now + self.limits.close_timeout());
                     }
                 }
                 Event::Close(close)
@@ -567,7 +617,7 @@ impl<E: Extension> Connection<E> {
         // A failed server closes TCP at once; a client waits a bounded time for the server to.
         self.deadline = match self.role {
             Role::Server => None,
-            Role::Client => Some(now + self.config.close_timeout),
+            Role::Client => Some(now + self.limits.close_timeout()),
         };
     }
 
@@ -680,7 +730,7 @@ impl<E: Extension> Connection<E> {
         }
         self.queue_close(Some(code), reason);
         if !self.close_received {
-            self.deadline = Some(now + self.config.close_timeout);
+            self.deadline = Some(now + self.limits.close_timeout());
         }
         Ok(())
     }

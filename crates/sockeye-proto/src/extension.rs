@@ -182,6 +182,63 @@ impl Extension for NoExtension {
     }
 }
 
+/// An extension that may be absent: `None` behaves as [`NoExtension`], `Some` as the boxed
+/// extension. A server that enables an extension for some connections only keeps one pointer
+/// per connection instead of the whole extension state.
+impl<E: Extension> Extension for Option<Box<E>> {
+    fn name(&self) -> &str {
+        self.as_deref().map_or("", E::name)
+    }
+
+    #[inline]
+    fn rsv(&self) -> Rsv {
+        self.as_deref().map_or(Rsv::NONE, E::rsv)
+    }
+
+    fn accept_offer(
+        &mut self,
+        offer: &Params<'_>,
+        response: &mut ParamWriter<'_>,
+    ) -> Result<bool, NegotiationError> {
+        match self.as_deref_mut() {
+            Some(ext) => ext.accept_offer(offer, response),
+            None => Ok(false),
+        }
+    }
+
+    fn write_offer(&self, offer: &mut ParamWriter<'_>) -> Result<(), NegotiationError> {
+        self.as_deref().map_or(Ok(()), |ext| ext.write_offer(offer))
+    }
+
+    fn accept_response(&mut self, params: &Params<'_>) -> Result<(), NegotiationError> {
+        match self.as_deref_mut() {
+            Some(ext) => ext.accept_response(params),
+            None => Err(NegotiationError::NotOffered),
+        }
+    }
+
+    fn decode(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+        max_out: usize,
+    ) -> Result<(), ExtensionError> {
+        match self.as_deref_mut() {
+            Some(ext) => ext.decode(input, fin, out, max_out),
+            None => Err(ExtensionError::InvalidData),
+        }
+    }
+
+    #[inline]
+    fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Rsv, ExtensionError> {
+        match self.as_deref_mut() {
+            Some(ext) => ext.encode(input, out),
+            None => Ok(Rsv::NONE),
+        }
+    }
+}
+
 /// One offer (or response element) of a `Sec-WebSocket-Extensions` value: a name and its
 /// parameters, borrowed from the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

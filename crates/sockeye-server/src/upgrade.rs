@@ -25,6 +25,7 @@ impl<H: Handler> Worker<H> {
             now,
             tick,
             index,
+            compressor,
             ..
         } = self;
         let slot = slab[idx].as_mut()?;
@@ -71,10 +72,18 @@ impl<H: Handler> Worker<H> {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         let mut extensions = [0u8; 160];
-        let extensions_len = if config.deflate.is_some() {
-            negotiate(slot.link.proto.extension_mut(), &req, &mut extensions)
-        } else {
-            0
+        let extensions_len = match config.deflate {
+            Some(deflate) => {
+                let offered =
+                    PerMessageDeflate::server(deflate).with_shared_compressor(compressor.clone());
+                negotiate(
+                    slot.link.proto.extension_mut(),
+                    offered,
+                    &req,
+                    &mut extensions,
+                )
+            }
+            None => 0,
         };
         let mut response = Response::new(&req)
             .with_headers(&headers)
@@ -114,7 +123,14 @@ impl<H: Handler> Worker<H> {
 
 /// Accepts the first acceptable permessage-deflate offer of the request, writing the
 /// `Sec-WebSocket-Extensions` value into `out`; returns its length (0: none accepted).
-fn negotiate(ext: &mut PerMessageDeflate, req: &Request<'_>, out: &mut [u8; 160]) -> usize {
+/// Accepts the first acceptable permessage-deflate offer with `ext`, which then becomes the
+/// connection's extension; returns the length of the response element written to `out`.
+fn negotiate(
+    slot: &mut Option<Box<PerMessageDeflate>>,
+    mut ext: PerMessageDeflate,
+    req: &Request<'_>,
+    out: &mut [u8; 160],
+) -> usize {
     for offer in req.extensions().flatten() {
         let Ok(offer) = offer else { continue };
         if offer.name() != DEFLATE {
@@ -126,6 +142,7 @@ fn negotiate(ext: &mut PerMessageDeflate, req: &Request<'_>, out: &mut [u8; 160]
         if ext.accept_offer(&offer, &mut writer) == Ok(true) {
             let written = writer.as_bytes().len();
             name.copy_from_slice(DEFLATE.as_bytes());
+            *slot = Some(Box::new(ext));
             return DEFLATE.len() + written;
         }
     }

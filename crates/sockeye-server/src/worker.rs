@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use sockeye_deflate::{DeflateConfig, PerMessageDeflate, SendSettings, SharedCompressor};
+use sockeye_deflate::{PerMessageDeflate, SendSettings, SharedCompressor};
 use sockeye_proto::{CloseCode, Connection, Event, Message, Rsv, State};
 
 use crate::config::ServerConfig;
@@ -194,11 +194,8 @@ impl<H: Handler> Worker<H> {
             return;
         }
         self.generation = self.generation.wrapping_add(1) & 0xffff;
-        // Negotiated at the upgrade, if deflate is enabled; inert (no heap) otherwise.
-        let deflate = self.config.deflate.unwrap_or(DeflateConfig::DEFAULT);
-        let ext =
-            PerMessageDeflate::server(deflate).with_shared_compressor(self.compressor.clone());
-        let proto = Connection::server(self.config.protocol, ext);
+        // permessage-deflate is set up at the upgrade, if enabled and offered.
+        let proto = Connection::server(self.config.protocol, None);
         let stream = match self.transport(stream) {
             Some(stream) => stream,
             None => {
@@ -577,7 +574,8 @@ impl<H: Handler> Worker<H> {
             if slot.phase != Phase::Open || slot.user.is_none() {
                 continue;
             }
-            let Some(settings) = slot.link.proto.extension().send_settings() else {
+            let settings = slot.link.proto.extension().as_deref();
+            let Some(settings) = settings.and_then(PerMessageDeflate::send_settings) else {
                 let _ = self.with_outbox(idx, |_, out| out.send(msg.as_message()));
                 continue;
             };
@@ -611,7 +609,9 @@ impl<H: Handler> Worker<H> {
                 );
                 if sent.is_ok() {
                     // The payload did not go through this connection's own compressor.
-                    slot.link.proto.extension_mut().reset_send_context();
+                    if let Some(ext) = slot.link.proto.extension_mut() {
+                        ext.reset_send_context();
+                    }
                     self.stats.messages_out += 1;
                 }
             }
@@ -828,7 +828,9 @@ impl<H: Handler> Worker<H> {
                     {
                         slot.ping_sent = true;
                         // Idle: give back the compression state that can be rebuilt.
-                        slot.link.proto.extension_mut().release_idle_state();
+                        if let Some(ext) = slot.link.proto.extension_mut() {
+                            ext.release_idle_state();
+                        }
                         let _ = slot.link.proto.send(Message::Ping(b""), &mut self.cork);
                         self.flush(idx);
                     }
