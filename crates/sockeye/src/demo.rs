@@ -1,8 +1,9 @@
 //! The demo page of `sockeye serve`, for embedders and tests that serve it themselves.
 
 /// The HTML page `sockeye serve` answers on `GET /`: it opens a WebSocket to
-/// `ws://<its host>/echo` with the `echo` subprotocol, shows every message that comes back, and
-/// has buttons to send text, 16 random bytes, or close with 1000.
+/// `ws://<its host>/echo` (`wss://` when the page came over https) with the `echo`
+/// subprotocol, shows every message that comes back, and has buttons to send text, 16 random
+/// bytes, or close with 1000.
 ///
 /// It also keeps a record in `window.sockeyeResults`, for browser tests that read it through the
 /// DevTools protocol: `open` (bool), `extensions` (the negotiated `Sec-WebSocket-Extensions`, set
@@ -36,7 +37,8 @@ const log = (cls, text) => {
   line.scrollIntoView();
 };
 const status = document.getElementById("status");
-const ws = new WebSocket(`ws://${location.host}/echo`, ["echo"]);
+const scheme = location.protocol === "https:" ? "wss" : "ws";
+const ws = new WebSocket(`${scheme}://${location.host}/echo`, ["echo"]);
 ws.binaryType = "arraybuffer";
 window.sockeyeResults = { open: false, echoes: [], closed: null, extensions: null };
 ws.onopen = () => {

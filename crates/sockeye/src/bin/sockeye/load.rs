@@ -9,17 +9,21 @@
 //!  merge Stats ──▶ one-line summary (human or --json) ──▶ exit status
 //! ```
 //!
-//! Modules: [`url`] (ws:// parsing), [`units`] (sizes, seconds), [`sys`] (entropy, fd limit),
-//! [`payload`] (stamped messages and their check), [`deflate`] (the permessage-deflate offer and
-//! the check of the answer), [`client`] (one connection), [`engine`] (one thread's event loop),
-//! [`report`] (counts and output).
+//! Modules: [`url`] (ws:// and wss:// parsing), [`units`] (sizes, seconds), [`sys`] (entropy,
+//! fd limit), [`payload`] (stamped messages and their check), [`deflate`] (the
+//! permessage-deflate offer and the check of the answer), [`stream`] (the socket, or TLS over
+//! it), `tls` (the TLS client configuration, with the `tls` feature), [`client`] (one
+//! connection), [`engine`] (one thread's event loop), [`report`] (counts and output).
 
 mod client;
 mod deflate;
 mod engine;
 mod payload;
 mod report;
+mod stream;
 mod sys;
+#[cfg(feature = "tls")]
+mod tls;
 mod units;
 mod url;
 
@@ -31,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use engine::{Share, Shared};
 use report::{Live, Stats, Totals};
+use stream::Connector;
 use url::WsUrl;
 
 /// Options of `sockeye load`.
@@ -48,6 +53,8 @@ Start an echo server first (for example `sockeye serve` in another terminal), th
   sockeye load latency --connections 10 --duration 5
   ulimit -n 20000; sockeye load connect --connections 10000 --hold 5
   sockeye load echo --deflate --text --size 4KiB   (against `sockeye serve --deflate`)
+  sockeye load echo --url wss://127.0.0.1:9001/ --tls-ca ca.pem --tls-server-name localhost
+      (against `sockeye serve --tls-cert cert.pem --tls-key key.pem`)
 
 Every echo is checked byte for byte; the command exits non-zero when any echo differs, any
 connection fails, or nothing comes back. Use --json for a machine-readable summary.";
@@ -128,7 +135,8 @@ struct MessageArgs {
 /// Options of every mode.
 #[derive(Debug, clap::Args)]
 struct CommonArgs {
-    /// The echo server: ws://HOST:PORT/PATH (IPv6 as ws://[::1]:9001/; no wss://).
+    /// The echo server: ws://HOST:PORT/PATH, or wss://HOST:PORT/PATH over TLS (IPv6 as
+    /// ws://[::1]:9001/).
     #[arg(
         short,
         long,
@@ -144,6 +152,9 @@ struct CommonArgs {
     json: bool,
     #[command(flatten)]
     deflate: DeflateArgs,
+    #[cfg(feature = "tls")]
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 /// permessage-deflate options of every mode.
@@ -198,6 +209,8 @@ struct Plan {
     url_text: String,
     url: WsUrl,
     addr: SocketAddr,
+    /// Plain TCP, or TLS with the run's client configuration.
+    connector: Connector,
     connections: usize,
     threads: usize,
     in_flight: usize,
@@ -262,6 +275,18 @@ impl Plan {
             return Err("--duration must be more than 0 seconds".into());
         }
         let url = WsUrl::parse(&common.url)?;
+        #[cfg(feature = "tls")]
+        let connector = tls::connector(&url, &common.tls)?;
+        #[cfg(not(feature = "tls"))]
+        let connector = if url.secure {
+            return Err(
+                "wss:// needs TLS, and this sockeye was built without it (the `tls` \
+                        feature)"
+                    .into(),
+            );
+        } else {
+            Connector::plain()
+        };
         let addr = url.resolve()?;
         let deflate = common.deflate.deflate.then(|| {
             deflate::Offer::new(
@@ -275,6 +300,7 @@ impl Plan {
             url_text: common.url,
             url,
             addr,
+            connector,
             connections,
             threads: common.threads.min(connections),
             in_flight,

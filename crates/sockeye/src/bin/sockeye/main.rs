@@ -19,7 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run an echo server; open http://ADDR/ in a browser for a demo page.
+    /// Run an echo server; open http://ADDR/ (https:// with --tls-cert) in a browser for a demo
+    /// page.
     Serve(serve::ServeArgs),
     /// Generate load against a WebSocket echo server (echo, latency or connect).
     Load(load::LoadArgs),

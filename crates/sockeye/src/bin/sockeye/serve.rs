@@ -1,6 +1,9 @@
-//! `sockeye serve`: an echo server with a demo page.
+//! `sockeye serve`: an echo server with a demo page, over TLS with `--tls-cert` (certificates
+//! chosen by SNI, client certificates, reload when the files change).
 
 use std::net::SocketAddr;
+#[cfg(feature = "tls")]
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sockeye::demo::DEMO_PAGE;
@@ -75,6 +78,9 @@ pub(crate) struct ServeArgs {
     /// Log each connection's open and close.
     #[arg(short, long)]
     verbose: bool,
+    #[cfg(feature = "tls")]
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 /// The echo handler: sends every message back; serves the demo page on `GET /`.
@@ -141,6 +147,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         deflate.client_no_context_takeover = args.deflate_client_no_context_takeover;
         config.deflate = Some(deflate);
     }
+    #[cfg(feature = "tls")]
+    let watch = tls::configure(&args.tls, &mut config)?;
+    #[cfg(feature = "tls")]
+    let secure = config.tls.is_some();
+    #[cfg(not(feature = "tls"))]
+    let secure = false;
     let workers = config.worker_count();
     let server = Server::bind(
         config,
@@ -149,15 +161,23 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
+    let (page, socket) = if secure {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     eprintln!(
-        "sockeye serve: listening on {} with {workers} worker(s){}; open http://{}/ in a browser",
+        "sockeye serve: listening on {} with {workers} worker(s){}{}; open {page}://{}/ in a \
+         browser, or connect to {socket}://{}/echo",
         addrs.join(", "),
         if args.deflate {
             ", permessage-deflate on"
         } else {
             ""
         },
-        addrs[0]
+        if secure { ", TLS on" } else { "" },
+        addrs[0],
+        addrs[0],
     );
     let handle = server.handle();
     let running = server.spawn()?;
@@ -169,7 +189,207 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
+    #[cfg(feature = "tls")]
+    if let Some(watch) = watch {
+        // This thread watches the certificate files while the server runs.
+        let (done, stopped) = mpsc::channel::<()>();
+        let joiner = std::thread::spawn(move || {
+            running.join();
+            drop(done);
+        });
+        watch.run(&stopped);
+        let _ = joiner.join();
+        eprintln!("sockeye serve: stopped");
+        return Ok(());
+    }
     running.join();
     eprintln!("sockeye serve: stopped");
     Ok(())
+}
+
+/// TLS for `sockeye serve`: the options, the settings they make, and the watch on the files.
+#[cfg(feature = "tls")]
+mod tls {
+    use std::path::{Path, PathBuf};
+    use std::sync::mpsc::{Receiver, RecvTimeoutError};
+    use std::time::{Duration, SystemTime};
+
+    use sockeye_server::{ClientAuth, ServerConfig, TlsConfig, TlsError, TlsSettings};
+
+    /// TLS options of `sockeye serve`.
+    #[derive(Debug, clap::Args)]
+    pub(super) struct TlsArgs {
+        /// Serve wss:// (and the demo page over https://) with the certificate chain in FILE
+        /// (PEM, the server's certificate first).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Another certificate, served to clients that ask for NAME through SNI (repeatable;
+        /// `*.example.com` matches one label). Other names get --tls-cert.
+        #[arg(
+            long,
+            value_name = "NAME=CERT_FILE,KEY_FILE",
+            value_parser = parse_sni,
+            requires = "tls_cert"
+        )]
+        tls_sni: Vec<Sni>,
+        /// Verify client certificates against the CA certificates in FILE (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
+        /// Whether clients must present a certificate (with --tls-client-ca).
+        #[arg(
+            long,
+            value_enum,
+            default_value_t = ClientAuthArg::Required,
+            requires = "tls_client_ca"
+        )]
+        tls_client_auth: ClientAuthArg,
+        /// Check the TLS files' modification times every SECS seconds and reload the
+        /// certificates when one changed (new connections get them; on error the current ones
+        /// stay); 0 disables.
+        #[arg(long, default_value_t = 10, value_name = "SECS", requires = "tls_cert")]
+        tls_reload_secs: u64,
+    }
+
+    /// `--tls-client-auth`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+    enum ClientAuthArg {
+        /// Clients must present a certificate signed by the CA.
+        Required,
+        /// Clients may present one; one that does must be signed by the CA.
+        Optional,
+    }
+
+    /// One `--tls-sni NAME=CERT_FILE,KEY_FILE`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(super) struct Sni {
+        name: String,
+        cert: PathBuf,
+        key: PathBuf,
+    }
+
+    fn parse_sni(text: &str) -> Result<Sni, String> {
+        let usage = "expected NAME=CERT_FILE,KEY_FILE";
+        let (name, files) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}`: {usage}"))?;
+        let (cert, key) = files
+            .split_once(',')
+            .ok_or_else(|| format!("`{text}`: {usage}"))?;
+        if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(format!("`{name}` is not a server name ({usage})"));
+        }
+        if cert.is_empty() || key.is_empty() {
+            return Err(format!("`{text}`: {usage}"));
+        }
+        Ok(Sni {
+            name: name.to_owned(),
+            cert: cert.into(),
+            key: key.into(),
+        })
+    }
+
+    /// Sets `config.tls` from the options; returns the watch on the files when reloading is
+    /// on.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be read or holds no usable certificate or key (named in the message).
+    pub(super) fn configure(
+        args: &TlsArgs,
+        config: &mut ServerConfig,
+    ) -> Result<Option<Watch>, TlsError> {
+        let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+            return Ok(None);
+        };
+        let mut settings = TlsSettings::new(cert.clone(), key.clone());
+        let mut files = vec![cert.clone(), key.clone()];
+        for sni in &args.tls_sni {
+            settings = settings.with_sni(&sni.name, sni.cert.clone(), sni.key.clone());
+            files.extend([sni.cert.clone(), sni.key.clone()]);
+        }
+        if let Some(ca) = &args.tls_client_ca {
+            let auth = match args.tls_client_auth {
+                ClientAuthArg::Required => ClientAuth::Required,
+                ClientAuthArg::Optional => ClientAuth::Optional,
+            };
+            settings = settings.with_client_auth(ca.clone(), auth);
+            files.push(ca.clone());
+        }
+        // Seen before the files are read: a change made while they are read shows next time.
+        let seen = files.iter().map(|path| Seen::of(path)).collect();
+        let tls = TlsConfig::from_settings(&settings)?;
+        config.tls = Some(tls.clone());
+        Ok((args.tls_reload_secs > 0).then(|| Watch {
+            tls,
+            settings,
+            files,
+            seen,
+            every: Duration::from_secs(args.tls_reload_secs),
+        }))
+    }
+
+    /// What a file looked like at a check (`None`: it could not be read).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Seen(Option<(SystemTime, u64)>);
+
+    impl Seen {
+        fn of(path: &Path) -> Seen {
+            let meta = std::fs::metadata(path).ok();
+            Seen(meta.and_then(|m| Some((m.modified().ok()?, m.len()))))
+        }
+    }
+
+    /// Reloads the certificates when one of their files changes.
+    #[derive(Debug)]
+    pub(super) struct Watch {
+        tls: TlsConfig,
+        settings: TlsSettings,
+        files: Vec<PathBuf>,
+        seen: Vec<Seen>,
+        every: Duration,
+    }
+
+    impl Watch {
+        /// Checks the files every period until `stopped` says the server has stopped.
+        pub(super) fn run(mut self, stopped: &Receiver<()>) {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(self.every) {
+                self.check();
+            }
+        }
+
+        fn check(&mut self) {
+            let now: Vec<Seen> = self.files.iter().map(|path| Seen::of(path)).collect();
+            if now == self.seen {
+                return;
+            }
+            self.seen = now;
+            match self.tls.reload_settings(&self.settings) {
+                Ok(()) => {
+                    eprintln!("sockeye serve: TLS certificates reloaded; new connections use them")
+                }
+                Err(e) => eprintln!(
+                    "sockeye serve: TLS reload failed, the current certificates stay in use: {e}"
+                ),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn sni_options() {
+            let sni = parse_sni("api.example.com=api.pem,api.key").expect("valid");
+            assert_eq!(sni.name, "api.example.com");
+            assert_eq!(sni.cert, PathBuf::from("api.pem"));
+            assert_eq!(sni.key, PathBuf::from("api.key"));
+            for bad in ["api.pem", "x=api.pem", "=a,b", "x=,b", "x=a,", "a b=c,d"] {
+                assert!(parse_sni(bad).is_err(), "{bad}");
+            }
+        }
+    }
 }

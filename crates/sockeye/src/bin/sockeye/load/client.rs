@@ -3,11 +3,13 @@
 //!
 //! IO follows the edge-triggered rules of `mio`: read until `WouldBlock` or a short read (at
 //! most [`MAX_READS_PER_TURN`] reads, then the engine comes back next turn), one write per turn
-//! of whatever the output queue holds, the rest on the next `WRITABLE`.
+//! of whatever the output queue holds, the rest on the next `WRITABLE`. Over TLS the same
+//! rules hold for the plaintext ([`Stream`]); the connection opens only once the upgrade has
+//! completed over TLS.
 
 use core::fmt;
 use std::collections::VecDeque;
-use std::io::{self, Read as _, Write as _};
+use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -22,6 +24,7 @@ use sockeye_proto::{
 use super::deflate;
 use super::payload::{Mismatch, Payload};
 use super::report::{Stats, Traffic};
+use super::stream::{self, Connector, Input, Stream};
 use super::url::WsUrl;
 
 /// Reads per connection per loop turn before the engine serves the others.
@@ -50,6 +53,8 @@ pub(super) enum Fail {
     Connect(io::Error),
     /// A socket error after connecting.
     Io(io::Error),
+    /// The TLS handshake failed, or a TLS record was refused.
+    Tls(String),
     /// The upgrade request could not be written (a URL the request grammar refuses).
     Request(WriteError),
     /// The server's answer to the upgrade was refused.
@@ -77,11 +82,22 @@ pub(super) enum Fail {
     ServerClosed(Option<CloseCode>, String),
 }
 
+impl Fail {
+    /// A failure of the stream: TLS when it carries one, else the socket's.
+    fn stream(err: io::Error) -> Fail {
+        match stream::tls_failure(&err) {
+            Some(text) => Fail::Tls(text),
+            None => Fail::Io(err),
+        }
+    }
+}
+
 impl fmt::Display for Fail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fail::Connect(e) => write!(f, "connect: {e}"),
             Fail::Io(e) => write!(f, "socket: {e}"),
+            Fail::Tls(e) => write!(f, "tls: {e}"),
             Fail::Request(e) => write!(f, "upgrade request: {e}"),
             Fail::Handshake(e) => write!(f, "handshake: {e}"),
             Fail::Deflate { error, answer } => write!(
@@ -153,11 +169,11 @@ pub(super) struct Turn {
 
 /// The outcome of one read.
 enum Io {
-    /// `len` bytes (carried ones included) are at the front of the read buffer; `full` when the
-    /// read filled the buffer, so more may be waiting.
+    /// `len` bytes (carried ones included) are at the front of the read buffer; `more` when
+    /// more may be waiting (the read filled the buffer, or TLS may hold more records).
     Data {
         len: usize,
-        full: bool,
+        more: bool,
     },
     Eof,
     Blocked,
@@ -179,7 +195,7 @@ struct Flow {
 /// One connection.
 #[derive(Debug)]
 pub(super) struct Client {
-    stream: TcpStream,
+    stream: Stream,
     phase: Phase,
     key: [u8; 24],
     ws: Connection<PerMessageDeflate>,
@@ -197,24 +213,27 @@ pub(super) struct Client {
 
 impl Client {
     /// Starts a TCP connect to `addr` (non-blocking) with `TCP_NODELAY`, registered for both
-    /// directions under `token`.
+    /// directions under `token`, with TLS over it when `connector` says so.
     ///
     /// # Errors
     ///
-    /// [`Fail::Connect`] when the socket cannot be created or registered.
+    /// [`Fail::Connect`] when the socket cannot be created or registered, [`Fail::Tls`] when
+    /// the TLS session cannot start.
     pub(super) fn connect(
         addr: SocketAddr,
         id: u64,
         key: [u8; 24],
         ws: Connection<PerMessageDeflate>,
+        connector: &Connector,
         registry: &Registry,
         token: Token,
     ) -> Result<Self, Fail> {
-        let mut stream = TcpStream::connect(addr).map_err(Fail::Connect)?;
-        stream.set_nodelay(true).map_err(Fail::Connect)?;
+        let mut tcp = TcpStream::connect(addr).map_err(Fail::Connect)?;
+        tcp.set_nodelay(true).map_err(Fail::Connect)?;
         registry
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .register(&mut tcp, token, Interest::READABLE | Interest::WRITABLE)
             .map_err(Fail::Connect)?;
+        let stream = connector.wrap(tcp).map_err(Fail::stream)?;
         Ok(Client {
             stream,
             phase: Phase::Connecting,
@@ -331,17 +350,19 @@ impl Client {
         let _ = self.flush();
     }
 
-    /// Removes the socket from the poller; dropping the client then closes it.
+    /// Sends TLS `close_notify` (best effort) and removes the socket from the poller; dropping
+    /// the client then closes it.
     pub(super) fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
+        self.stream.close_notify();
+        let _ = registry.deregister(self.stream.tcp_mut());
     }
 
     /// Whether the non-blocking connect finished (`Ok(false)`: not yet, a spurious wakeup).
     fn is_connected(&mut self) -> Result<bool, Fail> {
-        if let Some(err) = self.stream.take_error().map_err(Fail::Connect)? {
+        if let Some(err) = self.stream.tcp().take_error().map_err(Fail::Connect)? {
             return Err(Fail::Connect(err));
         }
-        match self.stream.peer_addr() {
+        match self.stream.tcp().peer_addr() {
             Ok(_) => Ok(true),
             Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(err) => Err(Fail::Connect(err)),
@@ -372,8 +393,13 @@ impl Client {
         turn: &mut Turn,
     ) -> Result<bool, Fail> {
         for _ in 0..MAX_READS_PER_TURN {
-            let len = match self.read_once(rbuf)? {
-                Io::Data { len, .. } => len,
+            let (len, more) = match self.read_once(rbuf)? {
+                Io::Data { len, more } => (len, more),
+                Io::Eof if self.stream.is_handshaking() => {
+                    return Err(Fail::Tls(
+                        "the server closed the connection during the TLS handshake".into(),
+                    ));
+                }
                 Io::Eof => return Err(Fail::HandshakeEof),
                 Io::Blocked => return Ok(false),
             };
@@ -409,6 +435,9 @@ impl Client {
                     let used = self.process(&mut rbuf[head_len..len], now, ctx)?;
                     self.carry.clear();
                     self.carry.extend_from_slice(&rbuf[head_len + used..len]);
+                    // Bytes may wait behind the response: read on next turn, as no edge may
+                    // announce them.
+                    turn.again = more;
                     return Ok(true);
                 }
             }
@@ -425,8 +454,8 @@ impl Client {
         turn: &mut Turn,
     ) -> Result<(), Fail> {
         for _ in 0..MAX_READS_PER_TURN {
-            let (len, full) = match self.read_once(rbuf)? {
-                Io::Data { len, full } => (len, full),
+            let (len, more) = match self.read_once(rbuf)? {
+                Io::Data { len, more } => (len, more),
                 Io::Eof if self.phase == Phase::Closing => {
                     turn.finished = true;
                     return Ok(());
@@ -437,7 +466,7 @@ impl Client {
             let used = self.process(&mut rbuf[..len], Instant::now(), ctx)?;
             self.carry.clear();
             self.carry.extend_from_slice(&rbuf[used..len]);
-            if !full {
+            if !more {
                 return Ok(());
             }
         }
@@ -453,22 +482,21 @@ impl Client {
             rbuf.resize(carried + 4096, 0);
         }
         rbuf[..carried].copy_from_slice(&self.carry);
-        for _ in 0..4 {
-            match self.stream.read(&mut rbuf[carried..]) {
-                Ok(0) => return Ok(Io::Eof),
-                Ok(n) => {
-                    self.flow.traffic.wire_read += n as u64;
-                    return Ok(Io::Data {
-                        len: carried + n,
-                        full: carried + n == rbuf.len(),
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Io::Blocked),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Fail::Io(e)),
+        match self
+            .stream
+            .read(&mut rbuf[carried..])
+            .map_err(Fail::stream)?
+        {
+            Input::Data { len, drained } => {
+                self.flow.traffic.wire_read += len as u64;
+                Ok(Io::Data {
+                    len: carried + len,
+                    more: !drained,
+                })
             }
+            Input::Eof => Ok(Io::Eof),
+            Input::Empty => Ok(Io::Blocked),
         }
-        Ok(Io::Blocked)
     }
 
     /// Feeds `input` to the state machine until it is blocked (call order step 1), handling each
@@ -518,8 +546,9 @@ impl Client {
         }
     }
 
-    /// One write of the output queue.
+    /// One write of the output queue (after the TLS records still pending, if any).
     fn flush(&mut self) -> Result<(), Fail> {
+        self.stream.flush_pending().map_err(Fail::stream)?;
         for _ in 0..4 {
             if self.out_pos == self.out.len() {
                 break;
@@ -533,7 +562,7 @@ impl Client {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Fail::Io(e)),
+                Err(e) => return Err(Fail::stream(e)),
             }
         }
         if self.out_pos == self.out.len() {

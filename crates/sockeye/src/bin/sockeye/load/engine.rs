@@ -216,6 +216,7 @@ impl<'a> Engine<'a> {
             id,
             encode_key(nonce16),
             ws,
+            &self.plan.connector,
             registry,
             Token(index),
         ) {

@@ -12,8 +12,9 @@ use super::{Mode, Plan};
 const HIST_MAX_NS: u64 = 60_000_000_000;
 
 /// Bytes a connection moved, on the wire (everything written to and read from the socket: the
-/// upgrade, frame headers, compressed payloads, closes) and in messages (payloads as the
-/// application sees them), over the whole run (warmup and drain included).
+/// upgrade, frame headers, compressed payloads, closes; over TLS, these bytes before encryption)
+/// and in messages (payloads as the application sees them), over the whole run (warmup and
+/// drain included).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Traffic {
     /// Bytes written to sockets.
@@ -369,10 +370,15 @@ pub(super) fn human(plan: &Plan, stats: &Stats) -> String {
         Mode::Connect => {
             let connect = stats.connect_time.as_secs_f64();
             let mut line = format!(
-                "connect: {} of {} established in {connect:.2} s ({:.0} handshakes/s",
+                "connect: {} of {} established in {connect:.2} s ({:.0} {}handshakes/s",
                 stats.established,
                 plan.connections,
                 stats.established as f64 / connect.max(1e-9),
+                if plan.connector.is_tls() {
+                    "TLS + WebSocket "
+                } else {
+                    ""
+                },
             );
             if !stats.handshake.is_empty() {
                 let _ = write!(
@@ -450,9 +456,10 @@ pub(super) fn json(plan: &Plan, stats: &Stats) -> String {
     let secs = plan.duration.as_secs_f64();
     let mode = mode_name(plan.mode);
     let mut out = format!(
-        "{{\"mode\":\"{mode}\",\"url\":{},\"threads\":{},\"connections\":{},\"established\":{},\
-         \"connect_failed\":{},\"connect_s\":{:.6},\"handshakes_per_s\":{:.1}",
+        "{{\"mode\":\"{mode}\",\"url\":{},\"tls\":{},\"threads\":{},\"connections\":{},\
+         \"established\":{},\"connect_failed\":{},\"connect_s\":{:.6},\"handshakes_per_s\":{:.1}",
         json_string(&plan.url_text),
+        plan.connector.is_tls(),
         plan.threads,
         plan.connections,
         stats.established,

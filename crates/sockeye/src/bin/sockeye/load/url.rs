@@ -1,15 +1,17 @@
-//! `ws://` URLs, the only scheme `sockeye load` speaks (no TLS).
+//! `ws://` and `wss://` URLs (`wss://` is WebSocket over TLS).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
-/// A parsed `ws://host[:port][/path][?query]`.
+/// A parsed `ws://host[:port][/path][?query]` or `wss://…`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct WsUrl {
+    /// `wss://`: the connection runs over TLS.
+    pub(super) secure: bool,
     /// The `Host` header: the authority as written (`127.0.0.1:9001`, `[::1]:9001`).
     pub(super) authority: String,
     /// The host name or IP literal, without IPv6 brackets.
     pub(super) host: String,
-    /// The TCP port (80 when the URL names none).
+    /// The TCP port (80 for ws:// and 443 for wss:// when the URL names none).
     pub(super) port: u16,
     /// The request target: path and query (`/` when the URL has none).
     pub(super) target: String,
@@ -20,20 +22,23 @@ impl WsUrl {
     ///
     /// # Errors
     ///
-    /// A message naming the problem: another scheme (`wss://` included), user info, a missing
-    /// host, an IPv6 address without brackets, a bad port, or a path with spaces or non-ASCII.
+    /// A message naming the problem: another scheme, user info, a missing host, an IPv6
+    /// address without brackets, a bad port, or a path with spaces or non-ASCII.
     pub(super) fn parse(url: &str) -> Result<Self, String> {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(format!(
                 "`{url}` is not a URL: expected ws://HOST:PORT/PATH"
             ));
         };
-        if scheme.eq_ignore_ascii_case("wss") {
-            return Err("wss:// (TLS) is not supported: use ws://".into());
-        }
-        if !scheme.eq_ignore_ascii_case("ws") {
-            return Err(format!("unsupported scheme `{scheme}://`: use ws://"));
-        }
+        let secure = if scheme.eq_ignore_ascii_case("wss") {
+            true
+        } else if scheme.eq_ignore_ascii_case("ws") {
+            false
+        } else {
+            return Err(format!(
+                "unsupported scheme `{scheme}://`: use ws:// or wss://"
+            ));
+        };
         let rest = rest.split('#').next().unwrap_or_default();
         let (authority, target) = match rest.find(['/', '?']) {
             Some(at) => rest.split_at(at),
@@ -54,9 +59,10 @@ impl WsUrl {
         }
         let (host, port) = split_host_port(authority)?;
         Ok(WsUrl {
+            secure,
             authority: authority.to_owned(),
             host: host.to_owned(),
-            port,
+            port: port.unwrap_or(if secure { 443 } else { 80 }),
             target,
         })
     }
@@ -80,7 +86,7 @@ impl WsUrl {
 }
 
 /// Splits `host[:port]` or `[v6][:port]`.
-fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
+fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
     if authority.is_empty() {
         return Err("the URL has no host: expected ws://HOST:PORT/PATH".into());
     }
@@ -114,9 +120,9 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
         return Err("the URL has no host: expected ws://HOST:PORT/PATH".into());
     }
     let port = match port {
-        None => 80,
+        None => None,
         Some(text) => match text.parse::<u16>() {
-            Ok(port) if port != 0 => port,
+            Ok(port) if port != 0 => Some(port),
             _ => return Err(format!("`{text}` is not a port (1-65535)")),
         },
     };
@@ -154,9 +160,21 @@ mod tests {
             ("ws://h:1?q", "h:1", "h", 1, "/?q"),
             ("ws://[::1]:9001/a/b", "[::1]:9001", "::1", 9001, "/a/b"),
             ("ws://[::1]", "[::1]", "::1", 80, "/"),
+            (
+                "wss://example.com/feed",
+                "example.com",
+                "example.com",
+                443,
+                "/feed",
+            ),
+            ("WSS://[::1]:8443", "[::1]:8443", "::1", 8443, "/"),
         ];
         for (text, authority, host, port, target) in table {
             let url = WsUrl::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let secure = text
+                .get(..4)
+                .is_some_and(|s| s.eq_ignore_ascii_case("wss:"));
+            assert_eq!(url.secure, secure, "{text}");
             assert_eq!(url.authority, authority, "{text}");
             assert_eq!(url.host, host, "{text}");
             assert_eq!(url.port, port, "{text}");
@@ -168,7 +186,6 @@ mod tests {
     fn invalid_urls() {
         let table = [
             ("127.0.0.1:9001", "not a URL"),
-            ("wss://h/", "TLS"),
             ("http://h/", "unsupported scheme"),
             ("ws:///path", "no host"),
             ("ws://:9001/", "no host"),
