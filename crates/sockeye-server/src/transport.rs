@@ -65,15 +65,28 @@ impl Stream {
         }
     }
 
-    /// Writes `buf` once; returns the bytes taken (0 when the socket is full). Over TLS, the
-    /// bytes are encrypted and the records written in one vectored write; what the socket does
-    /// not take stays pending in the session (see [`has_pending`](Self::has_pending)).
+    /// Writes `buf`; returns the bytes taken (0 when the socket is full). Over TLS, the bytes
+    /// are encrypted and the records written by vectored writes, at most `TLS_PENDING_LIMIT`
+    /// at a time, until all is taken or the socket is full; what the socket does not take stays
+    /// pending in the session (see [`has_pending`](Self::has_pending)).
+    ///
+    /// Either way, taking less than `buf` means the socket is full, so its writable edge will
+    /// come: stopping at the session's limit while the socket still had room would leave the
+    /// rest waiting for an edge that never comes.
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            let taken = tls.writer().write(buf)?;
-            flush_tls(&mut self.tcp, tls)?;
-            return Ok(taken);
+            let mut taken = 0;
+            loop {
+                let n = tls.writer().write(&buf[taken..])?;
+                taken += n;
+                flush_tls(&mut self.tcp, tls)?;
+                // Records left over: the socket is full. Nothing taken: the session was already
+                // at its limit, left there by a write the socket refused, whose edge will come.
+                if taken == buf.len() || tls.wants_write() || n == 0 {
+                    return Ok(taken);
+                }
+            }
         }
         loop {
             return match self.tcp.write(buf) {
