@@ -3,13 +3,16 @@
 //! negotiates permessage-deflate, echoes text, binary and a 64 KiB text, and closes with 1000.
 //! The results are read from the browser through the DevTools protocol by
 //! `tests/interop/cdp.py` (on the pinned Python `websockets`), which prints one JSON line.
+//!
+//! Over TLS, the page comes from `https://localhost:PORT/` and opens `wss://`; the browser
+//! trusts the test server's certificate by its key (`--ignore-certificate-errors-spki-list`).
 
 use std::fs::{self, File};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sockeye_tests::interop::{self, EchoServer, ProcessGroup, TempDir};
+use sockeye_tests::interop::{self, EchoServer, ProcessGroup, TempDir, TestCa};
 
 /// How long the browser may take to open its DevTools port.
 const STARTUP: Duration = Duration::from_secs(20);
@@ -29,6 +32,34 @@ fn chromium_demo_page() {
         return;
     };
     let server = EchoServer::start();
+    run_demo_page(&chromium, &python, &server, &server.http_url(), None);
+}
+
+#[test]
+fn chromium_demo_page_over_wss() {
+    let Some(chromium) = interop::found(interop::chromium()) else {
+        return;
+    };
+    let Some(python) = interop::found(interop::python_websockets()) else {
+        return;
+    };
+    let ca = TestCa::new("chromium-wss");
+    let server = ca.start_server();
+    let page = format!("https://localhost:{}/", server.addr().port());
+    let spki = ca.server().spki_sha256_base64();
+    run_demo_page(&chromium, &python, &server, &page, Some(&spki));
+}
+
+/// Loads `page` from `server` in a headless Chromium, drives the demo page through DevTools
+/// and checks its results; `spki`: the base64 SHA-256 of the server certificate's public key,
+/// which the browser then trusts.
+fn run_demo_page(
+    chromium: &Path,
+    python: &Path,
+    server: &EchoServer,
+    page: &str,
+    spki: Option<&str>,
+) {
     let dir = TempDir::new("chromium");
     let profile = dir.path().join("profile");
     let log_path = dir.path().join("chromium.log");
@@ -48,6 +79,7 @@ fn chromium_demo_page() {
             "--remote-debugging-port=0",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
+        .args(spki.map(|spki| format!("--ignore-certificate-errors-spki-list={spki}")))
         .arg("about:blank")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("share the browser log"))
@@ -59,7 +91,7 @@ fn chromium_demo_page() {
     driver
         .arg(interop::script("cdp.py"))
         .arg(port.to_string())
-        .arg(server.http_url());
+        .arg(page);
     let run = interop::run_client(driver, LIMIT);
     drop(browser);
     let report = run.json();

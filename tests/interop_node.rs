@@ -1,11 +1,13 @@
 //! Interop with a real client: Node `ws` (pinned by `.ci/interop-setup`) runs
 //! `tests/interop/node_client.js` against the engine's echo handler with permessage-deflate on,
-//! once per compression setting, and prints one JSON line of results checked here.
+//! once per compression setting, and prints one JSON line of results checked here; over plain
+//! TCP, and over TLS trusting only a test CA.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use sockeye_tests::interop::{self, EchoServer, Json, NODE_WS};
+use sockeye_tests::interop::{self, EchoServer, Json, NODE_WS, TestCa};
 
 /// The longest the client may take for all its runs.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -21,12 +23,30 @@ fn node_ws_client() {
     let Some((node, modules)) = interop::found(interop::node_ws()) else {
         return;
     };
-    let server = EchoServer::start();
+    run_checks(&node, &modules, &EchoServer::start(), None);
+}
+
+#[test]
+fn node_ws_client_over_wss() {
+    let Some((node, modules)) = interop::found(interop::node_ws()) else {
+        return;
+    };
+    let ca = TestCa::new("node-wss");
+    let server = ca.start_server();
+    run_checks(&node, &modules, &server, Some(ca.ca_file()));
+    assert_eq!(server.stats().tls_errors, 0, "{:?}", server.stats());
+}
+
+/// Runs the client against `server` (over TLS trusting `ca` when given) and checks every run.
+fn run_checks(node: &Path, modules: &Path, server: &EchoServer, ca: Option<&Path>) {
     let mut command = Command::new(node);
     command
         .env("NODE_PATH", modules)
         .arg(interop::script("node_client.js"))
         .arg(server.ws_url());
+    if let Some(ca) = ca {
+        command.arg("--ca").arg(ca);
+    }
     let run = interop::run_client(command, LIMIT);
     let results = run.json();
     assert_eq!(results.get("version").as_str(), Some(NODE_WS), "{run}");
@@ -48,6 +68,14 @@ fn node_ws_client() {
         assert_eq!(r.get("error").as_str(), None, "{name}: {run}");
         interop::assert_checks(r, name, &interop::CLIENT_CHECKS, &run);
         assert_eq!(r.get("close_code").as_f64(), Some(1000.0), "{name}: {run}");
+        let tls = r.get("tls").as_str();
+        match ca {
+            Some(_) => assert!(
+                tls.is_some_and(|v| v.starts_with("TLSv1.")),
+                "{name}: {run}"
+            ),
+            None => assert_eq!(tls, None, "{name}: {run}"),
+        }
         let extensions = r.get("extensions").as_str().unwrap_or_default();
         let wire = r.get("large_text_wire_bytes").as_f64().unwrap_or(0.0);
         match params {
@@ -71,5 +99,6 @@ fn node_ws_client() {
         }
     }
     assert!(run.status.success(), "{run}");
-    eprintln!("node ws {NODE_WS}: {:.1?}", run.elapsed);
+    let transport = if ca.is_some() { "wss" } else { "ws" };
+    eprintln!("node ws {NODE_WS} ({transport}): {:.1?}", run.elapsed);
 }

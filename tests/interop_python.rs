@@ -1,11 +1,13 @@
 //! Interop with a real client: Python `websockets` (pinned by `.ci/interop-setup`) runs
 //! `tests/interop/python_client.py` against the engine's echo handler with permessage-deflate
-//! on, once per compression setting, and prints one JSON line of results checked here.
+//! on, once per compression setting, and prints one JSON line of results checked here; over
+//! plain TCP, and over TLS trusting only a test CA.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use sockeye_tests::interop::{self, EchoServer, PYTHON_WEBSOCKETS};
+use sockeye_tests::interop::{self, EchoServer, PYTHON_WEBSOCKETS, TestCa};
 
 /// The longest the client may take for all its runs.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -18,11 +20,29 @@ fn python_websockets_client() {
     let Some(python) = interop::found(interop::python_websockets()) else {
         return;
     };
-    let server = EchoServer::start();
+    run_checks(&python, &EchoServer::start(), None);
+}
+
+#[test]
+fn python_websockets_client_over_wss() {
+    let Some(python) = interop::found(interop::python_websockets()) else {
+        return;
+    };
+    let ca = TestCa::new("python-wss");
+    let server = ca.start_server();
+    run_checks(&python, &server, Some(ca.ca_file()));
+    assert_eq!(server.stats().tls_errors, 0, "{:?}", server.stats());
+}
+
+/// Runs the client against `server` (over TLS trusting `ca` when given) and checks every run.
+fn run_checks(python: &Path, server: &EchoServer, ca: Option<&Path>) {
     let mut command = Command::new(python);
     command
         .arg(interop::script("python_client.py"))
         .arg(server.ws_url());
+    if let Some(ca) = ca {
+        command.arg("--ca").arg(ca);
+    }
     let run = interop::run_client(command, LIMIT);
     let results = run.json();
     assert_eq!(
@@ -59,6 +79,15 @@ fn python_websockets_client() {
             "{name}: {run}"
         );
         assert_eq!(r.get("close_code").as_f64(), Some(1000.0), "{name}: {run}");
+        // The asyncio TLS transport hands the protocol plaintext: the byte counts are the same.
+        let tls = r.get("tls").as_str();
+        match ca {
+            Some(_) => assert!(
+                tls.is_some_and(|v| v.starts_with("TLSv1.")),
+                "{name}: {run}"
+            ),
+            None => assert_eq!(tls, None, "{name}: {run}"),
+        }
         let wire = r.get("large_text_wire_bytes").as_f64().unwrap_or(0.0);
         if compressed {
             assert!(
@@ -73,5 +102,9 @@ fn python_websockets_client() {
     assert!(run.status.success(), "{run}");
     let stats = server.stats();
     assert_eq!(stats.upgraded, table.len() as u64, "{stats:?}");
-    eprintln!("python websockets {PYTHON_WEBSOCKETS}: {:.1?}", run.elapsed);
+    let transport = if ca.is_some() { "wss" } else { "ws" };
+    eprintln!(
+        "python websockets {PYTHON_WEBSOCKETS} ({transport}): {:.1?}",
+        run.elapsed
+    );
 }

@@ -1,17 +1,20 @@
 // Node `ws` against a sockeye echo server (driven by tests/interop_node.rs).
 //
 // Usage: NODE_PATH=target/interop/node/node_modules node node_client.js ws://127.0.0.1:PORT/echo
+//        ... node_client.js wss://127.0.0.1:PORT/echo --ca CA.pem   (TLS, trusting only CA.pem)
 //
 // Runs the same exchange once per compression setting ("plain"; "deflate", every message
 // compressed; "deflate_small", small windows without context takeover): text, binary, empty,
 // fragmented text and binary (`send(data, { fin: false })` continuations), pipelined messages,
 // 1 MiB binary and text, a ping awaiting its pong, and a close with 1000 that the server echoes.
 // Prints one JSON line: {"client": "node-ws", "version": "...", "runs": {"plain": {...}, ...}};
-// each run holds booleans (true: the check passed), the negotiated extensions, byte counts, and
-// "error" (null, or what was thrown). Every wait is bounded.
+// each run holds booleans (true: the check passed), the negotiated extensions, byte counts, the
+// TLS version ("tls": null over plain TCP), and "error" (null, or what was thrown). Every wait is
+// bounded.
 'use strict';
 
 const crypto = require('crypto');
+const fs = require('fs');
 const WebSocket = require('ws');
 const { version } = require('ws/package.json');
 
@@ -66,9 +69,11 @@ function same(a, b) {
   return typeof a === 'string' && a === b;
 }
 
-async function exchange(url, perMessageDeflate) {
+async function exchange(url, perMessageDeflate, ca) {
   const result = { error: null };
-  const ws = new WebSocket(url, ['echo'], { perMessageDeflate, maxPayload: 4 * MIB });
+  // `ca` replaces Node's bundled roots: only the test CA is trusted.
+  const tls = ca ? { ca } : {};
+  const ws = new WebSocket(url, ['echo'], { perMessageDeflate, maxPayload: 4 * MIB, ...tls });
   ws.on('error', (error) => { result.error = result.error || String(error); });
   const messages = inbox(ws);
   const echo = async (message, what) => {
@@ -81,6 +86,7 @@ async function exchange(url, perMessageDeflate) {
       ws.once('error', reject);
     }), 'open');
     result.extensions = ws.extensions;
+    result.tls = typeof ws._socket.getProtocol === 'function' ? ws._socket.getProtocol() : null;
     // The parameters the server answered (ws keeps them on its extension object).
     const deflate = ws._extensions && ws._extensions['permessage-deflate'];
     result.deflate_params = deflate ? deflate.params : null;
@@ -132,7 +138,7 @@ async function exchange(url, perMessageDeflate) {
   return result;
 }
 
-async function main(url) {
+async function main(url, ca) {
   const settings = {
     plain: false,
     deflate: { threshold: 0 },
@@ -146,12 +152,21 @@ async function main(url) {
   };
   const runs = {};
   for (const [name, perMessageDeflate] of Object.entries(settings)) {
-    runs[name] = await exchange(url, perMessageDeflate);
+    runs[name] = await exchange(url, perMessageDeflate, ca);
   }
   return runs;
 }
 
-main(process.argv[2]).then((runs) => {
+// node_client.js URL [--ca FILE]
+function parseArgs(args) {
+  const caAt = args.indexOf('--ca');
+  const ca = caAt >= 0 ? fs.readFileSync(args[caAt + 1]) : null;
+  const url = args.find((arg, i) => !arg.startsWith('--') && (caAt < 0 || i !== caAt + 1));
+  return { url, ca };
+}
+
+const { url, ca } = parseArgs(process.argv.slice(2));
+main(url, ca).then((runs) => {
   console.log(JSON.stringify({ client: 'node-ws', version, runs }));
   process.exit(Object.values(runs).every((run) => run.error === null) ? 0 : 1);
 }, (error) => {

@@ -1,19 +1,23 @@
 """Python `websockets` against a sockeye echo server (driven by tests/interop_python.rs).
 
 Usage: python_client.py ws://127.0.0.1:PORT/echo
+       python_client.py wss://127.0.0.1:PORT/echo --ca CA.pem   (TLS, trusting only CA.pem)
 
 Runs the same exchange once per compression setting ("plain"; "deflate", the default offer;
 "deflate_small", small windows without context takeover; "deflate_server_8_bits"):
 text, binary, empty, fragmented text and binary, pipelined messages, 1 MiB binary and text,
 a ping awaiting its pong, and a close with 1000 that the server echoes. Prints one JSON line:
 {"client": "python-websockets", "version": "...", "runs": {"plain": {...}, ...}}; each run
-holds booleans (true: the check passed), the negotiated extensions, byte counts, and "error"
-(null, or what was raised). Every wait is bounded.
+holds booleans (true: the check passed), the negotiated extensions, byte counts, the TLS
+version ("tls": null over plain TCP), and "error" (null, or what was raised). Every wait is
+bounded.
 """
 
+import argparse
 import asyncio
 import json
 import os
+import ssl
 import sys
 import traceback
 
@@ -59,10 +63,13 @@ async def echo(ws, message):
     return await asyncio.wait_for(ws.recv(), STEP)
 
 
-async def exchange(url, extensions, compression):
+async def exchange(url, extensions, compression, tls):
     result = {"error": None}
+    # websockets refuses an `ssl` argument for a ws:// URL: pass it only for TLS.
+    options = {"ssl": tls} if tls is not None else {}
     ws = await connect(
         url,
+        **options,
         subprotocols=["echo"],
         compression=compression,
         extensions=extensions,
@@ -74,6 +81,8 @@ async def exchange(url, extensions, compression):
     )
     try:
         result["extensions"] = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        ssl_object = ws.transport.get_extra_info("ssl_object")
+        result["tls"] = ssl_object.version() if ssl_object is not None else None
         result["subprotocol"] = ws.subprotocol == "echo"
 
         text = "hello, sockeye ✓ — ünïcödé"
@@ -121,7 +130,7 @@ async def exchange(url, extensions, compression):
     return result
 
 
-async def main(url):
+async def main(url, tls):
     small_windows = ClientPerMessageDeflateFactory(
         server_no_context_takeover=True,
         client_no_context_takeover=True,
@@ -140,13 +149,20 @@ async def main(url):
     runs = {}
     for name, (extensions, compression) in settings.items():
         try:
-            runs[name] = await asyncio.wait_for(exchange(url, extensions, compression), 6 * STEP)
+            runs[name] = await asyncio.wait_for(
+                exchange(url, extensions, compression, tls), 6 * STEP
+            )
         except Exception as error:
             runs[name] = {"error": "".join(traceback.format_exception_only(type(error), error)).strip()}
     return runs
 
 
 if __name__ == "__main__":
-    runs = asyncio.run(main(sys.argv[1]))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--ca", help="PEM file of the only CA to trust (wss:// URLs)")
+    args = parser.parse_args()
+    tls = ssl.create_default_context(cafile=args.ca) if args.ca else None
+    runs = asyncio.run(main(args.url, tls))
     print(json.dumps({"client": "python-websockets", "version": websockets.__version__, "runs": runs}))
     sys.exit(0 if all(run.get("error") is None for run in runs.values()) else 1)

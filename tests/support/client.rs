@@ -2,10 +2,13 @@
 //! probe handler that reports its connections' lives through channels, for the loopback
 //! integration tests of the engine.
 //!
+//! The client runs over any blocking byte stream ([`Pending::send_on`]): a [`TcpStream`] by
+//! default, or TLS over one (`crate::tls`).
+//!
 //! Every socket this module opens has read and write timeouts ([`TIMEOUT`]), so a test that
 //! waits for something the server never sends fails instead of hanging.
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -154,8 +157,8 @@ impl Request {
 
 /// An upgrade request that is written and whose answer has not been read yet.
 #[derive(Debug)]
-pub struct Pending {
-    stream: TcpStream,
+pub struct Pending<S = TcpStream> {
+    stream: S,
     key: [u8; 24],
     request: Request,
 }
@@ -167,20 +170,7 @@ impl Pending {
     ///
     /// Connect or write errors.
     pub fn send(addr: SocketAddr, request: &Request) -> io::Result<Pending> {
-        let mut stream = connect_tcp(addr)?;
-        let key =
-            encode_key((u128::from(next_seed()) << 64 | u128::from(next_seed())).to_le_bytes());
-        stream.write_all(&request.encode(&addr.to_string(), &key))?;
-        Ok(Pending {
-            stream,
-            key,
-            request: request.clone(),
-        })
-    }
-
-    /// The socket.
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        Pending::send_on(connect_tcp(addr)?, &addr.to_string(), request)
     }
 
     /// Whether any answer byte arrives within `wait` (nothing is consumed).
@@ -206,6 +196,30 @@ impl Pending {
         self.stream.set_read_timeout(Some(TIMEOUT))?;
         result
     }
+}
+
+impl<S: Read + Write> Pending<S> {
+    /// Writes the upgrade request for `host` (the `Host` header) on a connected `stream`.
+    ///
+    /// # Errors
+    ///
+    /// Write errors.
+    pub fn send_on(mut stream: S, host: &str, request: &Request) -> io::Result<Pending<S>> {
+        let key =
+            encode_key((u128::from(next_seed()) << 64 | u128::from(next_seed())).to_le_bytes());
+        stream.write_all(&request.encode(host, &key))?;
+        stream.flush()?;
+        Ok(Pending {
+            stream,
+            key,
+            request: request.clone(),
+        })
+    }
+
+    /// The stream.
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
 
     /// Reads the answer and checks it with `parse_response` (status 101, `Sec-WebSocket-Accept`,
     /// subprotocol offered, ...).
@@ -214,7 +228,7 @@ impl Pending {
     ///
     /// Socket errors, EOF, or `InvalidData` naming the check the answer failed (a refusal's
     /// status included).
-    pub fn finish(mut self) -> io::Result<Client> {
+    pub fn finish(mut self) -> io::Result<Client<S>> {
         let protocols: Vec<&str> = self.request.protocols.iter().map(String::as_str).collect();
         let request = ClientRequest {
             protocols: &protocols,
@@ -258,7 +272,7 @@ impl Pending {
 }
 
 /// Appends one read's worth of bytes to `buf`; returns how many.
-fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+fn read_more(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
     // Through a stack buffer: an idle client's input keeps no more capacity than its bytes.
     let mut chunk = [0u8; READ_CHUNK];
     let n = loop {
@@ -271,11 +285,11 @@ fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     Ok(n)
 }
 
-/// A connected, upgraded WebSocket client on a blocking socket, driving a client-role
+/// A connected, upgraded WebSocket client on a blocking stream, driving a client-role
 /// [`Connection`] the way an engine does (unconsumed bytes kept in front of the next read).
 #[derive(Debug)]
-pub struct Client {
-    stream: TcpStream,
+pub struct Client<S = TcpStream> {
+    stream: S,
     conn: Connection,
     input: Vec<u8>,
     start: usize,
@@ -303,6 +317,17 @@ impl Client {
         Pending::send(addr, request)?.finish()
     }
 
+    /// Closes the write side of the socket (FIN) without a close frame.
+    ///
+    /// # Errors
+    ///
+    /// The `shutdown` error.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.stream.shutdown(Shutdown::Write)
+    }
+}
+
+impl<S: Read + Write> Client<S> {
     /// The subprotocol the server selected.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
@@ -313,9 +338,14 @@ impl Client {
         &self.head
     }
 
-    /// The socket (to change its timeouts or shut it down).
-    pub fn stream(&self) -> &TcpStream {
+    /// The stream (to change its timeouts or shut it down).
+    pub fn stream(&self) -> &S {
         &self.stream
+    }
+
+    /// The stream, to write under the client (bytes below the TLS layer, for example).
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
     }
 
     /// Sends a message (masked by the client connection).
@@ -328,7 +358,7 @@ impl Client {
         self.conn
             .send(msg, &mut out)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        self.stream.write_all(&out)
+        self.write(&out)
     }
 
     /// Writes arbitrary bytes (protocol violations, hand-made frames).
@@ -337,7 +367,12 @@ impl Client {
     ///
     /// Write errors.
     pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        self.write(bytes)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
     }
 
     /// Writes the frames the client connection owes (a pong, the close echo); whether there
@@ -351,7 +386,7 @@ impl Client {
         if !self.conn.poll_transmit(&mut out) {
             return Ok(false);
         }
-        self.stream.write_all(&out)?;
+        self.write(&out)?;
         Ok(true)
     }
 
@@ -469,15 +504,6 @@ impl Client {
             }
         }
     }
-
-    /// Closes the write side of the socket (FIN) without a close frame.
-    ///
-    /// # Errors
-    ///
-    /// The `shutdown` error.
-    pub fn shutdown_write(&self) -> io::Result<()> {
-        self.stream.shutdown(Shutdown::Write)
-    }
 }
 
 fn protocol_error(err: &ProtocolError) -> io::Error {
@@ -587,6 +613,8 @@ pub enum Closed {
     Timeout(Timeout),
     /// A socket error.
     Io(io::ErrorKind),
+    /// A TLS failure, as the TLS library described it.
+    Tls(String),
     /// TCP closed without a close frame.
     Disconnected,
     /// Server shutdown.
@@ -608,6 +636,7 @@ impl From<CloseReason<'_>> for Closed {
             CloseReason::Protocol(err) => Closed::Protocol(err),
             CloseReason::Timeout(t) => Closed::Timeout(t),
             CloseReason::Io(kind) => Closed::Io(kind),
+            CloseReason::Tls(text) => Closed::Tls(text.to_owned()),
             CloseReason::Disconnected => Closed::Disconnected,
             CloseReason::Shutdown => Closed::Shutdown,
             CloseReason::Backpressure => Closed::Backpressure,

@@ -1,6 +1,7 @@
 //! Real WebSocket clients against the engine (`tests/interop_*.rs`): where the clients that
 //! `.ci/interop-setup` installs live, an echo server with permessage-deflate that serves the demo
-//! page, running a client with a time limit, and reading the one JSON line it prints.
+//! page (over plain TCP or TLS), running a client with a time limit, and reading the one JSON
+//! line it prints.
 //!
 //! A missing client fails the test when the `CI` environment variable is set, and skips it
 //! (with a message saying to run `bash .ci/interop-setup`) elsewhere.
@@ -16,11 +17,12 @@ use sockeye::demo::DEMO_PAGE;
 use sockeye::proto::handshake::Head;
 use sockeye::proto::{Message, Request};
 use sockeye::server::{
-    Accept, Handler, HttpResponse, Outbox, Reject, Running, Server, ServerConfig,
+    Accept, Handler, HttpResponse, Outbox, Reject, Running, Server, ServerConfig, TlsConfig,
 };
 use sockeye_deflate::DeflateConfig;
 
 pub use crate::json::Json;
+use crate::tls::{Authority, Identity, SERVER_NAMES, tls_config};
 
 /// The Python `websockets` version `.ci/interop-setup` pins.
 pub const PYTHON_WEBSOCKETS: &str = "14.1";
@@ -171,11 +173,12 @@ impl Handler for DemoEcho {
 }
 
 /// A running [`DemoEcho`] server on `127.0.0.1` with permessage-deflate on for every message
-/// (threshold 0); shut down on drop.
+/// (threshold 0), over plain TCP or TLS; shut down on drop.
 #[derive(Debug)]
 pub struct EchoServer {
     running: Option<Running>,
     addr: SocketAddr,
+    tls: bool,
 }
 
 impl EchoServer {
@@ -185,18 +188,34 @@ impl EchoServer {
     ///
     /// When the server cannot start.
     pub fn start() -> EchoServer {
+        EchoServer::start_with(None)
+    }
+
+    /// Starts one worker on a free port, terminating TLS with `tls`.
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot start.
+    pub fn start_tls(tls: TlsConfig) -> EchoServer {
+        EchoServer::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<TlsConfig>) -> EchoServer {
         let mut config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.workers = 1;
         config.shutdown_timeout = Duration::from_secs(2);
         let mut deflate = DeflateConfig::default();
         deflate.threshold = 0;
         config.deflate = Some(deflate);
+        let secure = tls.is_some();
+        config.tls = tls;
         let server = Server::bind(config, DemoEcho).expect("bind the echo server");
         let running = server.spawn().expect("spawn the echo server");
         let addr = running.local_addrs()[0];
         EchoServer {
             running: Some(running),
             addr,
+            tls: secure,
         }
     }
 
@@ -205,14 +224,16 @@ impl EchoServer {
         self.addr
     }
 
-    /// `ws://ADDR/echo`.
+    /// `ws://ADDR/echo`, or `wss://` over TLS.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/echo", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/echo", self.addr)
     }
 
-    /// `http://ADDR/`, the demo page.
+    /// `http://ADDR/` (or `https://`), the demo page.
     pub fn http_url(&self) -> String {
-        format!("http://{}/", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// The engine's counters.
@@ -230,6 +251,46 @@ impl Drop for EchoServer {
             running.handle().shutdown();
             running.join();
         }
+    }
+}
+
+/// A test CA in a temporary directory, as a PEM file for clients in other languages, and a
+/// server certificate it signed for [`SERVER_NAMES`].
+#[derive(Debug)]
+pub struct TestCa {
+    /// Holds `ca_file`; removed on drop.
+    _dir: TempDir,
+    ca_file: PathBuf,
+    server: Identity,
+}
+
+impl TestCa {
+    /// Makes the CA and the certificate; writes `ca.pem`.
+    pub fn new(label: &str) -> TestCa {
+        let ca = Authority::new("sockeye interop test CA");
+        let server = ca.server(&SERVER_NAMES);
+        let dir = TempDir::new(label);
+        let ca_file = ca.write_pem(&dir.path().join("ca.pem"));
+        TestCa {
+            _dir: dir,
+            ca_file,
+            server,
+        }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+
+    /// The server certificate.
+    pub fn server(&self) -> &Identity {
+        &self.server
+    }
+
+    /// An [`EchoServer`] over TLS with the server certificate.
+    pub fn start_server(&self) -> EchoServer {
+        EchoServer::start_tls(tls_config(&self.server.settings()))
     }
 }
 

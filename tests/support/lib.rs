@@ -7,5 +7,6 @@ pub mod engine;
 pub mod interop;
 pub mod json;
 pub mod pair;
+pub mod tls;
 pub mod vectors;
 pub mod wire;
