@@ -237,6 +237,7 @@ stats! {
     backpressure_events,
     /// Times reading was paused over the high-water mark.
     read_pauses,
-    /// TLS failures: handshakes that failed, bad records, alerts, truncations.
+    /// TLS failures: handshakes that failed, bad records, alerts (not a TCP close without
+    /// `close_notify`, which ends the stream as over plain TCP).
     tls_errors,
 }

@@ -269,8 +269,9 @@ pub enum CloseReason<'a> {
     Timeout(Timeout),
     /// The socket failed.
     Io(io::ErrorKind),
-    /// TLS failed: a bad record, an alert from the peer, or a truncation (TCP closed without
-    /// `close_notify`); the text is the TLS library's description.
+    /// TLS failed: a bad record or an alert from the peer; the text is the TLS library's
+    /// description. (TCP closed without `close_notify` is an end of stream, as over plain TCP:
+    /// [`Disconnected`](Self::Disconnected) for an open connection.)
     Tls(&'a str),
     /// The peer closed TCP without a close frame (1006).
     Disconnected,

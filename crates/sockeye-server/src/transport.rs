@@ -134,22 +134,34 @@ fn tls_read(
     tls: &mut rustls::ServerConnection,
     buf: &mut [u8],
 ) -> io::Result<Input> {
+    // Whether the last socket read in this call came back short (the socket is empty).
+    let mut short = false;
     loop {
         match tls.reader().read(buf) {
             // A clean close_notify.
             Ok(0) => return Ok(Input::Eof),
-            // More records may wait in the socket: the caller reads on until `Empty`.
+            // Drained when the socket read that brought these records was short and they all
+            // fit in `buf`: the next edge announces more. Otherwise the caller reads on.
             Ok(len) => {
                 return Ok(Input::Data {
                     len,
-                    drained: false,
+                    drained: short && len < buf.len(),
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            // TCP ended without close_notify (a truncation), reported as UnexpectedEof.
+            // TCP ended without close_notify. WebSocket's own close handshake tells a clean end
+            // from an abrupt one (an open connection ends as `Disconnected`), and most clients
+            // drop TCP after it without close_notify: an end of stream, as over plain TCP.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Input::Eof),
             Err(e) => return Err(e),
         }
-        match tls.read_tls(tcp) {
+        let mut probe = ShortRead {
+            inner: tcp,
+            short: false,
+        };
+        let read = tls.read_tls(&mut probe);
+        short = probe.short;
+        match read {
             // The session now knows of the EOF; the reader reports it above.
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Input::Empty),
@@ -163,6 +175,22 @@ fn tls_read(
         }
         // Handshake messages (and key updates) go out as soon as they are made.
         flush_tls(tcp, tls)?;
+    }
+}
+
+/// A reader that notes whether its last read filled less than it was offered.
+#[cfg(feature = "tls")]
+struct ShortRead<'a, R> {
+    inner: &'a mut R,
+    short: bool,
+}
+
+#[cfg(feature = "tls")]
+impl<R: io::Read> io::Read for ShortRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 
