@@ -1,56 +1,229 @@
 #!/usr/bin/env python3
-"""End-to-end echo scenarios: `sockeye load` against `sockeye serve`, side by side.
+"""Side-by-side echo benchmarks: `sockeye load` against sockeye and its peers.
 
-Each round starts a fresh server pinned to one core and the load generator pinned to another,
-runs one scenario, and records the load generator's figures together with the server's own CPU
-time (utime + stime from /proc) and resident memory. Prints medians and min-max over the rounds.
+Servers (benches/README.md says what each one is):
+  sockeye        `sockeye serve` (the root workspace's release build)
+  floor          benches/peers peer-floor: raw mio, no validation, the floor of this kernel
+  tungstenite    benches/peers peer-tungstenite: tokio + tokio-tungstenite
+  fastws         benches/peers peer-fastws: hyper 1 + fastwebsockets
+  py-websockets  benches/peers/ws_echo.py: Python websockets, permessage-deflate
+  node-ws        benches/peers/ws_echo.js: Node ws, permessage-deflate
 
-    cargo build --release -p sockeye
-    python3 benches/echo.py --rounds 3 --duration 5            # every scenario
-    python3 benches/echo.py --only idle --rounds 1             # one scenario
+The Rust peers have no permessage-deflate, so they run the plain scenarios and the Python and
+Node peers run the deflate ones; sockeye runs all. For each scenario every server runs in turn,
+round after round, each run with a fresh server process pinned to its own cores (`taskset`)
+and the load generator pinned to the others. Each run records the load generator's JSON
+summary with the server's CPU time (utime + stime from /proc/PID/stat) and resident memory
+(sampled from /proc/PID/statm). Each table gives the median and min-max over the rounds, and
+CPU per message as a ratio to the floor and to fastwebsockets (to sockeye for deflate).
 
-Loopback only; every process it starts is stopped by its PID.
+    python3 benches/compare.py                              # everything, 3 rounds of 5 s
+    python3 benches/compare.py --quick                      # smoke: 1 round of 1 s
+    python3 benches/compare.py --only 16B-1,idle --servers sockeye,floor
+    python3 benches/compare.py --only 4KiB --workers 1,2,4  # scaling with server workers
+
+It builds what it runs (`cargo build --release -p sockeye` here and `cargo build --release` in
+benches/peers; --no-build skips that) and installs the deflate peers into target/peers/ (a venv
+with websockets, and ws under target/peers/node) when a deflate scenario needs them. Before
+measuring, each server must pass a short echo check. Loopback only; every process it starts
+is stopped by its PID.
 """
 
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+PEERS = os.path.join(HERE, "peers")
+SOCKEYE = os.path.join(ROOT, "target", "release", "sockeye")
+PEER_BIN = os.path.join(PEERS, "target", "release")
+VENV = os.path.join(ROOT, "target", "peers", "venv")
+NODE_DIR = os.path.join(ROOT, "target", "peers", "node")
+WEBSOCKETS_VERSION = "14.1"
+WS_VERSION = "8.18.0"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-# name -> (load arguments, extra server arguments)
+
+class Scenario:
+    """One load shape: the `sockeye load` arguments and sockeye's extra server arguments."""
+
+    def __init__(self, load, sockeye=(), deflate=False, window_bits=15, min_duration=0.0):
+        self.load = list(load)
+        self.sockeye = list(sockeye)
+        self.deflate = deflate
+        self.window_bits = window_bits
+        # Shorter runs measure nothing: the first round of messages outlasts them.
+        self.min_duration = min_duration
+        self.mode = self.load[0]
+
+    def arg(self, *flags, default=None):
+        for i, a in enumerate(self.load):
+            if a in flags:
+                return self.load[i + 1]
+        return default
+
+    @property
+    def connections(self):
+        return int(self.arg("-c", "--connections"))
+
+    def describe(self):
+        n = self.connections
+        if self.mode == "connect":
+            text = f"{n} connections opened ({self.arg('--concurrency')} at a time) and held idle"
+        else:
+            kind = "text" if "--text" in self.load else "binary"
+            size = self.arg("-s", "--size", default="16")
+            text = f"{n} connections x {size}{' B' if size.isdigit() else ''} {kind}"
+            if self.mode == "echo":
+                text += f", {self.arg('--in-flight', default='1')} in flight"
+            else:
+                text += ", 1 in flight, round trips timed"
+        if self.deflate:
+            text += f", permessage-deflate ({self.window_bits}-bit windows)"
+        return text
+
+
+DEFLATE = ["--deflate", "--deflate-threshold", "0"]
+
+# Names as in the old benches/echo.py.
 SCENARIOS = {
-    "16B-1": (["echo", "-c", "100", "-s", "16", "--in-flight", "1"], []),
-    "16B-16": (["echo", "-c", "100", "-s", "16", "--in-flight", "16"], []),
-    "4KiB": (["echo", "-c", "100", "-s", "4KiB", "--in-flight", "1"], []),
-    "1MiB": (["echo", "-c", "10", "-s", "1MiB", "--in-flight", "1"], []),
-    "latency-64B": (["latency", "-c", "100", "-s", "64"], []),
-    "4KiB-json-deflate": (
-        ["echo", "-c", "100", "-s", "4KiB", "--text", "--deflate"],
-        ["--deflate", "--deflate-threshold", "0"],
-    ),
-    "4KiB-json": (["echo", "-c", "100", "-s", "4KiB", "--text"], []),
-    "idle": (["connect", "-c", "10000", "--concurrency", "128"], []),
-    "idle-deflate": (
-        ["connect", "-c", "10000", "--concurrency", "128", "--deflate"], ["--deflate"]),
+    "16B-1": Scenario(["echo", "-c", "100", "-s", "16", "--in-flight", "1"]),
+    "16B-16": Scenario(["echo", "-c", "100", "-s", "16", "--in-flight", "16"]),
+    "4KiB": Scenario(["echo", "-c", "100", "-s", "4KiB", "--in-flight", "1"]),
+    "1MiB": Scenario(["echo", "-c", "10", "-s", "1MiB", "--in-flight", "1"]),
+    "latency-64B": Scenario(["latency", "-c", "100", "-s", "64"]),
+    "4KiB-json": Scenario(["echo", "-c", "100", "-s", "4KiB", "--text"]),
+    "4KiB-json-deflate": Scenario(
+        ["echo", "-c", "100", "-s", "4KiB", "--text", "--deflate"], DEFLATE, deflate=True),
+    "idle": Scenario(["connect", "-c", "10000", "--concurrency", "128"]),
+    "idle-deflate": Scenario(
+        ["connect", "-c", "10000", "--concurrency", "128", "--deflate"], ["--deflate"],
+        deflate=True),
     # Every connection compresses and decompresses, so each holds both deflate states.
-    "10k-deflate-w15": (
-        ["echo", "-c", "10000", "-s", "4KiB", "--text", "--deflate"],
-        ["--deflate", "--deflate-threshold", "0"]),
-    "10k-deflate-w9": (
-        ["echo", "-c", "10000", "-s", "4KiB", "--text", "--deflate", "--deflate-window-bits", "9"],
-        ["--deflate", "--deflate-threshold", "0", "--deflate-window-bits", "9",
-         "--deflate-client-window-bits", "9"]),
+    "10k-deflate-w15": Scenario(
+        ["echo", "-c", "10000", "-s", "4KiB", "--text", "--deflate"], DEFLATE, deflate=True,
+        min_duration=5),
+    "10k-deflate-w9": Scenario(
+        ["echo", "-c", "10000", "-s", "4KiB", "--text", "--deflate",
+         "--deflate-window-bits", "9"],
+        DEFLATE + ["--deflate-window-bits", "9", "--deflate-client-window-bits", "9"],
+        deflate=True, window_bits=9, min_duration=5),
 }
+
+
+class Server:
+    """How to start one server; `plain`/`deflate`: the scenarios it runs; `multi`: --workers."""
+
+    def __init__(self, name, command, plain, deflate, multi):
+        self.name, self.command = name, command
+        self.plain, self.deflate, self.multi = plain, deflate, multi
+
+    def runs(self, scenario, workers):
+        fits = self.deflate if scenario.deflate else self.plain
+        return fits and (workers == 1 or self.multi)
+
+
+def sockeye_command(addr, workers, scenario, level):
+    args = [SOCKEYE, "serve", "--addr", addr, "--threads", str(workers),
+            "--max-connections", "20000"] + scenario.sockeye
+    if scenario.deflate:
+        args += ["--deflate-level", str(level)]
+    return args
+
+
+def peer_command(binary):
+    return lambda addr, workers, scenario, level: [
+        os.path.join(PEER_BIN, binary), "--addr", addr, "--workers", str(workers)]
+
+
+def python_command(addr, workers, scenario, level):
+    return [os.path.join(VENV, "bin", "python"), os.path.join(PEERS, "ws_echo.py"),
+            "--addr", addr, "--level", str(level), "--window-bits", str(scenario.window_bits)]
+
+
+def node_command(addr, workers, scenario, level):
+    return ["node", os.path.join(PEERS, "ws_echo.js"), "--addr", addr, "--level", str(level),
+            "--window-bits", str(scenario.window_bits)]
+
+
+SERVERS = {s.name: s for s in [
+    Server("sockeye", sockeye_command, plain=True, deflate=True, multi=True),
+    Server("floor", peer_command("peer-floor"), plain=True, deflate=False, multi=True),
+    Server("tungstenite", peer_command("peer-tungstenite"), plain=True, deflate=False, multi=True),
+    Server("fastws", peer_command("peer-fastws"), plain=True, deflate=False, multi=True),
+    Server("py-websockets", python_command, plain=False, deflate=True, multi=False),
+    Server("node-ws", node_command, plain=False, deflate=True, multi=False),
+]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup
+
+
+def run_step(what, args, cwd=ROOT, env=None):
+    print(f"# {what}", file=sys.stderr, flush=True)
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"compare.py: {what} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+
+
+def build():
+    run_step("cargo build --release -p sockeye", ["cargo", "build", "--release", "-p", "sockeye"])
+    run_step("cargo build --release (benches/peers)", ["cargo", "build", "--release"], cwd=PEERS)
+
+
+def install(servers):
+    """Installs the Python and Node peers at their pinned versions, when they are to run."""
+    if "py-websockets" in servers:
+        python = os.path.join(VENV, "bin", "python")
+        have = subprocess.run([python, "-c", "import websockets; print(websockets.__version__)"],
+                              capture_output=True, text=True) if os.path.exists(python) else None
+        if have is None or have.stdout.strip() != WEBSOCKETS_VERSION:
+            if not os.path.exists(python):
+                run_step("python3 -m venv target/peers/venv", [sys.executable, "-m", "venv", VENV])
+            run_step(f"pip install websockets=={WEBSOCKETS_VERSION}",
+                     [python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                      f"websockets=={WEBSOCKETS_VERSION}"])
+    if "node-ws" in servers:
+        package = os.path.join(NODE_DIR, "node_modules", "ws", "package.json")
+        try:
+            with open(package) as f:
+                have = json.load(f).get("version")
+        except OSError:
+            have = None
+        if have != WS_VERSION:
+            run_step(f"npm install ws@{WS_VERSION}",
+                     ["npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund",
+                      "--no-update-notifier", "--save-exact", f"ws@{WS_VERSION}"])
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def placement(cores, workers):
+    """Server cores and load cores: the server gets the first `workers` (leaving at least one
+    for the load), the load generator the rest."""
+    if len(cores) < 2:
+        return cores, cores
+    server = cores[:max(1, min(workers, len(cores) - 1))]
+    return server, cores[len(server):]
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
 
 
 def free_port():
@@ -70,116 +243,345 @@ def rss_bytes(pid):
         return int(f.read().split()[1]) * PAGE
 
 
-def wait_listening(port, proc, limit=10.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the server did not listen in time")
+class Running:
+    """A server process, started pinned, ready once it prints `listening on`."""
+
+    def __init__(self, server, scenario, workers, level, cores):
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        env = dict(os.environ, NODE_PATH=os.path.join(NODE_DIR, "node_modules"))
+        command = server.command(self.addr, workers, scenario, level)
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", ",".join(map(str, cores))] + command, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.output = deque(maxlen=40)
+        self.ready = threading.Event()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for line in self.proc.stdout:
+            self.output.append(line.rstrip())
+            if "listening on" in line:
+                self.ready.set()
+
+    def wait_ready(self, limit=20.0):
+        deadline = time.monotonic() + limit
+        while not self.ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                state = "exited" if self.proc.returncode is not None else "did not listen in time"
+                raise RuntimeError(f"the server {state}: " + " | ".join(self.output))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.stop()
 
 
-def run_once(binary, name, args, server_extra, duration, cores):
-    port = free_port()
-    server = subprocess.Popen(
-        ["taskset", "-c", cores[0], binary, "serve", "--addr", f"127.0.0.1:{port}",
-         "--threads", "1", "--max-connections", "20000"] + server_extra,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_listening(port, server)
-        base_rss = rss_bytes(server.pid)
+def load(args, addr, cores, timeout):
+    """Runs `sockeye load ... --json`; returns its summary, or raises with its error."""
+    done = subprocess.run(
+        ["taskset", "-c", ",".join(map(str, cores)), SOCKEYE, "load"] + args +
+        ["--url", f"ws://{addr}/", "--json"], capture_output=True, text=True, timeout=timeout)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        detail = done.stderr.strip()[-400:] or (lines[-1] if lines else "no output")
+        raise RuntimeError(f"load failed: {detail}")
+    return json.loads(lines[-1])
+
+
+def echo_check(server, scenario, workers, level, cores):
+    """A short echo check on a fresh server: binary with a 16-bit length and text with a 64-bit
+    one, or compressed text for deflate; permessage-deflate must be negotiated."""
+    server_cores, load_cores = placement(cores, workers)
+    if scenario.deflate:
+        shapes = [["-s", "1KiB", "--text", "--deflate", "--deflate-level", str(level),
+                   "--deflate-window-bits", str(scenario.window_bits)]]
+    else:
+        shapes = [["-s", "300"], ["-s", "70000", "--text"]]
+    with Running(server, scenario, workers, level, server_cores) as running:
+        running.wait_ready()
+        for shape in shapes:
+            result = load(["echo", "-c", "4", "--in-flight", "2", "-d", "0.3", "--warmup", "0"]
+                          + shape, running.addr, load_cores, timeout=60)
+            if scenario.deflate and result["deflate_negotiated"] != result["established"]:
+                raise RuntimeError("permessage-deflate was not negotiated")
+
+
+def run_once(server, scenario, workers, level, duration, cores):
+    server_cores, load_cores = placement(cores, workers)
+    args = list(scenario.load)
+    if scenario.deflate:
+        args += ["--deflate-level", str(level)]
+    if scenario.mode == "connect":
+        args += ["--hold", str(duration)]
+    else:
+        threads = max(1, min(len(load_cores), 2 * workers))
+        args += ["-d", str(duration), "--warmup", "0", "--threads", str(threads)]
+    with Running(server, scenario, workers, level, server_cores) as running:
+        running.wait_ready()
+        pid = running.proc.pid
+        base_rss = rss_bytes(pid)
         peak = [base_rss]
         done = threading.Event()
 
         def sample():
             while not done.wait(0.1):
                 try:
-                    peak[0] = max(peak[0], rss_bytes(server.pid))
+                    peak[0] = max(peak[0], rss_bytes(pid))
                 except OSError:
                     return
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        cpu_before = cpu_seconds(server.pid)
-        timing = ["--hold", str(duration)] if args[0] == "connect" else \
-            ["-d", str(duration), "--warmup", "0"]
-        load = subprocess.run(
-            ["taskset", "-c", cores[1], binary, "load"] + args + timing +
-            ["--url", f"ws://127.0.0.1:{port}/", "--json"],
-            capture_output=True, text=True, timeout=duration + 120)
-        cpu = cpu_seconds(server.pid) - cpu_before
-        done.set()
-        sampler.join()
-        if load.returncode != 0:
-            raise RuntimeError(f"{name}: load failed: {load.stderr.strip()[-400:]}")
-        result = json.loads(load.stdout.strip().splitlines()[-1])
-        result["server_cpu_s"] = cpu
-        result["server_rss_base"] = base_rss
-        result["server_rss_peak"] = peak[0]
-        return result
-    finally:
-        server.terminate()
+        cpu_before = cpu_seconds(pid)
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            result = load(args, running.addr, load_cores, timeout=duration + 180)
+        finally:
+            cpu = cpu_seconds(pid) - cpu_before
+            done.set()
+            sampler.join()
+        result.update(server_cpu_s=cpu, server_rss_base=base_rss, server_rss_peak=peak[0],
+                      server_cores=server_cores, load_cores=load_cores)
+        return result
 
 
-def summarize(name, runs):
-    def med(values):
-        return statistics.median(values), min(values), max(values)
+# ---------------------------------------------------------------------------------------------
+# Figures and tables
 
-    if runs[0]["mode"] == "connect":
-        hs = med([r["handshakes_per_s"] for r in runs])
-        per_conn = med([(r["server_rss_peak"] - r["server_rss_base"]) / max(r["still_open"], 1)
-                        for r in runs])
-        cpu_hs = med([r["server_cpu_s"] / max(r["established"], 1) * 1e6 for r in runs])
-        return (f"{name:18} handshakes/s {hs[0]:>10.0f} ({hs[1]:.0f}-{hs[2]:.0f})  "
-                f"server CPU/handshake {cpu_hs[0]:6.1f} us  "
-                f"RSS/connection {per_conn[0]:6.0f} B ({per_conn[1]:.0f}-{per_conn[2]:.0f})")
-    rate = med([r["echoes_per_s"] for r in runs])
-    if runs[0]["connections"] >= 1000:
-        per_conn = med([(r["server_rss_peak"] - r["server_rss_base"]) / r["established"]
-                        for r in runs])
-        return (f"{name:18} echoes/s {rate[0]:>10.0f}  connections {runs[0]['established']}  "
-                f"RSS/connection {per_conn[0] / 1024:7.1f} KiB "
-                f"({per_conn[1] / 1024:.1f}-{per_conn[2] / 1024:.1f})")
-    cpu = med([r["server_cpu_s"] / max(r["echoes"], 1) * 1e6 for r in runs])
-    line = (f"{name:18} echoes/s {rate[0]:>10.0f} ({rate[1]:.0f}-{rate[2]:.0f})  "
-            f"server CPU/echo {cpu[0]:7.2f} us ({cpu[1]:.2f}-{cpu[2]:.2f})")
-    if runs[0].get("rtt_us"):
-        p50 = med([r["rtt_us"]["p50"] for r in runs])
-        p99 = med([r["rtt_us"]["p99"] for r in runs])
-        line += f"  rtt p50 {p50[0]:.0f} us p99 {p99[0]:.0f} us"
-    if runs[0].get("compression_ratio"):
-        ratio = med([r["compression_ratio"] for r in runs])
-        line += f"  payload/wire {ratio[0]:.2f}"
-    return line
+
+def figures(r):
+    """The per-run numbers the tables show."""
+    f = {}
+    if r["mode"] == "connect":
+        f["rate"] = r["handshakes_per_s"]
+        f["cpu_us"] = r["server_cpu_s"] / max(r["established"], 1) * 1e6
+        f["rss_conn"] = (r["server_rss_peak"] - r["server_rss_base"]) / max(r["still_open"], 1)
+        return f
+    f["rate"] = r["echoes_per_s"]
+    # Every echo the server made while its CPU time was counted: warmup and drain included.
+    f["cpu_us"] = r["server_cpu_s"] / max(r["verified"], 1) * 1e6
+    if r.get("rtt_us"):
+        f["p50"], f["p99"] = r["rtt_us"]["p50"], r["rtt_us"]["p99"]
+    if r["connections"] >= 1000:
+        f["rss_conn"] = (r["server_rss_peak"] - r["server_rss_base"]) / max(r["established"], 1)
+    if r.get("deflate_negotiated"):
+        messages = r["payload_bytes_received"] / max(r["size"], 1)
+        f["wire_out"] = r["wire_bytes_read"] / max(messages, 1)
+        f["ratio"] = r.get("compression_ratio") or 0.0
+    return f
+
+
+def spread(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def num(value, digits=0):
+    if value >= 1e6 and digits == 0:
+        return f"{value / 1e6:.2f}M"
+    return f"{value:,.{digits}f}"
+
+
+def cell(values, digits=0):
+    med, lo, hi = spread(values)
+    return f"{num(med, digits)} ({num(lo, digits)}-{num(hi, digits)})"
+
+
+def table(rows):
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summarize(name, scenario, results, worker_counts):
+    """The scenario's table: one row per (server, workers) with runs."""
+    keys = [k for k in results if results[k]]
+    if not keys:
+        return f"## {name}: nothing measured"
+    stats = {k: [figures(r) for r in results[k]] for k in keys}
+    median = {k: statistics.median(f["cpu_us"] for f in stats[k]) for k in keys}
+    rate = {k: statistics.median(f["rate"] for f in stats[k]) for k in keys}
+    servers = {s for s, _ in keys}
+    refs = [s for s in ("floor", "fastws") if s in servers] or ["sockeye"]
+    connect = scenario.mode == "connect"
+    sample = stats[keys[0]][0]
+    header = ["server", "workers", "handshakes/s" if connect else "msgs/s",
+              "CPU us/handshake" if connect else "CPU us/msg"]
+    header += [f"vs {ref}" for ref in refs]
+    has_rss = "rss_conn" in sample
+    if has_rss:
+        header.append("RSS B/conn")
+    if scenario.mode == "latency":
+        header += ["p50 us", "p99 us"]
+    if scenario.deflate and not connect:
+        header += ["wire B/msg out", "payload/wire"]
+    scaling = len(worker_counts) > 1 and not connect
+    if scaling:
+        header.append("scaling")
+    rows = [header]
+    for key in keys:
+        server, workers = key
+        f = stats[key]
+        row = [server, str(workers), cell([x["rate"] for x in f]),
+               cell([x["cpu_us"] for x in f], 2)]
+        for ref in refs:
+            base = median.get((ref, workers))
+            row.append(f"{median[key] / base:.2f}x" if base else "-")
+        if has_rss:
+            row.append(cell([x.get("rss_conn", 0) for x in f]))
+        if scenario.mode == "latency":
+            row += [num(statistics.median(x["p50"] for x in f), 1),
+                    num(statistics.median(x["p99"] for x in f), 1)]
+        if scenario.deflate and not connect:
+            row += [num(statistics.median(x.get("wire_out", 0) for x in f), 1),
+                    f"{statistics.median(x.get('ratio', 0) for x in f):.2f}"]
+        if scaling:
+            one = rate.get((server, 1))
+            row.append(f"{rate[key] / (workers * one):.0%}" if one and workers > 1 else "-")
+        rows.append(row)
+    return f"## {name}: {scenario.describe()}\n{table(rows)}"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class Session:
+    """The runs of one invocation: which servers passed their check, and every result."""
+
+    def __init__(self, opts, servers, worker_counts, cores):
+        self.opts, self.servers = opts, servers
+        self.worker_counts, self.cores = worker_counts, cores
+        self.checked, self.raw, self.failed = {}, [], []
+
+    def check(self, server, scenario, workers):
+        """Checks a server once per kind of traffic and worker count; `None` when it passed,
+        else what went wrong."""
+        key = (server, scenario.deflate, scenario.window_bits, workers)
+        if key not in self.checked:
+            try:
+                echo_check(SERVERS[server], scenario, workers, self.opts.deflate_level,
+                           self.cores)
+                self.checked[key] = None
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                self.checked[key] = str(e)
+                print(f"# {server} ({workers} workers) failed the echo check: {e}", flush=True)
+        return self.checked[key]
+
+    def run_scenario(self, name):
+        """Every applicable server in turn, round after round; prints the table."""
+        scenario = SCENARIOS[name]
+        counts = self.worker_counts[:1] if scenario.mode == "connect" else self.worker_counts
+        plan = [(s, w) for w in counts for s in self.servers if SERVERS[s].runs(scenario, w)]
+        results = {}
+        for server, workers in plan:
+            error = self.check(server, scenario, workers)
+            if error is None:
+                results[(server, workers)] = []
+            else:
+                self.failed.append(f"{name}/{server}/{workers}: failed the echo check: {error}")
+        duration = max(self.opts.duration, scenario.min_duration)
+        for round_ in range(self.opts.rounds):
+            for server, workers in results:
+                try:
+                    result = run_once(SERVERS[server], scenario, workers,
+                                      self.opts.deflate_level, duration, self.cores)
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    self.failed.append(f"{name}/{server}/{workers}: {e}")
+                    print(f"# {name}: {server} ({workers} workers) failed: {e}", flush=True)
+                    continue
+                results[(server, workers)].append(result)
+                self.raw.append(dict(scenario=name, server=server, workers=workers,
+                                     round=round_, result=result))
+        print(summarize(name, scenario, results, counts) + "\n", flush=True)
+
+
+def names(text, known, what):
+    chosen = [n for part in text for n in part.split(",") if n]
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        sys.exit(f"compare.py: unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
+    return list(dict.fromkeys(chosen))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", default=[], metavar="SCENARIO[,..]",
+                        help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}")
+    parser.add_argument("--servers", action="append", default=[], metavar="NAME[,..]",
+                        help=f"servers to run (default: all): {', '.join(SERVERS)}")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each server (default 3)")
+    parser.add_argument("--duration", type=float, default=5.0,
+                        help="seconds measured per run, or held for idle (default 5; the 10k "
+                             "scenarios take at least 5)")
+    parser.add_argument("--workers", default="1", metavar="N[,..]",
+                        help="server workers for the echo scenarios, e.g. 1,2,4,8; the idle "
+                             "scenarios run with the smallest (default 1)")
+    parser.add_argument("--deflate-level", type=int, default=6, choices=range(0, 10),
+                        help="compression level of every deflate server and the load (default 6)")
+    parser.add_argument("--cores", help="cores to use, e.g. 0,1 (default: all this process may "
+                                        "use); the server gets the first N, the load the rest")
+    parser.add_argument("--json", metavar="FILE", help="save every run's raw results here")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 s")
+    parser.add_argument("--no-build", action="store_true", help="use the binaries as they are")
+    opts = parser.parse_args()
+    if opts.quick:
+        opts.rounds, opts.duration = 1, 1.0
+    return opts
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "sockeye"))
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS))
-    parser.add_argument("--cores", default="0,1", help="server core,load core")
-    opts = parser.parse_args()
-    cores = opts.cores.split(",")
-    names = opts.only or list(SCENARIOS)
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {opts.rounds} rounds of "
-          f"{opts.duration:g} s, server on core {cores[0]}, load on core {cores[1]}")
-    for name in names:
-        args, server_extra = SCENARIOS[name]
-        runs = [run_once(opts.binary, name, args, server_extra, opts.duration, cores)
-                for _ in range(opts.rounds)]
-        print(summarize(name, runs), flush=True)
+    opts = parse_args()
+    scenarios = names(opts.only, SCENARIOS, "scenario") or list(SCENARIOS)
+    servers = names(opts.servers, SERVERS, "server") or list(SERVERS)
+    try:
+        worker_counts = sorted({int(n) for n in opts.workers.split(",")})
+    except ValueError:
+        sys.exit(f"compare.py: --workers {opts.workers}: expected counts such as 1,2,4")
+    if worker_counts[0] < 1:
+        sys.exit("compare.py: --workers: counts start at 1")
+    cores = ([int(c) for c in opts.cores.split(",")] if opts.cores
+             else sorted(os.sched_getaffinity(0)))
+    needed = {s for s in servers for n in scenarios
+              if any(SERVERS[s].runs(SCENARIOS[n], w) for w in worker_counts)}
+    if not opts.no_build:
+        build()
+    install(needed)
+    raise_fd_limit()
+
+    started = time.gmtime()
+    server_cores, load_cores = placement(cores, 1)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', started)}, {opts.rounds} rounds of "
+          f"{opts.duration:g} s, {len(cores)} cores; at 1 worker the server runs on cores "
+          f"{server_cores}, the load on {load_cores}; deflate level {opts.deflate_level}",
+          flush=True)
+    session = Session(opts, servers, worker_counts, cores)
+    for name in scenarios:
+        session.run_scenario(name)
+    if opts.json:
+        with open(opts.json, "w") as f:
+            json.dump({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", started),
+                       "rounds": opts.rounds, "duration_s": opts.duration,
+                       "deflate_level": opts.deflate_level, "cores": cores,
+                       "runs": session.raw, "failed": session.failed}, f, indent=1)
+    if session.failed:
+        print("# failures:\n" + "\n".join(f"#   {f}" for f in session.failed), flush=True)
+        return 1
     return 0
 
 
