@@ -301,6 +301,12 @@ impl<E: Extension> Connection<E> {
         }
     }
 
+    /// Whether both close frames went through: the peer's arrived and ours is flushed. The peer
+    /// sends nothing after its close frame, so the transport can close at once.
+    pub fn is_close_handshake_done(&self) -> bool {
+        self.close_received && self.close_flushed && !self.failed
+    }
+
     /// Whether the close timeout expired before the peer answered our close.
     pub fn is_timed_out(&self) -> bool {
         self.timed_out

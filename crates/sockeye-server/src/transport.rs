@@ -116,6 +116,15 @@ impl Stream {
         false
     }
 
+    /// Sends TLS `close_notify` (best effort) before the socket closes; nothing over plain TCP.
+    pub(crate) fn close_notify(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.send_close_notify();
+            let _ = flush_tls(&mut self.tcp, tls);
+        }
+    }
+
     /// Ends our sending side: TLS `close_notify` (best effort), then TCP FIN.
     pub(crate) fn shutdown_write(&mut self) {
         #[cfg(feature = "tls")]

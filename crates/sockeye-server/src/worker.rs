@@ -483,6 +483,14 @@ impl<H: Handler> Worker<H> {
             Phase::Open => slot.link.proto.state() == State::Closed,
             _ => false,
         };
+        if finished && slot.phase == Phase::Open && slot.link.proto.is_close_handshake_done() {
+            // Both close frames went through and the peer sends nothing after its own: closing
+            // now sends our FIN (the server closes TCP first, RFC 6455 §7.1.1) with no unread
+            // bytes to turn it into a reset, and spares a shutdown, a read of the peer's EOF
+            // and a linger timer.
+            slot.stream.close_notify();
+            return self.remove(idx, None);
+        }
         if finished {
             // The server closes TCP first (RFC 6455 §7.1.1): send FIN, then read until the
             // peer's EOF so that unread bytes do not turn our close into a reset.
