@@ -10,17 +10,25 @@ Servers (benches/README.md says what each one is):
   node-ws        benches/peers/ws_echo.js: Node ws, permessage-deflate
 
 The Rust peers have no permessage-deflate, so they run the plain scenarios and the Python and
-Node peers run the deflate ones; sockeye runs all. For each scenario every server runs in turn,
-round after round, each run with a fresh server process pinned to its own cores (`taskset`)
-and the load generator pinned to the others. Each run records the load generator's JSON
-summary with the server's CPU time (utime + stime from /proc/PID/stat) and resident memory
-(sampled from /proc/PID/statm). Each table gives the median and min-max over the rounds, and
-CPU per message as a ratio to the floor and to fastwebsockets (to sockeye for deflate).
+Node peers run the deflate ones; sockeye runs all. The `-tls` scenarios (wss://) run sockeye,
+tungstenite and fastws, each terminating TLS itself with a development certificate that
+`peer-cert` makes once per invocation (a throwaway CA, which the load generator trusts, and a
+certificate for localhost signed by it) in a temporary folder under target/peers/.
+
+For each scenario every server runs in turn, round after round, each run with a fresh server
+process pinned to its own cores (`taskset`) and the load generator pinned to the others. Each
+run records the load generator's JSON summary with the server's CPU time (utime + stime from
+/proc/PID/stat) and resident memory (sampled from /proc/PID/statm). Each table gives the
+median and min-max over the rounds, and CPU per message as a ratio to the floor and to
+fastwebsockets (to sockeye for deflate); a TLS table also gives each server's CPU per message
+over TLS divided by its own over plain TCP when the plain scenario ran first, and a last table
+sums those ratios up.
 
     python3 benches/compare.py                              # everything, 3 rounds of 5 s
     python3 benches/compare.py --quick                      # smoke: 1 round of 1 s
     python3 benches/compare.py --only 16B-1,idle --servers sockeye,floor
     python3 benches/compare.py --only 4KiB --workers 1,2,4  # scaling with server workers
+    python3 benches/compare.py --only 16B-1,16B-1-tls,idle,idle-tls   # what TLS costs
 
 It builds what it runs (`cargo build --release -p sockeye` here and `cargo build --release` in
 benches/peers; --no-build skips that) and installs the deflate peers into target/peers/ (a venv
@@ -33,10 +41,12 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -48,6 +58,9 @@ SOCKEYE = os.path.join(ROOT, "target", "release", "sockeye")
 PEER_BIN = os.path.join(PEERS, "target", "release")
 VENV = os.path.join(ROOT, "target", "peers", "venv")
 NODE_DIR = os.path.join(ROOT, "target", "peers", "node")
+CERT_PARENT = os.path.join(ROOT, "target", "peers")
+# The name the load generator sends in SNI and checks against the peer-cert certificate.
+TLS_SERVER_NAME = "localhost"
 WEBSOCKETS_VERSION = "14.1"
 WS_VERSION = "8.18.0"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -57,11 +70,15 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 class Scenario:
     """One load shape: the `sockeye load` arguments and sockeye's extra server arguments."""
 
-    def __init__(self, load, sockeye=(), deflate=False, window_bits=15, min_duration=0.0):
+    def __init__(self, load, sockeye=(), deflate=False, window_bits=15, min_duration=0.0,
+                 tls=False, plain=None):
         self.load = list(load)
         self.sockeye = list(sockeye)
         self.deflate = deflate
         self.window_bits = window_bits
+        # wss://: the servers terminate TLS; `plain` names the same load over plain TCP.
+        self.tls = tls
+        self.plain = plain
         # Shorter runs measure nothing: the first round of messages outlasts them.
         self.min_duration = min_duration
         self.mode = self.load[0]
@@ -90,6 +107,8 @@ class Scenario:
                 text += ", 1 in flight, round trips timed"
         if self.deflate:
             text += f", permessage-deflate ({self.window_bits}-bit windows)"
+        if self.tls:
+            text += ", over TLS (wss://)"
         return text
 
 
@@ -121,46 +140,95 @@ SCENARIOS = {
 }
 
 
-class Server:
-    """How to start one server; `plain`/`deflate`: the scenarios it runs; `multi`: --workers."""
+def over_tls(plain):
+    """The plain scenario `plain` over TLS: the same load, every connection a full TLS
+    handshake (the load generator resumes no sessions)."""
+    s = SCENARIOS[plain]
+    return Scenario(s.load, s.sockeye, deflate=s.deflate, window_bits=s.window_bits,
+                    min_duration=s.min_duration, tls=True, plain=plain)
 
-    def __init__(self, name, command, plain, deflate, multi):
+
+# After the plain ones, so that a full run has the plain figures to compare with.
+SCENARIOS.update({f"{name}-tls": over_tls(name) for name in ["16B-1", "4KiB", "16B-16", "idle"]})
+
+
+class Server:
+    """How to start one server; `plain`/`deflate`: the scenarios it runs; `tls`: whether it
+    runs them over TLS too; `multi`: --workers."""
+
+    def __init__(self, name, command, plain, deflate, multi, tls=False):
         self.name, self.command = name, command
-        self.plain, self.deflate, self.multi = plain, deflate, multi
+        self.plain, self.deflate, self.multi, self.tls = plain, deflate, multi, tls
 
     def runs(self, scenario, workers):
         fits = self.deflate if scenario.deflate else self.plain
+        if scenario.tls and not self.tls:
+            return False
         return fits and (workers == 1 or self.multi)
 
 
-def sockeye_command(addr, workers, scenario, level):
+class Certificates:
+    """peer-cert's development files, made once per invocation in a temporary folder under
+    target/peers/: `ca` (trusted by the load generator), `cert` and `key` (the servers')."""
+
+    def __init__(self):
+        binary = os.path.join(PEER_BIN, "peer-cert")
+        if not os.path.exists(binary):
+            sys.exit("compare.py: no benches/peers/target/release/peer-cert: build benches/peers "
+                     "(cargo build --release there), or run without --no-build")
+        os.makedirs(CERT_PARENT, exist_ok=True)
+        self.dir = tempfile.mkdtemp(prefix="tls-", dir=CERT_PARENT)
+        self.ca, self.cert, self.key = (os.path.join(self.dir, f)
+                                        for f in ("ca.pem", "cert.pem", "key.pem"))
+        run_step("peer-cert (a development CA and a certificate for localhost)",
+                 [binary, "--ca", self.ca, "--cert", self.cert,
+                  "--key", self.key])
+
+    def server_args(self):
+        return ["--tls-cert", self.cert, "--tls-key", self.key]
+
+    def load_args(self):
+        return ["--tls-ca", self.ca, "--tls-server-name", TLS_SERVER_NAME]
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def tls_args(scenario, certs):
+    return certs.server_args() if scenario.tls else []
+
+
+def sockeye_command(addr, workers, scenario, level, certs):
     args = [SOCKEYE, "serve", "--addr", addr, "--threads", str(workers),
-            "--max-connections", "20000"] + scenario.sockeye
+            "--max-connections", "20000"] + scenario.sockeye + tls_args(scenario, certs)
     if scenario.deflate:
         args += ["--deflate-level", str(level)]
     return args
 
 
 def peer_command(binary):
-    return lambda addr, workers, scenario, level: [
-        os.path.join(PEER_BIN, binary), "--addr", addr, "--workers", str(workers)]
+    return lambda addr, workers, scenario, level, certs: [
+        os.path.join(PEER_BIN, binary), "--addr", addr, "--workers", str(workers)
+    ] + tls_args(scenario, certs)
 
 
-def python_command(addr, workers, scenario, level):
+def python_command(addr, workers, scenario, level, certs):
     return [os.path.join(VENV, "bin", "python"), os.path.join(PEERS, "ws_echo.py"),
             "--addr", addr, "--level", str(level), "--window-bits", str(scenario.window_bits)]
 
 
-def node_command(addr, workers, scenario, level):
+def node_command(addr, workers, scenario, level, certs):
     return ["node", os.path.join(PEERS, "ws_echo.js"), "--addr", addr, "--level", str(level),
             "--window-bits", str(scenario.window_bits)]
 
 
 SERVERS = {s.name: s for s in [
-    Server("sockeye", sockeye_command, plain=True, deflate=True, multi=True),
+    Server("sockeye", sockeye_command, plain=True, deflate=True, multi=True, tls=True),
     Server("floor", peer_command("peer-floor"), plain=True, deflate=False, multi=True),
-    Server("tungstenite", peer_command("peer-tungstenite"), plain=True, deflate=False, multi=True),
-    Server("fastws", peer_command("peer-fastws"), plain=True, deflate=False, multi=True),
+    Server("tungstenite", peer_command("peer-tungstenite"), plain=True, deflate=False, multi=True,
+           tls=True),
+    Server("fastws", peer_command("peer-fastws"), plain=True, deflate=False, multi=True,
+           tls=True),
     Server("py-websockets", python_command, plain=False, deflate=True, multi=False),
     Server("node-ws", node_command, plain=False, deflate=True, multi=False),
 ]}
@@ -246,11 +314,11 @@ def rss_bytes(pid):
 class Running:
     """A server process, started pinned, ready once it prints `listening on`."""
 
-    def __init__(self, server, scenario, workers, level, cores):
+    def __init__(self, server, scenario, workers, level, cores, certs):
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         env = dict(os.environ, NODE_PATH=os.path.join(NODE_DIR, "node_modules"))
-        command = server.command(self.addr, workers, scenario, level)
+        command = server.command(self.addr, workers, scenario, level, certs)
         self.proc = subprocess.Popen(
             ["taskset", "-c", ",".join(map(str, cores))] + command, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -288,37 +356,46 @@ class Running:
         self.stop()
 
 
-def load(args, addr, cores, timeout):
-    """Runs `sockeye load ... --json`; returns its summary, or raises with its error."""
+def load(args, addr, cores, timeout, scenario, certs):
+    """Runs `sockeye load ... --json` (over wss:// for a TLS scenario, trusting peer-cert's
+    CA); returns its summary, or raises with its error."""
+    if scenario.tls:
+        target = ["--url", f"wss://{addr}/"] + certs.load_args()
+    else:
+        target = ["--url", f"ws://{addr}/"]
     done = subprocess.run(
-        ["taskset", "-c", ",".join(map(str, cores)), SOCKEYE, "load"] + args +
-        ["--url", f"ws://{addr}/", "--json"], capture_output=True, text=True, timeout=timeout)
+        ["taskset", "-c", ",".join(map(str, cores)), SOCKEYE, "load"] + args + target +
+        ["--json"], capture_output=True, text=True, timeout=timeout)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         detail = done.stderr.strip()[-400:] or (lines[-1] if lines else "no output")
         raise RuntimeError(f"load failed: {detail}")
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    if scenario.tls and not result.get("tls"):
+        raise RuntimeError("the load generator did not use TLS")
+    return result
 
 
-def echo_check(server, scenario, workers, level, cores):
+def echo_check(server, scenario, workers, level, cores, certs):
     """A short echo check on a fresh server: binary with a 16-bit length and text with a 64-bit
-    one, or compressed text for deflate; permessage-deflate must be negotiated."""
+    one, or compressed text for deflate; permessage-deflate must be negotiated. Over TLS for a
+    TLS scenario, the server's certificate checked against peer-cert's CA."""
     server_cores, load_cores = placement(cores, workers)
     if scenario.deflate:
         shapes = [["-s", "1KiB", "--text", "--deflate", "--deflate-level", str(level),
                    "--deflate-window-bits", str(scenario.window_bits)]]
     else:
         shapes = [["-s", "300"], ["-s", "70000", "--text"]]
-    with Running(server, scenario, workers, level, server_cores) as running:
+    with Running(server, scenario, workers, level, server_cores, certs) as running:
         running.wait_ready()
         for shape in shapes:
             result = load(["echo", "-c", "4", "--in-flight", "2", "-d", "0.3", "--warmup", "0"]
-                          + shape, running.addr, load_cores, timeout=60)
+                          + shape, running.addr, load_cores, 60, scenario, certs)
             if scenario.deflate and result["deflate_negotiated"] != result["established"]:
                 raise RuntimeError("permessage-deflate was not negotiated")
 
 
-def run_once(server, scenario, workers, level, duration, cores):
+def run_once(server, scenario, workers, level, duration, cores, certs):
     server_cores, load_cores = placement(cores, workers)
     args = list(scenario.load)
     if scenario.deflate:
@@ -328,7 +405,7 @@ def run_once(server, scenario, workers, level, duration, cores):
     else:
         threads = max(1, min(len(load_cores), 2 * workers))
         args += ["-d", str(duration), "--warmup", "0", "--threads", str(threads)]
-    with Running(server, scenario, workers, level, server_cores) as running:
+    with Running(server, scenario, workers, level, server_cores, certs) as running:
         running.wait_ready()
         pid = running.proc.pid
         base_rss = rss_bytes(pid)
@@ -346,7 +423,7 @@ def run_once(server, scenario, workers, level, duration, cores):
         sampler.start()
         cpu_before = cpu_seconds(pid)
         try:
-            result = load(args, running.addr, load_cores, timeout=duration + 180)
+            result = load(args, running.addr, load_cores, duration + 180, scenario, certs)
         finally:
             cpu = cpu_seconds(pid) - cpu_before
             done.set()
@@ -408,14 +485,26 @@ def table(rows):
     return "\n".join(lines)
 
 
-def summarize(name, scenario, results, worker_counts):
-    """The scenario's table: one row per (server, workers) with runs."""
+def medians(results):
+    """Per (server, workers) with runs: the median of each figure over the rounds."""
+    out = {}
+    for key, runs in results.items():
+        stats = [figures(r) for r in runs]
+        if stats:
+            out[key] = {k: statistics.median(f[k] for f in stats) for k in stats[0]}
+    return out
+
+
+def summarize(name, scenario, results, worker_counts, plain=None):
+    """The scenario's table: one row per (server, workers) with runs. `plain`: for a TLS
+    scenario, the medians of its plain scenario when that ran first (a `vs plain` column)."""
     keys = [k for k in results if results[k]]
     if not keys:
         return f"## {name}: nothing measured"
     stats = {k: [figures(r) for r in results[k]] for k in keys}
     median = {k: statistics.median(f["cpu_us"] for f in stats[k]) for k in keys}
     rate = {k: statistics.median(f["rate"] for f in stats[k]) for k in keys}
+    plain = {k: v for k, v in (plain or {}).items() if k in median}
     servers = {s for s, _ in keys}
     refs = [s for s in ("floor", "fastws") if s in servers] or ["sockeye"]
     connect = scenario.mode == "connect"
@@ -423,6 +512,8 @@ def summarize(name, scenario, results, worker_counts):
     header = ["server", "workers", "handshakes/s" if connect else "msgs/s",
               "CPU us/handshake" if connect else "CPU us/msg"]
     header += [f"vs {ref}" for ref in refs]
+    if plain:
+        header.append("vs plain")
     has_rss = "rss_conn" in sample
     if has_rss:
         header.append("RSS B/conn")
@@ -442,6 +533,9 @@ def summarize(name, scenario, results, worker_counts):
         for ref in refs:
             base = median.get((ref, workers))
             row.append(f"{median[key] / base:.2f}x" if base else "-")
+        if plain:
+            base = plain.get(key, {}).get("cpu_us")
+            row.append(f"{median[key] / base:.2f}x" if base else "-")
         if has_rss:
             row.append(cell([x.get("rss_conn", 0) for x in f]))
         if scenario.mode == "latency":
@@ -457,25 +551,54 @@ def summarize(name, scenario, results, worker_counts):
     return f"## {name}: {scenario.describe()}\n{table(rows)}"
 
 
+def tls_summary(measured):
+    """TLS against plain per server: CPU per message (per handshake for idle) over TLS divided
+    by the same over plain TCP, for every TLS scenario whose plain scenario also ran; and the
+    idle connections' memory both ways. `measured`: scenario name -> `medians`."""
+    pairs = [(SCENARIOS[n].plain, n) for n in measured
+             if SCENARIOS[n].tls and SCENARIOS[n].plain in measured]
+    keys = list(dict.fromkeys(k for plain, tls in pairs for k in measured[tls]
+                              if k in measured[plain]))
+    if not keys:
+        return None
+    header = ["server", "workers"] + [plain for plain, _ in pairs]
+    idle = [(plain, tls) for plain, tls in pairs if SCENARIOS[tls].mode == "connect"]
+    header += [f"{plain} RSS B/conn plain -> TLS" for plain, _ in idle]
+    rows = [header]
+    for key in keys:
+        row = [key[0], str(key[1])]
+        for plain, tls in pairs:
+            a, b = measured[plain].get(key), measured[tls].get(key)
+            row.append(f"{b['cpu_us'] / a['cpu_us']:.2f}x" if a and b and a["cpu_us"] else "-")
+        for plain, tls in idle:
+            a, b = measured[plain].get(key), measured[tls].get(key)
+            row.append(f"{num(a['rss_conn'])} -> {num(b['rss_conn'])}" if a and b else "-")
+        rows.append(row)
+    return ("## TLS / plain: each server's CPU per message (per handshake for idle) over TLS, "
+            "divided by its own over plain TCP\n" + table(rows))
+
+
 # ---------------------------------------------------------------------------------------------
 
 
 class Session:
     """The runs of one invocation: which servers passed their check, and every result."""
 
-    def __init__(self, opts, servers, worker_counts, cores):
+    def __init__(self, opts, servers, worker_counts, cores, certs):
         self.opts, self.servers = opts, servers
-        self.worker_counts, self.cores = worker_counts, cores
+        self.worker_counts, self.cores, self.certs = worker_counts, cores, certs
         self.checked, self.raw, self.failed = {}, [], []
+        # Scenario name -> `medians` of its runs, for the TLS / plain comparisons.
+        self.measured = {}
 
     def check(self, server, scenario, workers):
         """Checks a server once per kind of traffic and worker count; `None` when it passed,
         else what went wrong."""
-        key = (server, scenario.deflate, scenario.window_bits, workers)
+        key = (server, scenario.deflate, scenario.window_bits, scenario.tls, workers)
         if key not in self.checked:
             try:
                 echo_check(SERVERS[server], scenario, workers, self.opts.deflate_level,
-                           self.cores)
+                           self.cores, self.certs)
                 self.checked[key] = None
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 self.checked[key] = str(e)
@@ -499,7 +622,7 @@ class Session:
             for server, workers in results:
                 try:
                     result = run_once(SERVERS[server], scenario, workers,
-                                      self.opts.deflate_level, duration, self.cores)
+                                      self.opts.deflate_level, duration, self.cores, self.certs)
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     self.failed.append(f"{name}/{server}/{workers}: {e}")
                     print(f"# {name}: {server} ({workers} workers) failed: {e}", flush=True)
@@ -507,7 +630,9 @@ class Session:
                 results[(server, workers)].append(result)
                 self.raw.append(dict(scenario=name, server=server, workers=workers,
                                      round=round_, result=result))
-        print(summarize(name, scenario, results, counts) + "\n", flush=True)
+        self.measured[name] = medians(results)
+        plain = self.measured.get(scenario.plain) if scenario.tls else None
+        print(summarize(name, scenario, results, counts, plain) + "\n", flush=True)
 
 
 def names(text, known, what):
@@ -563,16 +688,30 @@ def main():
         build()
     install(needed)
     raise_fd_limit()
+    tls = any(SCENARIOS[n].tls and SERVERS[s].runs(SCENARIOS[n], w)
+              for n in scenarios for s in servers for w in worker_counts)
+    certs = Certificates() if tls else None
+    try:
+        return measure(opts, scenarios, servers, worker_counts, cores, certs)
+    finally:
+        if certs:
+            certs.remove()
 
+
+def measure(opts, scenarios, servers, worker_counts, cores, certs):
+    """Runs the scenarios, prints their tables, writes --json; the exit status."""
     started = time.gmtime()
     server_cores, load_cores = placement(cores, 1)
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', started)}, {opts.rounds} rounds of "
           f"{opts.duration:g} s, {len(cores)} cores; at 1 worker the server runs on cores "
           f"{server_cores}, the load on {load_cores}; deflate level {opts.deflate_level}",
           flush=True)
-    session = Session(opts, servers, worker_counts, cores)
+    session = Session(opts, servers, worker_counts, cores, certs)
     for name in scenarios:
         session.run_scenario(name)
+    summary = tls_summary(session.measured)
+    if summary:
+        print(summary + "\n", flush=True)
     if opts.json:
         with open(opts.json, "w") as f:
             json.dump({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", started),

@@ -3,7 +3,10 @@
 //! `FragmentCollector` and writes text and binary back; pongs and the close echo are the
 //! library's defaults (`auto_pong`, `auto_close`).
 //!
-//! `peer-fastws [--addr HOST:PORT] [--workers N]`
+//! With `--tls-cert` and `--tls-key` it serves `wss://` (tokio-rustls; see
+//! `sockeye_peers::tls`), the handshake made in the connection's task before this code runs.
+//!
+//! `peer-fastws [--addr HOST:PORT] [--workers N] [--tls-cert FILE --tls-key FILE]`
 
 use fastwebsockets::upgrade::{UpgradeFut, upgrade};
 use fastwebsockets::{FragmentCollector, OpCode, WebSocketError};
@@ -17,7 +20,7 @@ use sockeye_peers::Options;
 use sockeye_peers::tokio_serve::{Stream, serve};
 
 fn main() {
-    let options = Options::from_args("peer-fastws");
+    let options = Options::from_args("peer-fastws", true);
     serve("peer-fastws", &options, connection);
 }
 

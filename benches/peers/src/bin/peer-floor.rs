@@ -43,7 +43,7 @@ const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
 fn main() {
-    let options = Options::from_args("peer-floor");
+    let options = Options::from_args("peer-floor", false);
     run_workers("peer-floor", options.addr, options.workers, |listener| {
         Worker::new(listener)?.run()
     });
