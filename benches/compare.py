@@ -3,6 +3,8 @@
 
 Servers (benches/README.md says what each one is):
   sockeye        `sockeye serve` (the root workspace's release build)
+  sockeye-shared `sockeye serve --deflate-no-context-takeover` (deflate scenarios only): one
+                 compressor per worker, reset after every message
   floor          benches/peers peer-floor: raw mio, no validation, the floor of this kernel
   tungstenite    benches/peers peer-tungstenite: tokio + tokio-tungstenite
   fastws         benches/peers peer-fastws: hyper 1 + fastwebsockets
@@ -206,6 +208,14 @@ def sockeye_command(addr, workers, scenario, level, certs):
     return args
 
 
+def sockeye_shared_command(addr, workers, scenario, level, certs):
+    # The server resets its compressor after every message (server_no_context_takeover, which
+    # a server may choose alone): one compressor per worker, kept hot, instead of one per
+    # connection. Same level; the wire bytes column shows what the lost history costs.
+    return sockeye_command(addr, workers, scenario, level, certs) + [
+        "--deflate-no-context-takeover"]
+
+
 def peer_command(binary):
     return lambda addr, workers, scenario, level, certs: [
         os.path.join(PEER_BIN, binary), "--addr", addr, "--workers", str(workers)
@@ -224,6 +234,7 @@ def node_command(addr, workers, scenario, level, certs):
 
 SERVERS = {s.name: s for s in [
     Server("sockeye", sockeye_command, plain=True, deflate=True, multi=True, tls=True),
+    Server("sockeye-shared", sockeye_shared_command, plain=False, deflate=True, multi=True),
     Server("floor", peer_command("peer-floor"), plain=True, deflate=False, multi=True),
     Server("tungstenite", peer_command("peer-tungstenite"), plain=True, deflate=False, multi=True,
            tls=True),
