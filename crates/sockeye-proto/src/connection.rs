@@ -400,7 +400,7 @@ impl<E: Extension> Connection<E> {
         let remaining = frame.remaining - n as u32;
         let done = remaining == 0;
         if n > 0 || done {
-            self.absorb(chunk, done && frame.fin, message_buf)?;
+            self.absorb(chunk, done && frame.fin, remaining, message_buf)?;
         }
         let consumed = header_len + n;
         if !done {
@@ -518,6 +518,7 @@ impl<E: Extension> Connection<E> {
         &mut self,
         chunk: &[u8],
         last: bool,
+        remaining: u32,
         message_buf: &mut Vec<u8>,
     ) -> Result<(), ProtocolError> {
         let Some(message) = self.message.as_mut() else {
@@ -542,6 +543,9 @@ impl<E: Extension> Connection<E> {
             if message.text {
                 utf8_feed(&mut message.utf8, chunk)?;
             }
+            // Room for the rest of the frame at once (within the limits, checked on its
+            // header): a large message grows its buffer once instead of doubling it.
+            message_buf.reserve(chunk.len() + remaining as usize);
             message_buf.extend_from_slice(chunk);
         }
         if last && message.text {

@@ -53,8 +53,8 @@ impl Ending {
 /// and why we are closing it.
 pub(crate) struct Link {
     pub(crate) proto: Proto,
-    /// Bytes the kernel has not taken yet; empty (and unallocated) when the socket keeps up.
-    pub(crate) queue: Vec<u8>,
+    /// Bytes the kernel has not taken yet; empty (one null pointer) when the socket keeps up.
+    pub(crate) queue: Queue,
     pub(crate) ending: Option<Ending>,
 }
 
@@ -92,8 +92,135 @@ impl Link {
 
 /// Where a connection's frames go now: behind its queue when it has a backlog, else into the
 /// worker's `cork` buffer (written once at the end of the connection's turn).
-fn target<'a>(queue: &'a mut Vec<u8>, cork: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
-    if queue.is_empty() { cork } else { queue }
+fn target<'a>(queue: &'a mut Queue, cork: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
+    match &mut queue.0 {
+        Some(backlog) => &mut backlog.buf,
+        None => cork,
+    }
+}
+
+/// Buffers at least this large go back to the worker's [`Pool`] instead of the allocator.
+const POOL_MIN: usize = 64 << 10;
+
+/// The most bytes of buffers a worker's pool holds.
+const POOL_MAX_BYTES: usize = 16 << 20;
+
+/// Large buffers a worker keeps between uses: the reassembly buffer of a message that spans
+/// reads, the backlog of a connection the kernel could not keep up with, the cork after a large
+/// message. Handing them on spares the allocator's trips to the kernel (a fresh megabyte costs
+/// 256 page faults) for every large message. Bounded: at most 16 MiB per worker.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    bufs: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Pool {
+    /// A pooled buffer (empty), or a new empty one.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        match self.bufs.pop() {
+            Some(buf) => {
+                self.bytes -= buf.capacity();
+                buf
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Keeps `buf` for later if it is large and the pool has room; frees it otherwise.
+    pub(crate) fn give(&mut self, mut buf: Vec<u8>) {
+        let size = buf.capacity();
+        if size >= POOL_MIN && self.bytes + size <= POOL_MAX_BYTES {
+            buf.clear();
+            self.bytes += size;
+            self.bufs.push(buf);
+        }
+    }
+}
+
+/// A remainder at least this large moves into the queue with its buffer instead of being copied.
+const MOVE_MIN: usize = 64 << 10;
+
+/// The bytes of a connection the kernel has not taken, in order. Nothing (a null pointer)
+/// while the socket keeps up; written from a moving head, so a large backlog is never shifted
+/// byte by byte as the kernel takes it piece by piece.
+#[derive(Debug, Default)]
+pub(crate) struct Queue(Option<Box<Backlog>>);
+
+/// A non-empty backlog: `buf[head..]` waits for the kernel.
+#[derive(Debug)]
+pub(crate) struct Backlog {
+    buf: Vec<u8>,
+    head: usize,
+}
+
+impl Queue {
+    /// Bytes waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |b| b.buf.len() - b.head)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Appends `bytes` behind what waits.
+    pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        match &mut self.0 {
+            Some(backlog) => backlog.buf.extend_from_slice(bytes),
+            None => {
+                self.0 = Some(Box::new(Backlog {
+                    buf: bytes.to_vec(),
+                    head: 0,
+                }));
+            }
+        }
+    }
+
+    /// Queues `buf[from..]`, the part of a write the kernel did not take. A large remainder
+    /// takes `buf`'s allocation along (leaving `buf` empty) instead of being copied.
+    pub(crate) fn take_rest(&mut self, buf: &mut Vec<u8>, from: usize) {
+        if self.is_empty() && buf.len() - from >= MOVE_MIN {
+            self.0 = Some(Box::new(Backlog {
+                buf: std::mem::take(buf),
+                head: from,
+            }));
+        } else {
+            self.extend_from_slice(&buf[from..]);
+        }
+    }
+
+    /// Writes what waits until the kernel stops taking bytes; gives the buffer back to `pool`
+    /// when drained.
+    pub(crate) fn write_to(
+        &mut self,
+        stream: &mut Stream,
+        stats: &mut Stats,
+        pool: &mut Pool,
+    ) -> io::Result<()> {
+        let Some(backlog) = self.0.as_mut() else {
+            return Ok(());
+        };
+        // One write: the stream takes less than offered only when the socket is full.
+        let n = stream.write(&backlog.buf[backlog.head..])?;
+        stats.bytes_out += n as u64;
+        backlog.head += n;
+        if backlog.head == backlog.buf.len() {
+            // An idle connection owns no send buffer.
+            if let Some(backlog) = self.0.take() {
+                pool.give(backlog.buf);
+            }
+        } else if backlog.head >= backlog.buf.len() / 2 {
+            // Shift the rest (the smaller part) so the buffer does not grow without bound
+            // while frames keep arriving behind it.
+            backlog.buf.drain(..backlog.head);
+            backlog.head = 0;
+        }
+        Ok(())
+    }
 }
 
 /// A time on the worker's clock: milliseconds since the worker started. The engine's timers need
@@ -139,7 +266,7 @@ impl<C> Slot<C> {
             phase: Phase::Handshake,
             link: Link {
                 proto,
-                queue: Vec::new(),
+                queue: Queue::default(),
                 ending: None,
             },
             user: None,
@@ -196,12 +323,13 @@ impl<C> Slot<C> {
             .unwrap_or_default()
     }
 
-    /// Puts the reassembly buffer back if a message is still arriving; an idle connection owns
-    /// no receive buffer.
-    pub(crate) fn put_msg(&mut self, msg: Vec<u8>) {
+    /// Puts the reassembly buffer back if a message is still arriving, else gives it to `pool`:
+    /// an idle connection owns no receive buffer.
+    pub(crate) fn put_msg(&mut self, msg: Vec<u8>, pool: &mut Pool) {
         if msg.capacity() > 0 && self.link.proto.is_receiving_message() {
             self.rx.get_or_insert_default().msg = msg;
         } else {
+            pool.give(msg);
             self.tidy();
         }
     }
@@ -215,30 +343,6 @@ impl<C> Slot<C> {
             self.rx = None;
         }
     }
-}
-
-/// Writes the connection's queue until the kernel stops taking bytes; frees it when drained.
-pub(crate) fn write_queue(
-    stream: &mut Stream,
-    queue: &mut Vec<u8>,
-    stats: &mut Stats,
-) -> io::Result<()> {
-    let mut sent = 0;
-    while sent < queue.len() {
-        let n = stream.write(&queue[sent..])?;
-        if n == 0 {
-            break;
-        }
-        sent += n;
-    }
-    stats.bytes_out += sent as u64;
-    if sent == queue.len() {
-        // An idle connection owns no send buffer.
-        *queue = Vec::new();
-    } else {
-        queue.drain(..sent);
-    }
-    Ok(())
 }
 
 /// The [`Sink`] behind an `Outbox`: frames go to the worker's cork buffer while the connection
@@ -312,9 +416,63 @@ mod tests {
             "slot: {size} bytes, protocol state: {} bytes",
             size_of::<Proto>()
         );
-        // A guard against growth: 208 bytes in release builds with TLS (mio adds a word in
+        // A guard against growth: 192 bytes in release builds with TLS (mio adds a word in
         // debug builds). With a 16-byte timer entry this keeps an idle connection under the
         // 300-byte budget of the engine, application state not included.
         assert!(size <= 224, "slot grew to {size} bytes");
+    }
+
+    #[test]
+    fn a_large_remainder_moves_into_the_queue_without_a_copy() {
+        let mut queue = Queue::default();
+        assert!(queue.is_empty());
+        let mut cork = vec![7u8; 1 << 20];
+        let data = cork.as_ptr();
+        queue.take_rest(&mut cork, 1000);
+        assert_eq!(queue.len(), (1 << 20) - 1000);
+        assert_eq!(cork.capacity(), 0, "the cork gave its buffer away");
+        let backlog = queue.0.as_ref().unwrap();
+        assert_eq!(backlog.buf.as_ptr(), data);
+        assert_eq!(backlog.head, 1000);
+        // Frames behind it go to the same buffer.
+        queue.extend_from_slice(b"tail");
+        assert_eq!(queue.len(), (1 << 20) - 1000 + 4);
+    }
+
+    #[test]
+    fn a_small_remainder_is_copied_and_the_cork_kept() {
+        let mut queue = Queue::default();
+        let mut cork = b"hello world".to_vec();
+        queue.take_rest(&mut cork, 6);
+        assert_eq!(queue.len(), 5);
+        assert_eq!(cork, b"hello world", "the cork keeps its buffer");
+        queue.take_rest(&mut cork, 0);
+        assert_eq!(queue.len(), 16);
+        queue.extend_from_slice(b"");
+        assert_eq!(queue.len(), 16);
+    }
+
+    #[test]
+    fn the_pool_keeps_large_buffers_up_to_its_bound() {
+        let mut pool = Pool::default();
+        pool.give(Vec::with_capacity(POOL_MIN - 1));
+        assert_eq!(pool.take().capacity(), 0, "small buffers are not kept");
+        let mut big = Vec::with_capacity(1 << 20);
+        big.extend_from_slice(b"data");
+        let data = big.as_ptr();
+        pool.give(big);
+        let again = pool.take();
+        assert_eq!(again.as_ptr(), data);
+        assert!(again.is_empty() && again.capacity() >= 1 << 20);
+        for _ in 0..(POOL_MAX_BYTES >> 20) + 4 {
+            pool.give(Vec::with_capacity(1 << 20));
+        }
+        assert!(pool.bytes <= POOL_MAX_BYTES, "{} bytes pooled", pool.bytes);
+        let mut kept = 0;
+        while pool.take().capacity() > 0 {
+            kept += 1;
+        }
+        assert_eq!(kept, POOL_MAX_BYTES >> 20);
+        assert_eq!(pool.bytes, 0);
     }
 }

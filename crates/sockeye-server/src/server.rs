@@ -154,6 +154,7 @@ impl<H: Handler> Server<H> {
                         free: Vec::new(),
                         open: 0,
                         cork: Vec::new(),
+                        pool: Default::default(),
                         stats: Stats::default(),
                         timers: BinaryHeap::new(),
                         ready: Vec::new(),

@@ -13,15 +13,15 @@ use sockeye_deflate::{PerMessageDeflate, SendSettings, SharedCompressor};
 use sockeye_proto::{CloseCode, Connection, Event, Message, Rsv, State};
 
 use crate::config::ServerConfig;
-use crate::conn::{ConnSink, Ending, Ms, NEVER, Phase, Slot, ms, write_queue};
+use crate::conn::{ConnSink, Ending, Ms, NEVER, Phase, Pool, Slot, ms};
 use crate::handle::{Command, Handle, OwnedMessage, SharedStats, Stats};
 use crate::handler::{CloseReason, ConnId, Handler, Outbox, Timeout};
 use crate::transport::{Input, Stream};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
-/// Capacity the cork buffer keeps between turns.
-const CORK_KEEP: usize = 256 << 10;
+/// Capacity the cork buffer keeps between turns (larger ones go to the pool).
+const CORK_KEEP: usize = 4 << 20;
 /// Connections accepted per listener per loop turn before others get their turn.
 const ACCEPT_BUDGET: usize = 256;
 
@@ -39,6 +39,8 @@ pub(crate) struct Worker<H: Handler> {
     pub(crate) open: usize,
     pub(crate) recv: Vec<u8>,
     pub(crate) cork: Vec<u8>,
+    /// Large buffers between uses (reassembly, backlogs, cork).
+    pub(crate) pool: Pool,
     pub(crate) stats: Stats,
     /// (deadline, slot index, generation): 16 bytes per armed connection.
     pub(crate) timers: BinaryHeap<Reverse<(Ms, u32, u32)>>,
@@ -303,6 +305,7 @@ impl<H: Handler> Worker<H> {
             slab,
             recv,
             cork,
+            pool,
             handler,
             handle,
             stats,
@@ -316,6 +319,10 @@ impl<H: Handler> Worker<H> {
         };
         let id = ConnId::new(*index, idx, slot.generation);
         let mut msg = slot.take_msg();
+        if msg.capacity() == 0 {
+            // Should a message span reads, it is reassembled in a pooled buffer.
+            msg = pool.take();
+        }
         let mut off = start;
         while off < len && slot.phase == Phase::Open {
             let read = match slot
@@ -382,7 +389,7 @@ impl<H: Handler> Worker<H> {
             // At most a frame header or a control frame.
             slot.keep(&recv[off..len]);
         }
-        slot.put_msg(msg);
+        slot.put_msg(msg, pool);
     }
 
     /// Writes what the connection owes, once; moves what the kernel did not take to its queue.
@@ -400,18 +407,26 @@ impl<H: Handler> Worker<H> {
             let result = slot.stream.write(&self.cork);
             if let Ok(n) = result {
                 self.stats.bytes_out += n as u64;
-                slot.link.queue.extend_from_slice(&self.cork[n..]);
+                slot.link.queue.take_rest(&mut self.cork, n);
             }
             self.cork.clear();
             if self.cork.capacity() > CORK_KEEP {
-                // A huge message passed through: do not hold its size for ever.
-                self.cork.shrink_to(CORK_KEEP);
+                // A huge message passed through: do not hold its size in the cork for ever.
+                let big = std::mem::take(&mut self.cork);
+                self.pool.give(big);
+            }
+            if self.cork.capacity() == 0 {
+                // Its buffer went to the queue or the pool: take a pooled one, so that the next
+                // large frame needs no fresh allocation.
+                self.cork = self.pool.take();
             }
             result.map(|_| ())
         } else {
             slot.link.queue.extend_from_slice(&self.cork);
             self.cork.clear();
-            write_queue(&mut slot.stream, &mut slot.link.queue, &mut self.stats)
+            slot.link
+                .queue
+                .write_to(&mut slot.stream, &mut self.stats, &mut self.pool)
         };
         if let Err(e) = result {
             return self.fail(idx, &e);
@@ -429,7 +444,11 @@ impl<H: Handler> Worker<H> {
         if slot.link.queue.is_empty() {
             return self.after_write(idx);
         }
-        if let Err(e) = write_queue(&mut slot.stream, &mut slot.link.queue, &mut self.stats) {
+        if let Err(e) = slot
+            .link
+            .queue
+            .write_to(&mut slot.stream, &mut self.stats, &mut self.pool)
+        {
             return self.fail(idx, &e);
         }
         self.after_write(idx);
@@ -609,12 +628,13 @@ impl<H: Handler> Worker<H> {
                 self.now,
             );
             if admitted == Ok(true) {
-                let sent = slot.link.proto.send_encoded_frame(
-                    text,
-                    *rsv,
-                    frame_payload,
-                    &mut slot.link.queue,
-                );
+                // Outside the connection's turn: the frame goes behind its queue.
+                let sent =
+                    slot.link
+                        .proto
+                        .send_encoded_frame(text, *rsv, frame_payload, &mut self.cork);
+                slot.link.queue.extend_from_slice(&self.cork);
+                self.cork.clear();
                 if sent.is_ok() {
                     // The payload did not go through this connection's own compressor.
                     if let Some(ext) = slot.link.proto.extension_mut() {
