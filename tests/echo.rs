@@ -136,29 +136,7 @@ fn many_messages_in_one_write() {
     let (running, addr) = start(test_config(), Echo);
     let handle = running.handle();
     let mut client = Client::connect(addr);
-    let mut wire = Vec::new();
-    for i in 0..COUNT {
-        let opcode = if i % 2 == 0 {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        wire.extend(client_frame(
-            true,
-            opcode,
-            format!("message {i}").as_bytes(),
-        ));
-    }
-    client.send_raw(&wire).unwrap();
-    for i in 0..COUNT {
-        let expected = format!("message {i}");
-        let expected = if i % 2 == 0 {
-            OwnedEvent::Text(expected)
-        } else {
-            OwnedEvent::Binary(expected.into_bytes())
-        };
-        assert_eq!(client.recv().unwrap(), expected);
-    }
+    client.pipelined_echoes(COUNT);
     client.sync();
     assert_eq!(handle.stats().messages_in, COUNT as u64);
     drop(client);

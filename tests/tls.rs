@@ -11,7 +11,6 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sockeye::proto::frame::OpCode;
 use sockeye::proto::{CloseCode, Message};
 use sockeye::server::rustls::{self, AlertDescription, CertificateError, ClientConfig};
 use sockeye::server::{ClientAuth, TlsSettings};
@@ -23,7 +22,6 @@ use sockeye_tests::tls::{
     client_config_with, connect_tls, connect_wss, stats_when, tls_config, tls_failure,
     tls_test_config,
 };
-use sockeye_tests::wire::client_frame;
 
 /// The handshake timeout of the tests that stall a handshake.
 const SHORT: Duration = Duration::from_millis(300);
@@ -141,29 +139,7 @@ fn many_messages_on_one_connection() {
     let handle = running.handle();
     let mut client = wss(addr, &client_config(&ca, None), "127.0.0.1");
     // All in one write (a few TLS records), the answers read afterwards.
-    let mut wire = Vec::new();
-    for i in 0..PIPELINED {
-        let opcode = if i % 2 == 0 {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        wire.extend(client_frame(
-            true,
-            opcode,
-            format!("message {i}").as_bytes(),
-        ));
-    }
-    client.send_raw(&wire).unwrap();
-    for i in 0..PIPELINED {
-        let expected = format!("message {i}");
-        let expected = if i % 2 == 0 {
-            OwnedEvent::Text(expected)
-        } else {
-            OwnedEvent::Binary(expected.into_bytes())
-        };
-        assert_eq!(client.recv().unwrap(), expected);
-    }
+    client.pipelined_echoes(PIPELINED);
     // One record each way per message.
     for i in 0..ROUND_TRIPS {
         round_trip(&mut client, &format!("round trip {i}"));

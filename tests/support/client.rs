@@ -25,6 +25,8 @@ use sockeye::server::{
 };
 
 pub use crate::engine::OwnedEvent;
+use crate::wire::client_frame;
+use sockeye::proto::frame::OpCode;
 
 /// How long any single wait of a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -449,6 +451,38 @@ impl<S: Read + Write> Client<S> {
         match self.recv() {
             Ok(OwnedEvent::Pong(payload)) if payload == token => {}
             other => panic!("expected the pong of a sync, got {other:?}"),
+        }
+    }
+
+    /// Sends `count` messages in one write, text and binary in turn (`message {i}`), then
+    /// checks that each comes back, in order and of its type.
+    ///
+    /// # Panics
+    ///
+    /// On a write error or an echo that differs.
+    pub fn pipelined_echoes(&mut self, count: usize) {
+        let mut wire = Vec::new();
+        for i in 0..count {
+            let opcode = if i % 2 == 0 {
+                OpCode::Text
+            } else {
+                OpCode::Binary
+            };
+            wire.extend(client_frame(
+                true,
+                opcode,
+                format!("message {i}").as_bytes(),
+            ));
+        }
+        self.send_raw(&wire).unwrap();
+        for i in 0..count {
+            let payload = format!("message {i}");
+            let expected = if i % 2 == 0 {
+                OwnedEvent::Text(payload)
+            } else {
+                OwnedEvent::Binary(payload.into_bytes())
+            };
+            assert_eq!(self.recv().unwrap(), expected, "echo {i}");
         }
     }
 

@@ -180,6 +180,22 @@ impl Queue {
         }
     }
 
+    /// Runs `f` with the queue's buffer to append frames to, directly behind what waits.
+    pub(crate) fn append<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let backlog = self.0.get_or_insert_with(|| {
+            Box::new(Backlog {
+                buf: Vec::new(),
+                head: 0,
+            })
+        });
+        let result = f(&mut backlog.buf);
+        if backlog.head == backlog.buf.len() {
+            // Nothing was appended to an empty queue: keep it a null pointer.
+            self.0 = None;
+        }
+        result
+    }
+
     /// Queues `buf[from..]`, the part of a write the kernel did not take. A large remainder
     /// takes `buf`'s allocation along (leaving `buf` empty) instead of being copied.
     pub(crate) fn take_rest(&mut self, buf: &mut Vec<u8>, from: usize) {

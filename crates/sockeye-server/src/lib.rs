@@ -51,6 +51,7 @@ mod error;
 mod handle;
 mod handler;
 mod server;
+pub mod socket;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;

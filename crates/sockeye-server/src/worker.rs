@@ -13,7 +13,7 @@ use sockeye_deflate::{PerMessageDeflate, SendSettings, SharedCompressor};
 use sockeye_proto::{CloseCode, Connection, Event, Message, Rsv, State};
 
 use crate::config::ServerConfig;
-use crate::conn::{ConnSink, Ending, Ms, NEVER, Phase, Pool, Slot, ms};
+use crate::conn::{ConnSink, Ending, Link, Ms, NEVER, Phase, Pool, Slot, ms};
 use crate::handle::{Command, Handle, OwnedMessage, SharedStats, Stats};
 use crate::handler::{CloseReason, ConnId, Handler, Outbox, Timeout};
 use crate::transport::{Input, Stream};
@@ -523,7 +523,7 @@ impl<H: Handler> Worker<H> {
     /// Ends the connection after a socket or TLS failure.
     fn fail(&mut self, idx: usize, err: &io::Error) {
         #[cfg(feature = "tls")]
-        if let Some(tls) = crate::transport::tls_failure(err) {
+        if let Some(tls) = crate::socket::tls_failure(err) {
             self.stats.tls_errors += 1;
             let text = tls.to_string();
             return self.remove(idx, Some(CloseReason::Tls(&text)));
@@ -629,12 +629,9 @@ impl<H: Handler> Worker<H> {
             );
             if admitted == Ok(true) {
                 // Outside the connection's turn: the frame goes behind its queue.
+                let Link { proto, queue, .. } = &mut slot.link;
                 let sent =
-                    slot.link
-                        .proto
-                        .send_encoded_frame(text, *rsv, frame_payload, &mut self.cork);
-                slot.link.queue.extend_from_slice(&self.cork);
-                self.cork.clear();
+                    queue.append(|buf| proto.send_encoded_frame(text, *rsv, frame_payload, buf));
                 if sent.is_ok() {
                     // The payload did not go through this connection's own compressor.
                     if let Some(ext) = slot.link.proto.extension_mut() {

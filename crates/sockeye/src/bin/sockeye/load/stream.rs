@@ -5,22 +5,12 @@
 //! through `reader()`; plaintext goes in through `writer()` and the records leave with
 //! `write_tls`. Handshake messages are written as soon as the session makes them.
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 
 use mio::net::TcpStream;
 
-/// What one read produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Input {
-    /// `len` plaintext bytes; `drained` when the socket is known to be empty, so that the next
-    /// readiness edge announces more (a short read of a plain socket). Over TLS it is never
-    /// set: read on until [`Input::Empty`].
-    Data { len: usize, drained: bool },
-    /// Nothing to read now.
-    Empty,
-    /// The peer closed its side (over TLS: a `close_notify`, or TCP's end after the handshake).
-    Eof,
-}
+use sockeye::server::socket;
+pub(super) use sockeye::server::socket::Input;
 
 /// How new connections start: plain TCP, or TLS with a client configuration.
 #[derive(Debug, Clone)]
@@ -112,20 +102,14 @@ impl Stream {
     pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<Input> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            return tls_read(&mut self.tcp, tls, buf);
+            return socket::tls_read(&mut self.tcp, tls, buf).map_err(
+                |e| match socket::tls_failure(&e) {
+                    Some(err) => failure(err.clone(), tls.is_handshaking()),
+                    None => e,
+                },
+            );
         }
-        loop {
-            return match self.tcp.read(buf) {
-                Ok(0) => Ok(Input::Eof),
-                Ok(len) => Ok(Input::Data {
-                    len,
-                    drained: len < buf.len(),
-                }),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Input::Empty),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            };
-        }
+        socket::read(&mut self.tcp, buf)
     }
 
     /// Writes `buf` like [`io::Write::write`] on a non-blocking socket: the bytes taken, or
@@ -140,18 +124,7 @@ impl Stream {
     pub(super) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            let mut taken = 0;
-            loop {
-                flush_tls(&mut self.tcp, tls)?;
-                // Records still pending: the socket is full.
-                if tls.wants_write() || taken == buf.len() {
-                    break;
-                }
-                match tls.writer().write(&buf[taken..])? {
-                    0 => break,
-                    n => taken += n,
-                }
-            }
+            let taken = socket::tls_write(&mut self.tcp, tls, buf)?;
             if taken == 0 && !buf.is_empty() {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -168,7 +141,7 @@ impl Stream {
     pub(super) fn flush_pending(&mut self) -> io::Result<()> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            return flush_tls(&mut self.tcp, tls);
+            socket::tls_flush(&mut self.tcp, tls)?;
         }
         Ok(())
     }
@@ -180,7 +153,7 @@ impl Stream {
         if let Some(tls) = self.tls.as_deref_mut() {
             if !tls.is_handshaking() {
                 tls.send_close_notify();
-                let _ = flush_tls(&mut self.tcp, tls);
+                let _ = socket::tls_flush(&mut self.tcp, tls);
             }
         }
     }
@@ -230,61 +203,4 @@ fn failure(err: rustls::Error, handshaking: bool) -> io::Error {
         io::ErrorKind::InvalidData,
         TlsFailure(format!("{err}{hint}")),
     )
-}
-
-/// Reads ciphertext until the session yields plaintext, the socket is empty, or it ends.
-#[cfg(feature = "tls")]
-fn tls_read(
-    tcp: &mut TcpStream,
-    tls: &mut rustls::ClientConnection,
-    buf: &mut [u8],
-) -> io::Result<Input> {
-    loop {
-        match tls.reader().read(buf) {
-            // A clean close_notify.
-            Ok(0) => return Ok(Input::Eof),
-            // More records may wait in the socket: the caller reads on until `Empty`.
-            Ok(len) => {
-                return Ok(Input::Data {
-                    len,
-                    drained: false,
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            // TCP ended without close_notify. The WebSocket closing handshake already says
-            // whether the conversation was complete, so this is an end like a plain one.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Input::Eof),
-            Err(e) => return Err(e),
-        }
-        match tls.read_tls(tcp) {
-            // Ok(0): the session now knows of the EOF; the reader reports it above.
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Input::Empty),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        let handshaking = tls.is_handshaking();
-        if let Err(err) = tls.process_new_packets() {
-            // Tell the server why (the alert rustls queued), then report the failure.
-            let _ = flush_tls(tcp, tls);
-            return Err(failure(err, handshaking));
-        }
-        // Handshake messages, and the plaintext held back until the handshake completed, go
-        // out as soon as they are made.
-        flush_tls(tcp, tls)?;
-    }
-}
-
-/// Writes the session's pending records until done or the socket is full.
-#[cfg(feature = "tls")]
-fn flush_tls(tcp: &mut TcpStream, tls: &mut rustls::ClientConnection) -> io::Result<()> {
-    while tls.wants_write() {
-        match tls.write_tls(tcp) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
