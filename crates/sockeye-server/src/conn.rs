@@ -13,7 +13,7 @@ pub(crate) type Proto = Connection<Option<Box<PerMessageDeflate>>>;
 use crate::config::{Backpressure, BackpressurePolicy};
 use crate::handle::Stats;
 use crate::handler::{CloseReason, SendError, Sink};
-use crate::transport::Stream;
+use crate::transport::{Scratch, Stream};
 
 /// Where a connection is in its life, from the worker's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +214,7 @@ impl Queue {
     pub(crate) fn write_to(
         &mut self,
         stream: &mut Stream,
+        scratch: &mut Scratch,
         stats: &mut Stats,
         pool: &mut Pool,
     ) -> io::Result<()> {
@@ -221,7 +222,7 @@ impl Queue {
             return Ok(());
         };
         // One write: the stream takes less than offered only when the socket is full.
-        let n = stream.write(&backlog.buf[backlog.head..])?;
+        let n = stream.write(&backlog.buf[backlog.head..], scratch)?;
         stats.bytes_out += n as u64;
         backlog.head += n;
         if backlog.head == backlog.buf.len() {

@@ -54,6 +54,8 @@ mod server;
 pub mod socket;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+mod tls_io;
 mod transport;
 #[cfg(feature = "tls")]
 #[doc(hidden)]

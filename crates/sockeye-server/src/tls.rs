@@ -1,22 +1,23 @@
 //! TLS termination (wss://) with rustls: certificates, SNI, ALPN, client certificates, reload.
 //!
-//! The worker drives each TLS connection itself, in the same loop as plain ones: ciphertext is
-//! read from the socket into rustls' record buffer, decrypted there, and copied once into the
-//! worker's shared receive buffer, where frames are parsed as for plain connections. Outgoing
-//! frames are corked as usual and encrypted in one pass per turn; the records leave in one
-//! vectored write.
+//! The worker drives each TLS connection itself, in the same loop as plain ones, through rustls'
+//! unbuffered API: ciphertext is read into a buffer the worker lends, decrypted, and the
+//! plaintext put in the worker's shared receive buffer, where frames are parsed as for plain
+//! connections. Outgoing frames are corked as usual and encrypted straight into another lent
+//! buffer, whose records leave in one write. An idle TLS connection holds no buffer.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::UnbufferedServerConnection;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConnection};
 
 /// The rustls configuration the workers use for new connections; clones share it, so a
 /// [`reload`](TlsConfig::reload) through any clone reaches every worker. Connections already
@@ -57,8 +58,8 @@ impl TlsConfig {
     }
 
     /// A server-side TLS session for a new connection.
-    pub(crate) fn session(&self) -> Result<ServerConnection, rustls::Error> {
-        ServerConnection::new(self.current())
+    pub(crate) fn session(&self) -> Result<UnbufferedServerConnection, rustls::Error> {
+        UnbufferedServerConnection::new(self.current())
     }
 }
 

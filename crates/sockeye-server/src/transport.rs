@@ -8,16 +8,34 @@ use mio::net::TcpStream;
 
 use crate::socket;
 pub(crate) use crate::socket::Input;
-
-/// The most ciphertext a TLS connection holds before its writer stops taking plaintext; the
-/// rest waits in the connection's queue, where backpressure sees it.
 #[cfg(feature = "tls")]
-const TLS_PENDING_LIMIT: usize = 64 << 10;
+pub(crate) use crate::tls_io::Scratch;
+#[cfg(feature = "tls")]
+use crate::tls_io::TlsIo;
+
+/// The worker's buffers for TLS connections (none without TLS).
+#[cfg(not(feature = "tls"))]
+pub(crate) struct Scratch;
+
+/// The worker's TLS buffers: real ones only when the server terminates TLS.
+pub(crate) fn scratch(config: &crate::ServerConfig) -> Scratch {
+    #[cfg(feature = "tls")]
+    if config.tls.is_some() {
+        return Scratch::new(config.recv_buffer);
+    }
+    #[cfg(feature = "tls")]
+    return Scratch::none();
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = config;
+        Scratch
+    }
+}
 
 pub(crate) struct Stream {
     tcp: TcpStream,
     #[cfg(feature = "tls")]
-    tls: Option<Box<rustls::ServerConnection>>,
+    tls: Option<Box<TlsIo>>,
 }
 
 impl Stream {
@@ -30,39 +48,40 @@ impl Stream {
     }
 
     #[cfg(feature = "tls")]
-    pub(crate) fn tls(tcp: TcpStream, mut session: rustls::ServerConnection) -> Self {
-        session.set_buffer_limit(Some(TLS_PENDING_LIMIT));
+    pub(crate) fn tls(tcp: TcpStream, session: rustls::server::UnbufferedServerConnection) -> Self {
         Stream {
             tcp,
-            tls: Some(Box::new(session)),
+            tls: Some(Box::new(TlsIo::new(session))),
         }
     }
 
     /// Reads plaintext into `buf`.
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<Input> {
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+    pub(crate) fn read(&mut self, buf: &mut [u8], scratch: &mut Scratch) -> io::Result<Input> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            return socket::tls_read(&mut self.tcp, tls, buf);
+            return tls.read(&mut self.tcp, buf, scratch);
         }
         socket::read(&mut self.tcp, buf)
     }
 
     /// Writes `buf`; returns the bytes taken, fewer only when the socket is full (its writable
-    /// edge will come). Over TLS, records the socket did not take stay pending in the session
-    /// (see [`has_pending`](Self::has_pending)).
-    pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    /// edge will come). Over TLS, records the socket did not take stay pending in the
+    /// connection (see [`has_pending`](Self::has_pending)).
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+    pub(crate) fn write(&mut self, buf: &[u8], scratch: &mut Scratch) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            return socket::tls_write(&mut self.tcp, tls, buf);
+            return tls.write(&mut self.tcp, buf, scratch);
         }
         socket::write(&mut self.tcp, buf)
     }
 
-    /// Writes what the TLS session holds (records the socket did not take earlier).
+    /// Writes the TLS records the socket did not take earlier.
     pub(crate) fn flush_pending(&mut self) -> io::Result<()> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            socket::tls_flush(&mut self.tcp, tls)?;
+            tls.flush(&mut self.tcp)?;
         }
         Ok(())
     }
@@ -71,23 +90,23 @@ impl Stream {
     pub(crate) fn has_pending(&self) -> bool {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref() {
-            return tls.wants_write();
+            return tls.has_pending();
         }
         false
     }
 
     /// Sends TLS `close_notify` (best effort) before the socket closes; nothing over plain TCP.
-    pub(crate) fn close_notify(&mut self) {
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+    pub(crate) fn close_notify(&mut self, scratch: &mut Scratch) {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            tls.send_close_notify();
-            let _ = socket::tls_flush(&mut self.tcp, tls);
+            tls.close_notify(&mut self.tcp, scratch);
         }
     }
 
     /// Ends our sending side: TLS `close_notify` (best effort), then TCP FIN.
-    pub(crate) fn shutdown_write(&mut self) {
-        self.close_notify();
+    pub(crate) fn shutdown_write(&mut self, scratch: &mut Scratch) {
+        self.close_notify(scratch);
         let _ = self.tcp.shutdown(Shutdown::Write);
     }
 }
@@ -100,7 +119,8 @@ pub mod fuzzing {
     use std::io;
     use std::sync::Arc;
 
-    use crate::socket::{Input, tls_read};
+    use crate::socket::Input;
+    use crate::tls_io::{Scratch, TlsIo};
 
     struct Feed<'a> {
         input: &'a [u8],
@@ -144,8 +164,10 @@ pub mod fuzzing {
 
     /// Runs `input` through the worker's TLS read path with a fresh session.
     pub fn tls_read_path(config: Arc<rustls::ServerConfig>, input: &[u8], piece: usize) -> Outcome {
-        let mut tls = rustls::ServerConnection::new(config).expect("a valid configuration");
-        tls.set_buffer_limit(Some(super::TLS_PENDING_LIMIT));
+        let session =
+            rustls::server::UnbufferedServerConnection::new(config).expect("a valid configuration");
+        let mut tls = TlsIo::new(session);
+        let mut scratch = Scratch::new(0);
         let mut feed = Feed {
             input,
             piece: piece.max(1),
@@ -155,8 +177,10 @@ pub mod fuzzing {
         let mut plaintext = 0;
         // Each call consumes input or ends; the bound only guards the harness.
         for _ in 0..=input.len() + 1 {
-            match tls_read(&mut feed, &mut tls, &mut buf) {
+            match tls.read(&mut feed, &mut buf, &mut scratch) {
                 Ok(Input::Data { len, .. }) => plaintext += len,
+                // An empty socket: the next piece is the next readiness edge.
+                Ok(Input::Empty) if !feed.input.is_empty() => {}
                 Ok(Input::Empty | Input::Eof) => break,
                 Err(error) => {
                     return Outcome {

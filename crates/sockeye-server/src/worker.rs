@@ -16,7 +16,7 @@ use crate::config::ServerConfig;
 use crate::conn::{ConnSink, Ending, Link, Ms, NEVER, Phase, Pool, Slot, ms};
 use crate::handle::{Command, Handle, OwnedMessage, SharedStats, Stats};
 use crate::handler::{CloseReason, ConnId, Handler, Outbox, Timeout};
-use crate::transport::{Input, Stream};
+use crate::transport::{Input, Scratch, Stream};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
@@ -39,6 +39,8 @@ pub(crate) struct Worker<H: Handler> {
     pub(crate) open: usize,
     pub(crate) recv: Vec<u8>,
     pub(crate) cork: Vec<u8>,
+    /// The buffers TLS connections read and encrypt in (empty without TLS).
+    pub(crate) scratch: Scratch,
     /// Large buffers between uses (reassembly, backlogs, cork).
     pub(crate) pool: Pool,
     pub(crate) stats: Stats,
@@ -239,7 +241,7 @@ impl<H: Handler> Worker<H> {
                 return;
             }
             let held = slot.held();
-            let (n, short) = match slot.stream.read(&mut self.recv[held..]) {
+            let (n, short) = match slot.stream.read(&mut self.recv[held..], &mut self.scratch) {
                 Ok(Input::Data { len, drained }) => (len, drained),
                 Ok(Input::Eof) => return self.eof(idx),
                 Ok(Input::Empty) => {
@@ -404,7 +406,7 @@ impl<H: Handler> Worker<H> {
                 // Nothing to say: no write syscall.
                 return self.after_write(idx);
             }
-            let result = slot.stream.write(&self.cork);
+            let result = slot.stream.write(&self.cork, &mut self.scratch);
             if let Ok(n) = result {
                 self.stats.bytes_out += n as u64;
                 slot.link.queue.take_rest(&mut self.cork, n);
@@ -424,9 +426,12 @@ impl<H: Handler> Worker<H> {
         } else {
             slot.link.queue.extend_from_slice(&self.cork);
             self.cork.clear();
-            slot.link
-                .queue
-                .write_to(&mut slot.stream, &mut self.stats, &mut self.pool)
+            slot.link.queue.write_to(
+                &mut slot.stream,
+                &mut self.scratch,
+                &mut self.stats,
+                &mut self.pool,
+            )
         };
         if let Err(e) = result {
             return self.fail(idx, &e);
@@ -444,11 +449,12 @@ impl<H: Handler> Worker<H> {
         if slot.link.queue.is_empty() {
             return self.after_write(idx);
         }
-        if let Err(e) = slot
-            .link
-            .queue
-            .write_to(&mut slot.stream, &mut self.stats, &mut self.pool)
-        {
+        if let Err(e) = slot.link.queue.write_to(
+            &mut slot.stream,
+            &mut self.scratch,
+            &mut self.stats,
+            &mut self.pool,
+        ) {
             return self.fail(idx, &e);
         }
         self.after_write(idx);
@@ -507,13 +513,13 @@ impl<H: Handler> Worker<H> {
             // now sends our FIN (the server closes TCP first, RFC 6455 §7.1.1) with no unread
             // bytes to turn it into a reset, and spares a shutdown, a read of the peer's EOF
             // and a linger timer.
-            slot.stream.close_notify();
+            slot.stream.close_notify(&mut self.scratch);
             return self.remove(idx, None);
         }
         if finished {
             // The server closes TCP first (RFC 6455 §7.1.1): send FIN, then read until the
             // peer's EOF so that unread bytes do not turn our close into a reset.
-            slot.stream.shutdown_write();
+            slot.stream.shutdown_write(&mut self.scratch);
             slot.phase = Phase::Lingering;
             slot.linger_until = NEVER;
             self.schedule(idx);
@@ -841,7 +847,7 @@ impl<H: Handler> Worker<H> {
                         self.flush(idx);
                         // The peer is unresponsive: do not wait for its close.
                         if let Some(slot) = self.slab[idx].as_mut() {
-                            slot.stream.shutdown_write();
+                            slot.stream.shutdown_write(&mut self.scratch);
                             slot.phase = Phase::Lingering;
                             slot.linger_until = tick + 1000;
                         }
