@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sockeye_proto::frame::OpCode;
 use sockeye_proto::{
-    Config, Connection, Event, Message, NoExtension, ProtocolError, SendError, State,
+    CloseCode, Config, Connection, Event, Message, NoExtension, ProtocolError, SendError, State,
 };
 use sockeye_tests::engine::{OwnedEvent, Peer, split_at};
 use sockeye_tests::pair::Pair;
@@ -217,6 +217,46 @@ fn nothing_can_be_sent_after_a_close() {
     assert_eq!(pair.server.close(1000, "", now), Err(SendError::Closed));
     assert_eq!(pair.client.conn.state(), State::Closed);
     assert_eq!(pair.server.conn.state(), State::Closed);
+}
+
+#[test]
+fn send_split_leaves_a_data_payload_to_the_caller() {
+    let payload: Vec<u8> = (0..70_000u32).map(|i| (i * 13) as u8).collect();
+    let mut server = server();
+    // A ping owed to the peer goes first, then the header; the payload is the caller's to
+    // write next, and the bytes together are exactly the frames `send` makes.
+    let mut input = client_frame(true, OpCode::Ping, b"p");
+    let mut msg = Vec::new();
+    let now = Instant::now();
+    server.handle_read(&mut input, &mut msg, now).unwrap();
+    let mut out = Vec::new();
+    let rest = server
+        .send_split(Message::Binary(&payload), &mut out)
+        .unwrap();
+    assert_eq!(rest, Some(&payload[..]));
+    out.extend_from_slice(&payload);
+    assert_eq!(
+        out,
+        concat(&[
+            frame(true, OpCode::Pong, b"p", None),
+            frame(true, OpCode::Binary, &payload, None),
+        ])
+    );
+    // Control frames are sent whole.
+    let mut out = Vec::new();
+    assert_eq!(server.send_split(Message::Ping(b"x"), &mut out), Ok(None));
+    assert_eq!(out, frame(true, OpCode::Ping, b"x", None));
+    // A client masks its payload, so it cannot leave it to the caller.
+    let mut client = Connection::client(Config::default(), NoExtension, 7);
+    let mut out = Vec::new();
+    assert_eq!(client.send_split(Message::Text("hi"), &mut out), Ok(None));
+    assert_eq!(out.len(), 2 + 4 + 2);
+    // After a close, nothing.
+    server.close(CloseCode(1000), "", now).unwrap();
+    assert_eq!(
+        server.send_split(Message::Text("late"), &mut Vec::new()),
+        Err(SendError::Closed)
+    );
 }
 
 #[test]

@@ -666,6 +666,45 @@ impl<E: Extension> Connection<E> {
         Ok(())
     }
 
+    /// Like [`send`](Self::send), but for a data message that goes out as it is (a server's
+    /// frame, no extension encoding it) appends only the frame header and returns the payload:
+    /// the caller sends those bytes right after `out`, before anything else, with no copy into
+    /// `out` (a vectored write). Other messages are appended whole, as `send` does, and `None`
+    /// returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_split<'m>(
+        &mut self,
+        msg: Message<'m>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<&'m [u8]>, SendError> {
+        let (opcode, payload) = match msg {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes),
+            control => return self.send(control, out).map(|()| None),
+        };
+        if self.role != Role::Server || !self.ext.rsv().is_empty() {
+            return self.send(msg, out).map(|()| None);
+        }
+        if self.close_queued {
+            return Err(SendError::Closed);
+        }
+        self.poll_transmit(out);
+        let header = FrameHeader {
+            fin: true,
+            rsv: Rsv::NONE,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut bytes);
+        out.extend_from_slice(&bytes[..n]);
+        Ok(Some(payload))
+    }
+
     /// Appends a whole data frame whose payload the caller already encoded for this
     /// connection's extension (a broadcast compressed once for many receivers), with `rsv`.
     ///

@@ -1,6 +1,6 @@
 //! A connection slot of a worker: its socket, protocol state, queues and timers.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::time::Instant;
 
 use sockeye_deflate::PerMessageDeflate;
@@ -177,6 +177,17 @@ impl Queue {
                     head: 0,
                 }));
             }
+        }
+    }
+
+    /// Appends `bytes` behind what waits, in a pooled buffer if the queue was empty.
+    pub(crate) fn extend_pooled(&mut self, pool: &mut Pool, bytes: &[u8]) {
+        if self.is_empty() && !bytes.is_empty() {
+            let mut buf = pool.take();
+            buf.extend_from_slice(bytes);
+            self.0 = Some(Box::new(Backlog { buf, head: 0 }));
+        } else {
+            self.extend_from_slice(bytes);
         }
     }
 
@@ -370,7 +381,21 @@ pub(crate) struct ConnSink<'a> {
     backpressure: &'a Backpressure,
     stats: &'a mut Stats,
     now: Instant,
+    /// The socket, for large messages written straight from the caller's bytes.
+    direct: Option<Direct<'a>>,
 }
+
+/// What a sink needs to write a large message at once: the socket, and the pool for what it
+/// does not take.
+pub(crate) struct Direct<'a> {
+    pub(crate) stream: &'a mut Stream,
+    pub(crate) pool: &'a mut Pool,
+}
+
+/// Messages at least this large are written from the caller's bytes, with the frames corked
+/// before them, in one vectored write (over plain TCP, with nothing queued): no copy into the
+/// cork, and only what the kernel does not take is copied, into the queue.
+const DIRECT_MIN: usize = 64 << 10;
 
 impl<'a> ConnSink<'a> {
     pub(crate) fn new(
@@ -386,7 +411,53 @@ impl<'a> ConnSink<'a> {
             backpressure,
             stats,
             now,
+            direct: None,
         }
+    }
+
+    /// Lets large messages go straight to the socket.
+    pub(crate) fn with_direct(mut self, direct: Direct<'a>) -> Self {
+        self.direct = Some(direct);
+        self
+    }
+
+    /// Writes a large message's frame straight from `msg`'s bytes when it can; `None` when it
+    /// must be encoded into the cork as usual.
+    fn send_direct(&mut self, msg: Message<'_>) -> Option<Result<(), ProtoSendError>> {
+        let direct = self.direct.as_mut()?;
+        let (Message::Text(_) | Message::Binary(_)) = msg else {
+            return None;
+        };
+        let len = match msg {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+            _ => 0,
+        };
+        if len < DIRECT_MIN || !self.link.queue.is_empty() || !direct.stream.is_plain() {
+            return None;
+        }
+        let Link { proto, queue, .. } = &mut *self.link;
+        let payload = match proto.send_split(msg, self.cork) {
+            Ok(Some(payload)) => payload,
+            Ok(None) => return Some(Ok(())),
+            Err(e) => return Some(Err(e)),
+        };
+        // The write's error, if any, is the socket's: the bytes wait in the queue and the
+        // turn's flush meets the error again and ends the connection.
+        let sent = direct
+            .stream
+            .write_vectored(&[IoSlice::new(self.cork), IoSlice::new(payload)])
+            .unwrap_or(0);
+        self.stats.bytes_out += sent as u64;
+        let corked = self.cork.len();
+        if sent < corked {
+            queue.take_rest(self.cork, sent);
+            queue.extend_pooled(direct.pool, payload);
+        } else {
+            queue.extend_pooled(direct.pool, &payload[sent - corked..]);
+        }
+        self.cork.clear();
+        Some(Ok(()))
     }
 }
 
@@ -399,8 +470,14 @@ impl Sink for ConnSink<'_> {
         {
             return Ok(());
         }
-        let Link { proto, queue, .. } = &mut *self.link;
-        match proto.send(msg, target(queue, self.cork)) {
+        let result = match self.send_direct(msg) {
+            Some(result) => result,
+            None => {
+                let Link { proto, queue, .. } = &mut *self.link;
+                proto.send(msg, target(queue, self.cork))
+            }
+        };
+        match result {
             Ok(()) => {
                 self.stats.messages_out += 1;
                 Ok(())

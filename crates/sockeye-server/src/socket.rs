@@ -64,6 +64,22 @@ pub fn write(sock: &mut impl Write, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// Writes `bufs` in order, once, to a plain socket: the bytes taken, 0 when the socket is full.
+///
+/// # Errors
+///
+/// The socket's error.
+pub fn write_vectored(sock: &mut impl Write, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    loop {
+        return match sock.write_vectored(bufs) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
 /// Reads ciphertext from `sock` until the TLS session yields plaintext into `buf`, the socket
 /// is empty, or it ends. Handshake messages and alerts the session makes meanwhile are written
 /// at once.

@@ -77,6 +77,21 @@ impl Stream {
         socket::write(&mut self.tcp, buf)
     }
 
+    /// Whether bytes go to the socket as they are (no TLS).
+    pub(crate) fn is_plain(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return false;
+        }
+        true
+    }
+
+    /// Writes `bufs` in order in one vectored write on a plain socket: the bytes taken.
+    pub(crate) fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        debug_assert!(self.is_plain(), "vectored writes bypass TLS");
+        socket::write_vectored(&mut self.tcp, bufs)
+    }
+
     /// Writes the TLS records the socket did not take earlier.
     pub(crate) fn flush_pending(&mut self) -> io::Result<()> {
         #[cfg(feature = "tls")]

@@ -13,7 +13,7 @@ use sockeye_deflate::{PerMessageDeflate, SendSettings, SharedCompressor};
 use sockeye_proto::{CloseCode, Connection, Event, Message, Rsv, State};
 
 use crate::config::ServerConfig;
-use crate::conn::{ConnSink, Ending, Link, Ms, NEVER, Phase, Pool, Slot, ms};
+use crate::conn::{ConnSink, Direct, Ending, Link, Ms, NEVER, Phase, Pool, Slot, ms};
 use crate::handle::{Command, Handle, OwnedMessage, SharedStats, Stats};
 use crate::handler::{CloseReason, ConnId, Handler, Outbox, Timeout};
 use crate::transport::{Input, Scratch, Stream};
@@ -356,7 +356,11 @@ impl<H: Handler> Worker<H> {
             if matches!(event, Event::Text(_) | Event::Binary(_)) {
                 stats.messages_in += 1;
             }
-            let mut sink = ConnSink::new(&mut slot.link, cork, &config.backpressure, stats, *now);
+            let mut sink = ConnSink::new(&mut slot.link, cork, &config.backpressure, stats, *now)
+                .with_direct(Direct {
+                    stream: &mut slot.stream,
+                    pool,
+                });
             let mut out = Outbox {
                 id,
                 sink: &mut sink,
