@@ -228,7 +228,8 @@ fn send_split_leaves_a_data_payload_to_the_caller() {
     let mut input = client_frame(true, OpCode::Ping, b"p");
     let mut msg = Vec::new();
     let now = Instant::now();
-    server.handle_read(&mut input, &mut msg, now).unwrap();
+    let read = server.handle_read(&mut input, &mut msg, now).unwrap();
+    assert!(matches!(read.event, Some(Event::Ping(b"p"))));
     let mut out = Vec::new();
     let rest = server
         .send_split(Message::Binary(&payload), &mut out)
