@@ -1,6 +1,9 @@
 //! Reading and writing a non-blocking socket, plain or under TLS, from an edge-triggered event
 //! loop: the rules the engine's workers follow, shared with other loops (the `sockeye load`
-//! client drives its connections with the same functions).
+//! client drives its connections with these functions). The workers read and write plain
+//! sockets with them; their TLS connections follow the same rules through rustls' unbuffered
+//! API, with buffers the worker lends, while the `tls_*` functions here drive a buffered rustls
+//! connection (the load client's).
 //!
 //! - A short read means the socket is empty: the next readiness edge announces more, so no
 //!   read that could only return `WouldBlock` is made ([`Input::Data`]'s `drained`).
