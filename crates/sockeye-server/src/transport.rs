@@ -131,6 +131,7 @@ impl Stream {
 #[cfg(feature = "tls")]
 #[doc(hidden)]
 pub mod fuzzing {
+    use std::cell::RefCell;
     use std::io;
     use std::sync::Arc;
 
@@ -182,7 +183,17 @@ pub mod fuzzing {
         let session =
             rustls::server::UnbufferedServerConnection::new(config).expect("a valid configuration");
         let mut tls = TlsIo::new(session);
-        let mut scratch = Scratch::new(0);
+        // The worker's buffers outlive its connections: so do the harness's.
+        thread_local! {
+            static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            let scratch = scratch.get_or_insert_with(|| Scratch::new(0));
+            run(&mut tls, scratch, input, piece)
+        })
+    }
+
+    fn run(tls: &mut TlsIo, scratch: &mut Scratch, input: &[u8], piece: usize) -> Outcome {
         let mut feed = Feed {
             input,
             piece: piece.max(1),
@@ -192,7 +203,7 @@ pub mod fuzzing {
         let mut plaintext = 0;
         // Each call consumes input or ends; the bound only guards the harness.
         for _ in 0..=input.len() + 1 {
-            match tls.read(&mut feed, &mut buf, &mut scratch) {
+            match tls.read(&mut feed, &mut buf, scratch) {
                 Ok(Input::Data { len, .. }) => plaintext += len,
                 // An empty socket: the next piece is the next readiness edge.
                 Ok(Input::Empty) if !feed.input.is_empty() => {}
