@@ -80,14 +80,7 @@ fn run_checks(python: &Path, server: &EchoServer, ca: Option<&Path>) {
         );
         assert_eq!(r.get("close_code").as_f64(), Some(1000.0), "{name}: {run}");
         // The asyncio TLS transport hands the protocol plaintext: the byte counts are the same.
-        let tls = r.get("tls").as_str();
-        match ca {
-            Some(_) => assert!(
-                tls.is_some_and(|v| v.starts_with("TLSv1.")),
-                "{name}: {run}"
-            ),
-            None => assert_eq!(tls, None, "{name}: {run}"),
-        }
+        interop::assert_transport(r, name, ca.is_some(), &run);
         let wire = r.get("large_text_wire_bytes").as_f64().unwrap_or(0.0);
         if compressed {
             assert!(

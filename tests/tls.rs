@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sockeye::proto::{CloseCode, Message};
 use sockeye::server::rustls::{self, AlertDescription, CertificateError, ClientConfig};
-use sockeye::server::{ClientAuth, TlsSettings};
+use sockeye::server::{ClientAuth, Handle, Handler, Running, ServerConfig, Stats, TlsSettings};
 use sockeye_tests::client::{
     Closed, Echo, OwnedEvent, Pending, Probe, Request, connect_tcp, start,
 };
@@ -34,6 +34,46 @@ const EARLY: Duration = Duration::from_millis(150);
 fn pki() -> (Authority, Identity) {
     let ca = Authority::new("sockeye test CA");
     let server = ca.server(&SERVER_NAMES);
+    (ca, server)
+}
+
+/// A test server on a free port, with its address and handle; stopped by [`TlsServer::stop`].
+struct TlsServer {
+    running: Running,
+    handle: Handle,
+    addr: SocketAddr,
+}
+
+impl TlsServer {
+    /// Starts `handler` with `config` ([`start`]).
+    fn start<H: Handler>(config: ServerConfig, handler: H) -> TlsServer {
+        let (running, addr) = start(config, handler);
+        let handle = running.handle();
+        TlsServer {
+            running,
+            handle,
+            addr,
+        }
+    }
+
+    /// The server's counters once `done` holds for them ([`stats_when`]).
+    fn stats_when(&self, what: &str, done: impl Fn(&Stats) -> bool) -> Stats {
+        stats_when(&self.handle, what, done)
+    }
+
+    /// Shuts the server down and joins its workers; returns the handle, which still reads the
+    /// counters.
+    fn stop(self) -> Handle {
+        self.handle.shutdown();
+        self.running.join();
+        self.handle
+    }
+}
+
+/// A test CA ([`pki`]) and `handler` served over TLS with its certificate for [`SERVER_NAMES`].
+fn serve<H: Handler>(handler: H) -> (Authority, TlsServer) {
+    let (ca, identity) = pki();
+    let server = TlsServer::start(tls_test_config(tls_config(&identity.settings())), handler);
     (ca, server)
 }
 
@@ -89,11 +129,9 @@ fn refused(addr: SocketAddr, config: &Arc<ClientConfig>, name: &str) -> rustls::
 
 #[test]
 fn echo_text_and_binary_from_empty_to_one_mib() {
-    let (ca, server) = pki();
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), Echo);
-    let handle = running.handle();
+    let (ca, server) = serve(Echo);
     let config = client_config(&ca, None);
-    let mut client = wss(addr, &config, "localhost");
+    let mut client = wss(server.addr, &config, "localhost");
     assert_eq!(client.protocol(), Some("echo"));
     assert_eq!(
         client.stream().conn.protocol_version(),
@@ -123,21 +161,18 @@ fn echo_text_and_binary_from_empty_to_one_mib() {
     // within the turn, and the pong can leave before the turn that counted the last message
     // has published.
     let count = 2 * sizes.len() as u64;
-    let stats = stats_when(&handle, "every message counted", |s| s.messages_in == count);
+    let stats = server.stats_when("every message counted", |s| s.messages_in == count);
     assert_eq!(stats.tls_errors, 0);
     drop(client);
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 #[test]
 fn many_messages_on_one_connection() {
     const PIPELINED: usize = 1000;
     const ROUND_TRIPS: usize = 200;
-    let (ca, server) = pki();
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), Echo);
-    let handle = running.handle();
-    let mut client = wss(addr, &client_config(&ca, None), "127.0.0.1");
+    let (ca, server) = serve(Echo);
+    let mut client = wss(server.addr, &client_config(&ca, None), "127.0.0.1");
     // All in one write (a few TLS records), the answers read afterwards.
     client.pipelined_echoes(PIPELINED);
     // One record each way per message.
@@ -145,10 +180,9 @@ fn many_messages_on_one_connection() {
         round_trip(&mut client, &format!("round trip {i}"));
     }
     let count = (PIPELINED + ROUND_TRIPS) as u64;
-    stats_when(&handle, "every message counted", |s| s.messages_in == count);
+    server.stats_when("every message counted", |s| s.messages_in == count);
     drop(client);
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 /// Echoes above the high-water mark on several connections at once: the worker writes each
@@ -158,9 +192,7 @@ fn many_messages_on_one_connection() {
 fn large_echoes_on_several_connections_at_once() {
     const CLIENTS: usize = 4;
     const ROUNDS: usize = 3;
-    let (ca, server) = pki();
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), Echo);
-    let handle = running.handle();
+    let (ca, server) = serve(Echo);
     let config = client_config(&ca, None);
     let (_, big) = payloads((1 << 20) + (300 << 10));
     let big = Arc::new(big);
@@ -169,7 +201,7 @@ fn large_echoes_on_several_connections_at_once() {
             let config = Arc::clone(&config);
             let big = Arc::clone(&big);
             std::thread::spawn(move || {
-                let mut client = wss(addr, &config, "localhost");
+                let mut client = wss(server.addr, &config, "localhost");
                 for round in 0..ROUNDS {
                     client.send(Message::Binary(&big)).unwrap();
                     match client.recv() {
@@ -186,23 +218,18 @@ fn large_echoes_on_several_connections_at_once() {
         thread.join().expect("a client thread");
     }
     let count = (CLIENTS * ROUNDS) as u64;
-    stats_when(&handle, "every message counted", |s| {
-        s.messages_out == count
-    });
-    handle.shutdown();
-    running.join();
+    server.stats_when("every message counted", |s| s.messages_out == count);
+    server.stop();
 }
 
 #[test]
 fn several_connections_interleaved() {
     const CLIENTS: usize = 8;
     const ROUNDS: usize = 50;
-    let (ca, server) = pki();
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), Echo);
-    let handle = running.handle();
+    let (ca, server) = serve(Echo);
     let config = client_config(&ca, None);
     let mut clients: Vec<WssClient> = (0..CLIENTS)
-        .map(|i| wss(addr, &config, SERVER_NAMES[i % 2]))
+        .map(|i| wss(server.addr, &config, SERVER_NAMES[i % 2]))
         .collect();
     for round in 0..ROUNDS {
         for (i, client) in clients.iter_mut().enumerate() {
@@ -221,24 +248,19 @@ fn several_connections_interleaved() {
     }
     // The server waits for the clients' EOF after its FIN.
     drop(clients);
-    let stats = stats_when(&handle, "every connection closed", |s| {
-        s.connections_open == 0
-    });
+    let stats = server.stats_when("every connection closed", |s| s.connections_open == 0);
     assert_eq!(stats.upgraded, CLIENTS as u64);
     assert_eq!(stats.messages_in, (CLIENTS * ROUNDS) as u64);
     assert_eq!(stats.closed_remote, CLIENTS as u64);
     assert_eq!(stats.tls_errors, 0);
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 #[test]
 fn echo_over_tls_1_2() {
-    let (ca, server) = pki();
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), Echo);
-    let handle = running.handle();
+    let (ca, server) = serve(Echo);
     let config = client_config_with(&ca, None, &[&rustls::version::TLS12]);
-    let mut client = wss(addr, &config, "localhost");
+    let mut client = wss(server.addr, &config, "localhost");
     assert_eq!(
         client.stream().conn.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_2)
@@ -251,40 +273,36 @@ fn echo_over_tls_1_2() {
     assert_eq!(client.recv_close(), (Some(1000), String::new()));
     client.expect_eof().unwrap();
     drop(client);
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 #[test]
 fn alpn_negotiates_http_1_1() {
-    let (ca, server) = pki();
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), Echo);
-    let handle = running.handle();
+    let (ca, server) = serve(Echo);
 
-    let mut client = wss(addr, &client_config(&ca, None), "localhost");
+    let mut client = wss(server.addr, &client_config(&ca, None), "localhost");
     assert_eq!(client.stream().conn.alpn_protocol(), Some(ALPN_HTTP_1_1));
     round_trip(&mut client, "alpn");
 
     // A client that offers no ALPN gets none, and is served.
     let mut plain = (*client_config(&ca, None)).clone();
     plain.alpn_protocols.clear();
-    let mut quiet = wss(addr, &Arc::new(plain), "localhost");
+    let mut quiet = wss(server.addr, &Arc::new(plain), "localhost");
     assert_eq!(quiet.stream().conn.alpn_protocol(), None);
     round_trip(&mut quiet, "no alpn");
 
     // A client that offers only h2 is refused (RFC 7301 §3.2: no_application_protocol).
     let mut h2 = (*client_config(&ca, None)).clone();
     h2.alpn_protocols = vec![b"h2".to_vec()];
-    let err = refused(addr, &Arc::new(h2), "localhost");
+    let err = refused(server.addr, &Arc::new(h2), "localhost");
     assert_eq!(
         err,
         rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol)
     );
-    let stats = stats_when(&handle, "the h2 handshake failed", |s| s.tls_errors >= 1);
+    let stats = server.stats_when("the h2 handshake failed", |s| s.tls_errors >= 1);
     assert_eq!((stats.upgraded, stats.tls_errors), (2, 1));
     drop((client, quiet));
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 #[test]
@@ -299,8 +317,7 @@ fn sni_selects_the_certificate() {
         .with_sni("one.sockeye.test", one.chain_pem(), one.key_pem())
         .with_sni("TWO.sockeye.test", two.chain_pem(), two.key_pem())
         .with_sni("*.wild.sockeye.test", wild.chain_pem(), wild.key_pem());
-    let (running, addr) = start(tls_test_config(tls_config(&settings)), Echo);
-    let handle = running.handle();
+    let server = TlsServer::start(tls_test_config(tls_config(&settings)), Echo);
     let config = client_config(&ca, None);
     // (the name the client asks for, the certificate it must get)
     let table = [
@@ -314,7 +331,7 @@ fn sni_selects_the_certificate() {
         ("fallback.sockeye.test", &default),
     ];
     for (name, expected) in table {
-        let mut client = wss(addr, &config, name);
+        let mut client = wss(server.addr, &config, name);
         assert!(
             peer_cert(client.stream()) == expected.cert_der().as_ref(),
             "{name}: another certificate"
@@ -322,25 +339,22 @@ fn sni_selects_the_certificate() {
         round_trip(&mut client, name);
     }
     // A name nobody has: the default certificate, which the client refuses for that name.
-    let err = refused(addr, &config, "elsewhere.sockeye.test");
+    let err = refused(server.addr, &config, "elsewhere.sockeye.test");
     assert!(
         matches!(err, rustls::Error::InvalidCertificate(_)),
         "{err:?}"
     );
-    let stats = stats_when(&handle, "the refused handshake", |s| s.tls_errors >= 1);
+    let stats = server.stats_when("the refused handshake", |s| s.tls_errors >= 1);
     assert_eq!((stats.upgraded, stats.tls_errors), (table.len() as u64, 1));
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 #[test]
 fn a_certificate_from_another_ca_is_refused_by_the_client() {
-    let (_, server) = pki();
+    let (_, server) = serve(Echo);
     let stranger = Authority::new("another CA");
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), Echo);
-    let handle = running.handle();
     let config = client_config(&stranger, None);
-    let err = connect_tls(addr, Arc::clone(&config), "localhost").unwrap_err();
+    let err = connect_tls(server.addr, Arc::clone(&config), "localhost").unwrap_err();
     assert_eq!(
         tls_failure(&err),
         Some(&rustls::Error::InvalidCertificate(
@@ -349,23 +363,20 @@ fn a_certificate_from_another_ca_is_refused_by_the_client() {
         "{err}"
     );
     // The client's alert reaches the server, which counts the failed handshake.
-    let stats = stats_when(&handle, "the refused handshake", |s| s.tls_errors >= 1);
+    let stats = server.stats_when("the refused handshake", |s| s.tls_errors >= 1);
     assert_eq!(
         (stats.accepted, stats.upgraded, stats.tls_errors),
         (1, 0, 1)
     );
     assert_eq!(stats.connections_open, 0);
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 #[test]
 fn plain_http_upgrade_on_the_tls_port_gets_no_101() {
-    let (ca, server) = pki();
     let (probe, events) = Probe::new();
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), probe);
-    let handle = running.handle();
-    let pending = Pending::send(addr, &Request::default()).unwrap();
+    let (ca, server) = serve(probe);
+    let pending = Pending::send(server.addr, &Request::default()).unwrap();
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     let ended = loop {
@@ -389,12 +400,12 @@ fn plain_http_upgrade_on_the_tls_port_gets_no_101() {
         Ok(()) => {}
         Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
     }
-    let stats = stats_when(&handle, "the plain request failed", |s| s.tls_errors >= 1);
+    let stats = server.stats_when("the plain request failed", |s| s.tls_errors >= 1);
     assert_eq!((stats.upgraded, stats.tls_errors), (0, 1));
     assert!(events.opened.try_recv().is_err());
 
     // Others are still served.
-    let mut client = wss(addr, &client_config(&ca, None), "localhost");
+    let mut client = wss(server.addr, &client_config(&ca, None), "localhost");
     events.next_open();
     round_trip(&mut client, "still serving");
     client.close(1000).unwrap();
@@ -403,19 +414,17 @@ fn plain_http_upgrade_on_the_tls_port_gets_no_101() {
     // Only the TLS client's connection opened and closed.
     assert!(matches!(events.next_close(), Closed::Remote { .. }));
     drop(client);
-    handle.shutdown();
-    running.join();
+    server.stop();
     assert!(events.closed.try_recv().is_err());
 }
 
 #[test]
 fn stalled_handshakes_are_closed_by_the_handshake_timeout() {
-    let (ca, server) = pki();
-    let mut config = tls_test_config(tls_config(&server.settings()));
+    let (ca, identity) = pki();
+    let mut config = tls_test_config(tls_config(&identity.settings()));
     config.handshake_timeout = SHORT;
     let (probe, events) = Probe::new();
-    let (running, addr) = start(config, probe);
-    let handle = running.handle();
+    let server = TlsServer::start(config, probe);
     let client = client_config(&ca, None);
 
     // Half a ClientHello, then nothing.
@@ -424,7 +433,7 @@ fn stalled_handshakes_are_closed_by_the_handshake_timeout() {
     let mut session = rustls::ClientConnection::new(Arc::clone(&client), name).unwrap();
     session.write_tls(&mut hello).unwrap();
     assert!(hello.len() > 100, "a ClientHello of {} bytes", hello.len());
-    let mut stream = connect_tcp(addr).unwrap();
+    let mut stream = connect_tcp(server.addr).unwrap();
     stream.set_read_timeout(Some(SHORT + SLACK)).unwrap();
     let started = Instant::now();
     stream.write_all(&hello[..hello.len() / 2]).unwrap();
@@ -436,7 +445,7 @@ fn stalled_handshakes_are_closed_by_the_handshake_timeout() {
     assert!(elapsed < SHORT + SLACK, "closed after {elapsed:?}");
 
     // A finished TLS handshake and no upgrade request: the same deadline.
-    let mut tls = connect_tls(addr, client, "localhost").unwrap();
+    let mut tls = connect_tls(server.addr, client, "localhost").unwrap();
     tls.sock.set_read_timeout(Some(SHORT + SLACK)).unwrap();
     let started = Instant::now();
     let end = tls.read(&mut buf);
@@ -450,9 +459,7 @@ fn stalled_handshakes_are_closed_by_the_handshake_timeout() {
     assert!(elapsed < SHORT + SLACK, "closed after {elapsed:?}");
 
     drop((stream, tls));
-    handle.shutdown();
-    running.join();
-    let stats = handle.stats();
+    let stats = server.stop().stats();
     assert_eq!(
         (stats.accepted, stats.upgraded, stats.rejected),
         (2, 0, 2),
@@ -464,11 +471,9 @@ fn stalled_handshakes_are_closed_by_the_handshake_timeout() {
 
 #[test]
 fn bytes_that_break_the_tls_session_end_in_on_close_with_tls() {
-    let (ca, server) = pki();
     let (probe, events) = Probe::new();
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), probe);
-    let handle = running.handle();
-    let mut client = wss(addr, &client_config(&ca, None), "localhost");
+    let (ca, server) = serve(probe);
+    let mut client = wss(server.addr, &client_config(&ca, None), "localhost");
     events.next_open();
     round_trip(&mut client, "before");
     // An application-data record of 32 bytes that no key encrypted, under the TLS session.
@@ -486,7 +491,7 @@ fn bytes_that_break_the_tls_session_end_in_on_close_with_tls() {
         )),
         "{err}"
     );
-    let stats = stats_when(&handle, "the bad record", |s| s.tls_errors >= 1);
+    let stats = server.stats_when("the bad record", |s| s.tls_errors >= 1);
     assert_eq!(
         (
             stats.tls_errors,
@@ -496,68 +501,71 @@ fn bytes_that_break_the_tls_session_end_in_on_close_with_tls() {
         (1, 1, 0)
     );
     eprintln!("on_close: {reason:?}");
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 #[test]
 fn client_certificate_required() {
-    let (ca, server) = pki();
+    let (ca, identity) = pki();
     let stranger = Authority::new("another CA");
-    let settings = server
+    let settings = identity
         .settings()
         .with_client_auth(ca.pem().into_bytes(), ClientAuth::Required);
-    let (running, addr) = start(tls_test_config(tls_config(&settings)), Echo);
-    let handle = running.handle();
+    let server = TlsServer::start(tls_test_config(tls_config(&settings)), Echo);
 
     let signed = ca.client("client.sockeye.test");
-    let mut client = wss(addr, &client_config(&ca, Some(&signed)), "localhost");
+    let mut client = wss(server.addr, &client_config(&ca, Some(&signed)), "localhost");
     round_trip(&mut client, "with a certificate");
 
-    let err = refused(addr, &client_config(&ca, None), "localhost");
+    let err = refused(server.addr, &client_config(&ca, None), "localhost");
     assert_eq!(
         err,
         rustls::Error::AlertReceived(AlertDescription::CertificateRequired)
     );
     let foreign = stranger.client("client.sockeye.test");
-    let err = refused(addr, &client_config(&ca, Some(&foreign)), "localhost");
+    let err = refused(
+        server.addr,
+        &client_config(&ca, Some(&foreign)),
+        "localhost",
+    );
     assert!(matches!(err, rustls::Error::AlertReceived(_)), "{err:?}");
     // Over TLS 1.2 the refusal comes within the handshake.
     let tls12 = client_config_with(&ca, None, &[&rustls::version::TLS12]);
-    let err = refused(addr, &tls12, "localhost");
+    let err = refused(server.addr, &tls12, "localhost");
     assert!(matches!(err, rustls::Error::AlertReceived(_)), "{err:?}");
-    let stats = stats_when(&handle, "three refused handshakes", |s| s.tls_errors >= 3);
+    let stats = server.stats_when("three refused handshakes", |s| s.tls_errors >= 3);
     assert_eq!((stats.upgraded, stats.tls_errors), (1, 3));
     round_trip(&mut client, "still open");
     drop(client);
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 #[test]
 fn client_certificate_optional() {
-    let (ca, server) = pki();
+    let (ca, identity) = pki();
     let stranger = Authority::new("another CA");
-    let settings = server
+    let settings = identity
         .settings()
         .with_client_auth(ca.pem().into_bytes(), ClientAuth::Optional);
-    let (running, addr) = start(tls_test_config(tls_config(&settings)), Echo);
-    let handle = running.handle();
+    let server = TlsServer::start(tls_test_config(tls_config(&settings)), Echo);
 
-    let mut anonymous = wss(addr, &client_config(&ca, None), "localhost");
+    let mut anonymous = wss(server.addr, &client_config(&ca, None), "localhost");
     round_trip(&mut anonymous, "without a certificate");
     let signed = ca.client("client.sockeye.test");
-    let mut known = wss(addr, &client_config(&ca, Some(&signed)), "localhost");
+    let mut known = wss(server.addr, &client_config(&ca, Some(&signed)), "localhost");
     round_trip(&mut known, "with a certificate");
     // A certificate that is presented must still chain to the CA.
     let foreign = stranger.client("client.sockeye.test");
-    let err = refused(addr, &client_config(&ca, Some(&foreign)), "localhost");
+    let err = refused(
+        server.addr,
+        &client_config(&ca, Some(&foreign)),
+        "localhost",
+    );
     assert!(matches!(err, rustls::Error::AlertReceived(_)), "{err:?}");
-    let stats = stats_when(&handle, "the refused handshake", |s| s.tls_errors >= 1);
+    let stats = server.stats_when("the refused handshake", |s| s.tls_errors >= 1);
     assert_eq!((stats.upgraded, stats.tls_errors), (2, 1));
     drop((anonymous, known));
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 #[test]
@@ -566,14 +574,13 @@ fn reload_serves_new_certificates_to_new_connections_only() {
     let first = ca.server(&SERVER_NAMES);
     let second = ca.server(&SERVER_NAMES);
     let tls = tls_config(&first.settings());
-    let (running, addr) = start(tls_test_config(tls.clone()), Echo);
-    let handle = running.handle();
+    let server = TlsServer::start(tls_test_config(tls.clone()), Echo);
     let config = client_config(&ca, None);
 
-    let mut old = wss(addr, &config, "localhost");
+    let mut old = wss(server.addr, &config, "localhost");
     assert!(peer_cert(old.stream()) == first.cert_der().as_ref());
     tls.reload_settings(&second.settings()).unwrap();
-    let mut new = wss(addr, &config, "localhost");
+    let mut new = wss(server.addr, &config, "localhost");
     assert!(peer_cert(new.stream()) == second.cert_der().as_ref());
     round_trip(&mut old, "old connection, old certificate");
     round_trip(&mut new, "new connection, new certificate");
@@ -581,25 +588,22 @@ fn reload_serves_new_certificates_to_new_connections_only() {
     // A reload that fails keeps the certificates in use.
     let broken = TlsSettings::new(b"not pem".to_vec(), b"not pem".to_vec());
     assert!(tls.reload_settings(&broken).is_err());
-    let mut third = wss(addr, &config, "localhost");
+    let mut third = wss(server.addr, &config, "localhost");
     assert!(peer_cert(third.stream()) == second.cert_der().as_ref());
     round_trip(&mut third, "third");
     round_trip(&mut old, "old, still");
     drop((old, new, third));
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 #[test]
 fn clean_closes_end_with_close_notify() {
-    let (ca, server) = pki();
     let (probe, events) = Probe::new();
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), probe);
-    let handle = running.handle();
+    let (ca, server) = serve(probe);
     let config = client_config(&ca, None);
 
     // The client closes: the echo, then the server's close_notify and FIN (a clean EOF).
-    let mut first = wss(addr, &config, "localhost");
+    let mut first = wss(server.addr, &config, "localhost");
     events.next_open();
     round_trip(&mut first, "before");
     first.close(1000).unwrap();
@@ -614,16 +618,16 @@ fn clean_closes_end_with_close_notify() {
     );
 
     // The server closes.
-    let mut second = wss(addr, &config, "localhost");
+    let mut second = wss(server.addr, &config, "localhost");
     let id = events.next_open();
-    handle.close(id, CloseCode(4000), "bye").unwrap();
+    server.handle.close(id, CloseCode(4000), "bye").unwrap();
     assert_eq!(second.recv_close(), (Some(4000), "bye".to_owned()));
     assert!(second.send_owed().unwrap(), "the close echo is owed");
     second.expect_eof().unwrap();
     assert_eq!(events.next_close(), Closed::Local(4000));
 
     // close_notify and FIN without a close frame: a disconnect, not a TLS failure.
-    let mut third = wss(addr, &config, "localhost");
+    let mut third = wss(server.addr, &config, "localhost");
     events.next_open();
     round_trip(&mut third, "before");
     let stream = third.stream_mut();
@@ -636,30 +640,24 @@ fn clean_closes_end_with_close_notify() {
     // socket (no close_notify after the close handshake) is no TLS failure either.
     drop((first, second, third));
 
-    let stats = stats_when(&handle, "every connection closed", |s| {
-        s.connections_open == 0
-    });
+    let stats = server.stats_when("every connection closed", |s| s.connections_open == 0);
     assert_eq!(stats.tls_errors, 0, "{stats:?}");
-    handle.shutdown();
-    running.join();
+    server.stop();
 }
 
 /// TCP closed without `close_notify` on an open connection ends it as over plain TCP: the
 /// peer vanished without a close frame (`Disconnected`), not a TLS failure.
 #[test]
 fn tcp_closed_without_close_notify_ends_as_disconnected() {
-    let (ca, server) = pki();
     let (probe, events) = Probe::new();
-    let (running, addr) = start(tls_test_config(tls_config(&server.settings())), probe);
-    let handle = running.handle();
-    let mut client = wss(addr, &client_config(&ca, None), "localhost");
+    let (ca, server) = serve(probe);
+    let mut client = wss(server.addr, &client_config(&ca, None), "localhost");
     events.next_open();
     round_trip(&mut client, "before");
     client.stream().sock.shutdown(Shutdown::Write).unwrap();
     assert_eq!(events.next_close(), Closed::Disconnected);
-    let stats = stats_when(&handle, "the close", |s| s.closed_abnormal >= 1);
+    let stats = server.stats_when("the close", |s| s.closed_abnormal >= 1);
     assert_eq!(stats.tls_errors, 0);
     drop(client);
-    handle.shutdown();
-    running.join();
+    server.stop();
 }

@@ -478,3 +478,21 @@ pub fn assert_checks(run: &Json, name: &str, checks: &[&str], whole: &ClientRun)
         run.get("error")
     );
 }
+
+/// Asserts that a client's results for one run name a TLS 1.x version (`"tls"`) when `tls` is
+/// set, and none otherwise.
+///
+/// # Panics
+///
+/// When they do not, with the whole result line.
+pub fn assert_transport(run: &Json, name: &str, tls: bool, whole: &ClientRun) {
+    let version = run.get("tls").as_str();
+    if tls {
+        assert!(
+            version.is_some_and(|v| v.starts_with("TLSv1.")),
+            "{name}: {whole}"
+        );
+    } else {
+        assert_eq!(version, None, "{name}: {whole}");
+    }
+}

@@ -343,6 +343,13 @@ mod tls {
         path.to_str().expect("a UTF-8 path").to_owned()
     }
 
+    /// A short connect run against `url` trusting `ca`.
+    fn connect_with<'a>(url: &'a str, ca: &'a str) -> [&'a str; 9] {
+        [
+            "connect", "-c", "2", "--hold", "0", "--url", url, "--tls-ca", ca,
+        ]
+    }
+
     #[test]
     fn load_measures_serve_over_tls() {
         let dir = scratch("tls");
@@ -355,55 +362,52 @@ mod tls {
         assert!(serve.banner.contains(&serve.wss_url()), "{}", serve.banner);
         assert!(serve.banner.contains("https://"), "{}", serve.banner);
         let url = serve.wss_url();
+        let trusted = ["--url", &url, "--tls-ca", &ca_pem];
 
-        let echo = load_ok(&[
-            "echo", "-c", "4", "-s", "1KiB", "-d", "1", "--warmup", "0", "--url", &url, "--tls-ca",
-            &ca_pem,
-        ]);
+        let echo = load_ok(
+            &[
+                &["echo", "-c", "4", "-s", "1KiB", "-d", "1", "--warmup", "0"][..],
+                &trusted,
+            ]
+            .concat(),
+        );
         assert!(echo.contains(r#""tls":true"#), "{echo}");
         assert!(number(&echo, "echoes") > 0.0, "{echo}");
         assert_eq!(number(&echo, "mismatches"), 0.0, "{echo}");
         assert_eq!(number(&echo, "errors"), 0.0, "{echo}");
         // 64 KiB messages span many TLS records both ways.
-        let big = load_ok(&[
-            "echo",
-            "-c",
-            "2",
-            "--in-flight",
-            "4",
-            "-s",
-            "64KiB",
-            "-d",
-            "1",
-            "--warmup",
-            "0",
-            "--url",
-            &url,
-            "--tls-ca",
-            &ca_pem,
-        ]);
+        let big = load_ok(
+            &[
+                &[
+                    "echo",
+                    "-c",
+                    "2",
+                    "--in-flight",
+                    "4",
+                    "-s",
+                    "64KiB",
+                    "-d",
+                    "1",
+                    "--warmup",
+                    "0",
+                ][..],
+                &trusted,
+            ]
+            .concat(),
+        );
         assert!(number(&big, "echoes") > 0.0, "{big}");
         assert_eq!(number(&big, "mismatches"), 0.0, "{big}");
         // The name checked can differ from the address dialled.
-        let latency = load_ok(&[
-            "latency",
-            "-c",
-            "2",
-            "-d",
-            "1",
-            "--warmup",
-            "0",
-            "--url",
-            &url,
-            "--tls-ca",
-            &ca_pem,
-            "--tls-server-name",
-            "localhost",
-        ]);
+        let latency = load_ok(
+            &[
+                &["latency", "-c", "2", "-d", "1", "--warmup", "0"][..],
+                &trusted,
+                &["--tls-server-name", "localhost"],
+            ]
+            .concat(),
+        );
         assert!(number(&latency, "echoes") > 0.0, "{latency}");
-        let connect = load_ok(&[
-            "connect", "-c", "50", "--hold", "0.5", "--url", &url, "--tls-ca", &ca_pem,
-        ]);
+        let connect = load_ok(&[&["connect", "-c", "50", "--hold", "0.5"][..], &trusted].concat());
         assert_eq!(number(&connect, "established"), 50.0, "{connect}");
         assert_eq!(number(&connect, "still_open"), 50.0, "{connect}");
         assert!(number(&connect, "handshakes_per_s") > 0.0, "{connect}");
@@ -429,19 +433,14 @@ mod tls {
             "{err}"
         );
         assert!(err.contains("--tls-ca"), "{err}");
-        let err = load_err(&[
-            "connect",
-            "-c",
-            "1",
-            "--hold",
-            "0",
-            "--url",
-            &url,
-            "--tls-ca",
-            &ca_pem,
-            "--tls-server-name",
-            "elsewhere.example",
-        ]);
+        let err = load_err(
+            &[
+                &["connect", "-c", "1", "--hold", "0"][..],
+                &trusted,
+                &["--tls-server-name", "elsewhere.example"],
+            ]
+            .concat(),
+        );
         assert!(err.contains("not valid for name"), "{err}");
         // A plain client on the TLS port, and a TLS client on a plain port, fail cleanly.
         let err = load_err(&["connect", "-c", "1", "--hold", "0", "--url", &plain_url]);
@@ -539,25 +538,8 @@ mod tls {
         ]);
         let main_ca_pem = main_ca.write(&dir, "main-ca.pem");
         let url = optional.wss_url();
-        let connect = load_ok(&[
-            "connect",
-            "-c",
-            "2",
-            "--hold",
-            "0",
-            "--url",
-            &url,
-            "--tls-ca",
-            &main_ca_pem,
-        ]);
+        let connect = load_ok(&connect_with(&url, &main_ca_pem));
         assert_eq!(number(&connect, "established"), 2.0, "{connect}");
-    }
-
-    /// A short connect run against `url` trusting `ca`.
-    fn connect_with<'a>(url: &'a str, ca: &'a str) -> [&'a str; 9] {
-        [
-            "connect", "-c", "2", "--hold", "0", "--url", url, "--tls-ca", ca,
-        ]
     }
 
     #[test]
