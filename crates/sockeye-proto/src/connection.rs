@@ -29,6 +29,10 @@ use crate::mask::apply_mask;
 use crate::status::Status;
 use crate::utf8::Utf8Validator;
 
+/// The most a message buffer reserves ahead of the bytes that arrived, on a frame header's
+/// word.
+const RESERVE_AHEAD_MAX: usize = 1 << 20;
+
 /// Limits and timeouts of a connection. Sizes above 4 GiB and timeouts above 49 days are
 /// capped there: a connection keeps them in 16 bytes.
 #[non_exhaustive]
@@ -544,8 +548,9 @@ impl<E: Extension> Connection<E> {
                 utf8_feed(&mut message.utf8, chunk)?;
             }
             // Room for the rest of the frame at once (within the limits, checked on its
-            // header): a large message grows its buffer once instead of doubling it.
-            message_buf.reserve(chunk.len() + remaining as usize);
+            // header): a large message grows its buffer once instead of doubling it. Up to a
+            // bound: the length is the peer's claim, not bytes that arrived.
+            message_buf.reserve(chunk.len() + (remaining as usize).min(RESERVE_AHEAD_MAX));
             message_buf.extend_from_slice(chunk);
         }
         if last && message.text {
@@ -640,6 +645,26 @@ impl<E: Extension> Connection<E> {
     /// [`SendError::Closed`] once a close frame is queued; [`SendError::ControlTooLong`] for a
     /// ping or pong over 125 bytes; [`SendError::Extension`] when compression fails.
     pub fn send(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), SendError> {
+        if let Some(payload) = self.send_split(msg, out)? {
+            out.extend_from_slice(payload);
+        }
+        Ok(())
+    }
+
+    /// Like [`send`](Self::send), but for a data message that goes out as it is (a server's
+    /// frame, no extension encoding it) appends only the frame header and returns the payload:
+    /// the caller sends those bytes right after `out`, before anything else, with no copy into
+    /// `out` (a vectored write). Other messages are appended whole, as `send` does, and `None`
+    /// returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_split<'m>(
+        &mut self,
+        msg: Message<'m>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<&'m [u8]>, SendError> {
         if self.close_queued {
             return Err(SendError::Closed);
         }
@@ -659,50 +684,19 @@ impl<E: Extension> Connection<E> {
             && !self.ext.rsv().is_empty()
             && self.send_encoded(opcode, payload, out)?
         {
-            return Ok(());
+            return Ok(None);
         }
-        let mask = self.next_mask();
-        write_frame(out, opcode, Rsv::NONE, payload, mask);
-        Ok(())
-    }
-
-    /// Like [`send`](Self::send), but for a data message that goes out as it is (a server's
-    /// frame, no extension encoding it) appends only the frame header and returns the payload:
-    /// the caller sends those bytes right after `out`, before anything else, with no copy into
-    /// `out` (a vectored write). Other messages are appended whole, as `send` does, and `None`
-    /// returned.
-    ///
-    /// # Errors
-    ///
-    /// As [`send`](Self::send).
-    pub fn send_split<'m>(
-        &mut self,
-        msg: Message<'m>,
-        out: &mut Vec<u8>,
-    ) -> Result<Option<&'m [u8]>, SendError> {
-        let (opcode, payload) = match msg {
-            Message::Text(text) => (OpCode::Text, text.as_bytes()),
-            Message::Binary(bytes) => (OpCode::Binary, bytes),
-            control => return self.send(control, out).map(|()| None),
-        };
-        if self.role != Role::Server || !self.ext.rsv().is_empty() {
-            return self.send(msg, out).map(|()| None);
+        match self.next_mask() {
+            // A server's data frame: the payload goes as it is, after its header.
+            None if !opcode.is_control() => {
+                write_header(out, opcode, Rsv::NONE, payload.len(), None);
+                Ok(Some(payload))
+            }
+            mask => {
+                write_frame(out, opcode, Rsv::NONE, payload, mask);
+                Ok(None)
+            }
         }
-        if self.close_queued {
-            return Err(SendError::Closed);
-        }
-        self.poll_transmit(out);
-        let header = FrameHeader {
-            fin: true,
-            rsv: Rsv::NONE,
-            opcode,
-            mask: None,
-            payload_len: payload.len() as u64,
-        };
-        let mut bytes = [0u8; MAX_HEADER_LEN];
-        let n = header.encode(&mut bytes);
-        out.extend_from_slice(&bytes[..n]);
-        Ok(Some(payload))
     }
 
     /// Appends a whole data frame whose payload the caller already encoded for this
@@ -881,20 +875,25 @@ pub fn write_frame(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
-    let header = FrameHeader {
-        fin: true,
-        rsv,
-        opcode,
-        mask,
-        payload_len: payload.len() as u64,
-    };
-    let mut bytes = [0u8; MAX_HEADER_LEN];
-    let n = header.encode(&mut bytes);
-    out.reserve(n + payload.len());
-    out.extend_from_slice(&bytes[..n]);
+    out.reserve(MAX_HEADER_LEN + payload.len());
+    write_header(out, opcode, rsv, payload.len(), mask);
     let start = out.len();
     out.extend_from_slice(payload);
     if let Some(key) = mask {
         apply_mask(&mut out[start..], key, 0);
     }
+}
+
+/// Appends the header of a whole (FIN) frame of `len` payload bytes.
+fn write_header(out: &mut Vec<u8>, opcode: OpCode, rsv: Rsv, len: usize, mask: Option<[u8; 4]>) {
+    let header = FrameHeader {
+        fin: true,
+        rsv,
+        opcode,
+        mask,
+        payload_len: len as u64,
+    };
+    let mut bytes = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut bytes);
+    out.extend_from_slice(&bytes[..n]);
 }

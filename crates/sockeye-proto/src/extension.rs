@@ -187,12 +187,12 @@ impl Extension for NoExtension {
 /// per connection instead of the whole extension state.
 impl<E: Extension> Extension for Option<Box<E>> {
     fn name(&self) -> &str {
-        self.as_deref().map_or("", E::name)
+        self.as_deref().map_or(NoExtension.name(), E::name)
     }
 
     #[inline]
     fn rsv(&self) -> Rsv {
-        self.as_deref().map_or(Rsv::NONE, E::rsv)
+        self.as_deref().map_or(NoExtension.rsv(), E::rsv)
     }
 
     fn accept_offer(
@@ -202,18 +202,21 @@ impl<E: Extension> Extension for Option<Box<E>> {
     ) -> Result<bool, NegotiationError> {
         match self.as_deref_mut() {
             Some(ext) => ext.accept_offer(offer, response),
-            None => Ok(false),
+            None => NoExtension.accept_offer(offer, response),
         }
     }
 
     fn write_offer(&self, offer: &mut ParamWriter<'_>) -> Result<(), NegotiationError> {
-        self.as_deref().map_or(Ok(()), |ext| ext.write_offer(offer))
+        match self.as_deref() {
+            Some(ext) => ext.write_offer(offer),
+            None => NoExtension.write_offer(offer),
+        }
     }
 
     fn accept_response(&mut self, params: &Params<'_>) -> Result<(), NegotiationError> {
         match self.as_deref_mut() {
             Some(ext) => ext.accept_response(params),
-            None => Err(NegotiationError::NotOffered),
+            None => NoExtension.accept_response(params),
         }
     }
 
@@ -226,7 +229,7 @@ impl<E: Extension> Extension for Option<Box<E>> {
     ) -> Result<(), ExtensionError> {
         match self.as_deref_mut() {
             Some(ext) => ext.decode(input, fin, out, max_out),
-            None => Err(ExtensionError::InvalidData),
+            None => NoExtension.decode(input, fin, out, max_out),
         }
     }
 
@@ -234,7 +237,7 @@ impl<E: Extension> Extension for Option<Box<E>> {
     fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Rsv, ExtensionError> {
         match self.as_deref_mut() {
             Some(ext) => ext.encode(input, out),
-            None => Ok(Rsv::NONE),
+            None => NoExtension.encode(input, out),
         }
     }
 }

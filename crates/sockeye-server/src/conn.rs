@@ -330,8 +330,9 @@ impl<C> Slot<C> {
     pub(crate) fn restore(&mut self, buf: &mut [u8]) {
         if let Some(rx) = self.rx.as_mut() {
             buf[..rx.leftover.len()].copy_from_slice(&rx.leftover);
-            rx.leftover = Vec::new();
-            self.tidy();
+            // Cleared, not freed: a read that ends inside a frame header again keeps its rest
+            // here with no new allocation. The turn's `put_msg` frees what stays empty.
+            rx.leftover.clear();
         }
     }
 
@@ -366,7 +367,7 @@ impl<C> Slot<C> {
         if self
             .rx
             .as_ref()
-            .is_some_and(|rx| rx.leftover.capacity() == 0 && rx.msg.capacity() == 0)
+            .is_some_and(|rx| rx.leftover.is_empty() && rx.msg.capacity() == 0)
         {
             self.rx = None;
         }
@@ -389,12 +390,14 @@ pub(crate) struct ConnSink<'a> {
 /// does not take.
 pub(crate) struct Direct<'a> {
     pub(crate) stream: &'a mut Stream,
+    pub(crate) scratch: &'a mut Scratch,
     pub(crate) pool: &'a mut Pool,
 }
 
 /// Messages at least this large are written from the caller's bytes, with the frames corked
-/// before them, in one vectored write (over plain TCP, with nothing queued): no copy into the
-/// cork, and only what the kernel does not take is copied, into the queue.
+/// before them, in one vectored write (with nothing queued; over TLS encrypted from where they
+/// lie): no copy into the cork, and only what the socket does not take is copied, into the
+/// queue.
 const DIRECT_MIN: usize = 64 << 10;
 
 impl<'a> ConnSink<'a> {
@@ -425,15 +428,12 @@ impl<'a> ConnSink<'a> {
     /// must be encoded into the cork as usual.
     fn send_direct(&mut self, msg: Message<'_>) -> Option<Result<(), ProtoSendError>> {
         let direct = self.direct.as_mut()?;
-        let (Message::Text(_) | Message::Binary(_)) = msg else {
-            return None;
-        };
         let len = match msg {
             Message::Text(text) => text.len(),
             Message::Binary(bytes) => bytes.len(),
-            _ => 0,
+            Message::Ping(_) | Message::Pong(_) => return None,
         };
-        if len < DIRECT_MIN || !self.link.queue.is_empty() || !direct.stream.is_plain() {
+        if len < DIRECT_MIN || !self.link.queue.is_empty() {
             return None;
         }
         let Link { proto, queue, .. } = &mut *self.link;
@@ -446,7 +446,10 @@ impl<'a> ConnSink<'a> {
         // turn's flush meets the error again and ends the connection.
         let sent = direct
             .stream
-            .write_vectored(&[IoSlice::new(self.cork), IoSlice::new(payload)])
+            .write_vectored(
+                &[IoSlice::new(self.cork), IoSlice::new(payload)],
+                direct.scratch,
+            )
             .unwrap_or(0);
         self.stats.bytes_out += sent as u64;
         let corked = self.cork.len();

@@ -149,7 +149,7 @@ impl<H: Handler> Server<H> {
                         handle,
                         handler,
                         recv: vec![0; config.recv_buffer],
-                        scratch: crate::transport::scratch(&config),
+                        scratch: crate::transport::Scratch::for_server(&config),
                         config,
                         slab: Vec::new(),
                         free: Vec::new(),

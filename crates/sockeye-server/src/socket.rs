@@ -57,14 +57,7 @@ pub fn read(sock: &mut impl Read, buf: &mut [u8]) -> io::Result<Input> {
 ///
 /// The socket's error.
 pub fn write(sock: &mut impl Write, buf: &[u8]) -> io::Result<usize> {
-    loop {
-        return match sock.write(buf) {
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
-        };
-    }
+    write_once(|| sock.write(buf))
 }
 
 /// Writes `bufs` in order, once, to a plain socket: the bytes taken, 0 when the socket is full.
@@ -73,8 +66,13 @@ pub fn write(sock: &mut impl Write, buf: &[u8]) -> io::Result<usize> {
 ///
 /// The socket's error.
 pub fn write_vectored(sock: &mut impl Write, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    write_once(|| sock.write_vectored(bufs))
+}
+
+/// One write: a full socket takes 0 bytes, an interrupted write is made again.
+fn write_once(mut write: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
     loop {
-        return match sock.write_vectored(bufs) {
+        return match write() {
             Ok(n) => Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -79,6 +79,36 @@ pub enum PemSource {
 }
 
 impl PemSource {
+    /// The certificates in it (a chain, or a CA's), at least one.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`] when it cannot be read or holds no certificate.
+    pub fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        let pem = self.read()?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Invalid(format!("{}: {e}", self.name())))?;
+        if certs.is_empty() {
+            return Err(TlsError::Invalid(format!(
+                "{}: no CERTIFICATE in it",
+                self.name()
+            )));
+        }
+        Ok(certs)
+    }
+
+    /// The first private key in it (PKCS#8, RSA or EC).
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`] when it cannot be read or holds no usable key.
+    pub fn private_key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
+        let pem = self.read()?;
+        PrivateKeyDer::from_pem_slice(&pem)
+            .map_err(|e| TlsError::Invalid(format!("{}: no usable private key: {e}", self.name())))
+    }
+
     fn read(&self) -> Result<Vec<u8>, TlsError> {
         match self {
             PemSource::File(path) => std::fs::read(path).map_err(|source| TlsError::Read {
@@ -195,7 +225,7 @@ impl TlsSettings {
             None => builder.with_no_client_auth(),
             Some((source, auth)) => {
                 let mut roots = RootCertStore::empty();
-                for cert in certificates(source)? {
+                for cert in source.certificates()? {
                     roots.add(cert).map_err(TlsError::Rustls)?;
                 }
                 let verifier =
@@ -216,29 +246,13 @@ impl TlsSettings {
     }
 }
 
-fn certificates(source: &PemSource) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = source.read()?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Invalid(format!("{}: {e}", source.name())))?;
-    if certs.is_empty() {
-        return Err(TlsError::Invalid(format!(
-            "{}: no CERTIFICATE in it",
-            source.name()
-        )));
-    }
-    Ok(certs)
-}
-
 fn certified_key(
     provider: &CryptoProvider,
     chain: &PemSource,
     key: &PemSource,
 ) -> Result<CertifiedKey, TlsError> {
-    let chain = certificates(chain)?;
-    let pem = key.read()?;
-    let der = PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| TlsError::Invalid(format!("{}: no usable private key: {e}", key.name())))?;
+    let chain = chain.certificates()?;
+    let der = key.private_key()?;
     let signing = provider
         .key_provider
         .load_private_key(der)

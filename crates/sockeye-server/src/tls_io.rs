@@ -43,11 +43,14 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    /// No buffers (a server without TLS).
-    pub(crate) fn none() -> Self {
-        Scratch {
-            input: Vec::new(),
-            output: Vec::new(),
+    /// The buffers a worker of a server with `config` needs: none without TLS.
+    pub(crate) fn for_server(config: &crate::ServerConfig) -> Self {
+        match config.tls {
+            Some(_) => Self::new(config.recv_buffer),
+            None => Scratch {
+                input: Vec::new(),
+                output: Vec::new(),
+            },
         }
     }
 

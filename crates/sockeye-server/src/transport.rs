@@ -17,17 +17,9 @@ use crate::tls_io::TlsIo;
 #[cfg(not(feature = "tls"))]
 pub(crate) struct Scratch;
 
-/// The worker's TLS buffers: real ones only when the server terminates TLS.
-pub(crate) fn scratch(config: &crate::ServerConfig) -> Scratch {
-    #[cfg(feature = "tls")]
-    if config.tls.is_some() {
-        return Scratch::new(config.recv_buffer);
-    }
-    #[cfg(feature = "tls")]
-    return Scratch::none();
-    #[cfg(not(feature = "tls"))]
-    {
-        let _ = config;
+#[cfg(not(feature = "tls"))]
+impl Scratch {
+    pub(crate) fn for_server(_config: &crate::ServerConfig) -> Self {
         Scratch
     }
 }
@@ -77,18 +69,27 @@ impl Stream {
         socket::write(&mut self.tcp, buf)
     }
 
-    /// Whether bytes go to the socket as they are (no TLS).
-    pub(crate) fn is_plain(&self) -> bool {
+    /// Writes `bufs` in order, as one write would take them: the bytes taken, fewer only when
+    /// the socket is full. Over plain TCP one vectored write; over TLS the slices are
+    /// encrypted one after another from where they lie.
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+    pub(crate) fn write_vectored(
+        &mut self,
+        bufs: &[io::IoSlice<'_>],
+        scratch: &mut Scratch,
+    ) -> io::Result<usize> {
         #[cfg(feature = "tls")]
-        if self.tls.is_some() {
-            return false;
+        if let Some(tls) = self.tls.as_deref_mut() {
+            let mut taken = 0;
+            for buf in bufs {
+                let n = tls.write(&mut self.tcp, buf, scratch)?;
+                taken += n;
+                if n < buf.len() {
+                    break;
+                }
+            }
+            return Ok(taken);
         }
-        true
-    }
-
-    /// Writes `bufs` in order in one vectored write on a plain socket: the bytes taken.
-    pub(crate) fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        debug_assert!(self.is_plain(), "vectored writes bypass TLS");
         socket::write_vectored(&mut self.tcp, bufs)
     }
 

@@ -121,8 +121,6 @@ impl<H: Handler> Worker<H> {
     }
 }
 
-/// Accepts the first acceptable permessage-deflate offer of the request, writing the
-/// `Sec-WebSocket-Extensions` value into `out`; returns its length (0: none accepted).
 /// Accepts the first acceptable permessage-deflate offer with `ext`, which then becomes the
 /// connection's extension; returns the length of the response element written to `out`.
 fn negotiate(

@@ -307,6 +307,7 @@ impl<H: Handler> Worker<H> {
             slab,
             recv,
             cork,
+            scratch,
             pool,
             handler,
             handle,
@@ -342,7 +343,6 @@ impl<H: Handler> Worker<H> {
                     if let Some(user) = slot.user.take() {
                         closed(handler, stats, user, CloseReason::Protocol(err));
                     }
-                    msg = Vec::new();
                     break;
                 }
             };
@@ -359,6 +359,7 @@ impl<H: Handler> Worker<H> {
             let mut sink = ConnSink::new(&mut slot.link, cork, &config.backpressure, stats, *now)
                 .with_direct(Direct {
                     stream: &mut slot.stream,
+                    scratch,
                     pool,
                 });
             let mut out = Outbox {
@@ -416,15 +417,14 @@ impl<H: Handler> Worker<H> {
                 slot.link.queue.take_rest(&mut self.cork, n);
             }
             self.cork.clear();
-            if self.cork.capacity() > CORK_KEEP {
+            if self.cork.capacity() == 0 {
+                // Its buffer went to the queue: take a pooled one, so that the next large frame
+                // needs no fresh allocation.
+                self.cork = self.pool.take();
+            } else if self.cork.capacity() > CORK_KEEP {
                 // A huge message passed through: do not hold its size in the cork for ever.
                 let big = std::mem::take(&mut self.cork);
                 self.pool.give(big);
-            }
-            if self.cork.capacity() == 0 {
-                // Its buffer went to the queue or the pool: take a pooled one, so that the next
-                // large frame needs no fresh allocation.
-                self.cork = self.pool.take();
             }
             result.map(|_| ())
         } else {
@@ -512,7 +512,7 @@ impl<H: Handler> Worker<H> {
             Phase::Open => slot.link.proto.state() == State::Closed,
             _ => false,
         };
-        if finished && slot.phase == Phase::Open && slot.link.proto.is_close_handshake_done() {
+        if slot.phase == Phase::Open && slot.link.proto.is_close_handshake_done() {
             // Both close frames went through and the peer sends nothing after its own: closing
             // now sends our FIN (the server closes TCP first, RFC 6455 §7.1.1) with no unread
             // bytes to turn it into a reset, and spares a shutdown, a read of the peer's EOF
@@ -689,9 +689,14 @@ impl<H: Handler> Worker<H> {
             handle: &self.handle,
         };
         let result = f(&mut self.handler, &mut out);
-        slot.link.queue.extend_from_slice(&behind);
+        // A large run of frames moves into the queue with its buffer instead of being copied.
+        slot.link.queue.take_rest(&mut behind, 0);
         behind.clear();
-        self.cork = behind;
+        self.cork = if behind.capacity() == 0 {
+            self.pool.take()
+        } else {
+            behind
+        };
         if !slot.dirty {
             slot.dirty = true;
             self.dirty.push(idx);
@@ -750,7 +755,7 @@ impl<H: Handler> Worker<H> {
             Phase::Handshake => slot.started.saturating_add(ms(config.handshake_timeout)),
             Phase::Draining | Phase::Lingering => {
                 if slot.linger_until == NEVER {
-                    slot.linger_until = self.tick + ms(config.protocol.close_timeout);
+                    slot.linger_until = self.tick.saturating_add(ms(config.protocol.close_timeout));
                 }
                 slot.linger_until
             }

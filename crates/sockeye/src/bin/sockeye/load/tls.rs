@@ -10,11 +10,12 @@ use std::sync::Arc;
 use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{self, CryptoProvider};
-use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+
+use sockeye::server::PemSource;
 
 use super::stream::Connector;
 use super::url::WsUrl;
@@ -116,28 +117,16 @@ pub(super) fn connector(url: &WsUrl, args: &TlsArgs) -> Result<Connector, String
 
 /// The certificates of a PEM file.
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{}: no CERTIFICATE in it (expected PEM)",
-            path.display()
-        ));
-    }
-    Ok(certs)
+    PemSource::from(path)
+        .certificates()
+        .map_err(|e| e.to_string())
 }
 
 /// The first private key of a PEM file.
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| format!("{}: no usable private key: {e}", path.display()))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    PemSource::from(path)
+        .private_key()
+        .map_err(|e| e.to_string())
 }
 
 /// `--tls-insecure`: any certificate is accepted, but the server must still prove that it
