@@ -506,15 +506,16 @@ def medians(results):
     return out
 
 
-def summarize(name, scenario, results, worker_counts, plain=None):
-    """The scenario's table: one row per (server, workers) with runs. `plain`: for a TLS
-    scenario, the medians of its plain scenario when that ran first (a `vs plain` column)."""
+def summarize(name, scenario, results, worker_counts, measured, plain=None):
+    """The scenario's table: one row per (server, workers) with runs. `measured`: their
+    medians (`medians(results)`). `plain`: for a TLS scenario, the medians of its plain
+    scenario when that ran first (a `vs plain` column)."""
     keys = [k for k in results if results[k]]
     if not keys:
         return f"## {name}: nothing measured"
     stats = {k: [figures(r) for r in results[k]] for k in keys}
-    median = {k: statistics.median(f["cpu_us"] for f in stats[k]) for k in keys}
-    rate = {k: statistics.median(f["rate"] for f in stats[k]) for k in keys}
+    median = {k: measured[k]["cpu_us"] for k in keys}
+    rate = {k: measured[k]["rate"] for k in keys}
     plain = {k: v for k, v in (plain or {}).items() if k in median}
     servers = {s for s, _ in keys}
     refs = [s for s in ("floor", "fastws") if s in servers] or ["sockeye"]
@@ -643,7 +644,8 @@ class Session:
                                      round=round_, result=result))
         self.measured[name] = medians(results)
         plain = self.measured.get(scenario.plain) if scenario.tls else None
-        print(summarize(name, scenario, results, counts, plain) + "\n", flush=True)
+        print(summarize(name, scenario, results, counts, self.measured[name], plain) + "\n",
+              flush=True)
 
 
 def names(text, known, what):

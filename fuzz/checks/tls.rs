@@ -8,9 +8,9 @@
 use std::io::ErrorKind;
 use std::sync::{Arc, OnceLock};
 
+use sockeye_server::TlsSettings;
 use sockeye_server::fuzzing::{Outcome, tls_read_path};
 use sockeye_server::rustls;
-use sockeye_server::{TlsConfig, TlsSettings};
 
 fn config() -> Arc<rustls::ServerConfig> {
     static CONFIG: OnceLock<Arc<rustls::ServerConfig>> = OnceLock::new();
@@ -19,7 +19,7 @@ fn config() -> Arc<rustls::ServerConfig> {
         let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         let cert = params.self_signed(&key).unwrap();
         let settings = TlsSettings::new(cert.pem().into_bytes(), key.serialize_pem().into_bytes());
-        TlsConfig::from_settings(&settings).unwrap().current()
+        settings.build().unwrap()
     });
     Arc::clone(config)
 }

@@ -260,9 +260,7 @@ pub fn connect_wss(
 }
 
 /// The TLS failure inside an I/O error from rustls, if that is what it is.
-pub fn tls_failure(err: &io::Error) -> Option<&rustls::Error> {
-    err.get_ref()?.downcast_ref::<rustls::Error>()
-}
+pub use sockeye::server::socket::tls_failure;
 
 /// The server's counters once `done` holds for them, looking every few milliseconds for at
 /// most [`TIMEOUT`].

@@ -59,7 +59,7 @@ mod tls_io;
 mod transport;
 #[cfg(feature = "tls")]
 #[doc(hidden)]
-pub use transport::fuzzing;
+pub use tls_io::fuzzing;
 mod upgrade;
 mod worker;
 

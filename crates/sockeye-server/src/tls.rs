@@ -185,6 +185,17 @@ impl TlsSettings {
         }
     }
 
+    /// The files the settings read (chains, keys, the client CA), in order: what to watch for
+    /// a reload.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        let pems = self.identities.iter().flat_map(|id| [&id.chain, &id.key]);
+        pems.chain(self.client_ca.iter().map(|(ca, _)| ca))
+            .filter_map(|source| match source {
+                PemSource::File(path) => Some(path.as_path()),
+                PemSource::Bytes(_) => None,
+            })
+    }
+
     /// Adds a certificate served to clients that ask for `server_name` through SNI. A name of
     /// the form `*.example.com` matches one label.
     pub fn with_sni(
@@ -272,10 +283,10 @@ struct Certificates {
 }
 
 impl Certificates {
+    /// `name` as rustls hands it over: lowercased (the names here are lowercased when added).
     fn find(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let found = name.and_then(|name| {
-            let name = name.to_ascii_lowercase();
-            let exact = self.by_name.iter().find(|(n, _)| *n == name);
+            let exact = self.by_name.iter().find(|(n, _)| n == name);
             exact
                 .or_else(|| {
                     let (_, parent) = name.split_once('.')?;

@@ -313,10 +313,8 @@ mod tls {
             return Ok(None);
         };
         let mut settings = TlsSettings::new(cert.clone(), key.clone());
-        let mut files = vec![cert.clone(), key.clone()];
         for sni in &args.tls_sni {
             settings = settings.with_sni(&sni.name, sni.cert.clone(), sni.key.clone());
-            files.extend([sni.cert.clone(), sni.key.clone()]);
         }
         if let Some(ca) = &args.tls_client_ca {
             let auth = match args.tls_client_auth {
@@ -324,8 +322,8 @@ mod tls {
                 ClientAuthArg::Optional => ClientAuth::Optional,
             };
             settings = settings.with_client_auth(ca.clone(), auth);
-            files.push(ca.clone());
         }
+        let files: Vec<PathBuf> = settings.files().map(Path::to_path_buf).collect();
         // Seen before the files are read: a change made while they are read shows next time.
         let seen = files.iter().map(|path| Seen::of(path)).collect();
         let tls = TlsConfig::from_settings(&settings)?;

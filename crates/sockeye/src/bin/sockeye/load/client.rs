@@ -548,22 +548,17 @@ impl Client {
 
     /// One write of the output queue (after the TLS records still pending, if any).
     fn flush(&mut self) -> Result<(), Fail> {
-        self.stream.flush_pending().map_err(Fail::stream)?;
-        for _ in 0..4 {
-            if self.out_pos == self.out.len() {
-                break;
-            }
-            match self.stream.write(&self.out[self.out_pos..]) {
-                Ok(0) => return Err(Fail::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => {
-                    self.out_pos += n;
-                    self.flow.traffic.wire_written += n as u64;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Fail::stream(e)),
-            }
+        // Records the socket did not take go first; while some wait, the socket is full.
+        if !self.stream.flush_pending().map_err(Fail::stream)? {
+            return Ok(());
+        }
+        if self.out_pos < self.out.len() {
+            let n = self
+                .stream
+                .write(&self.out[self.out_pos..])
+                .map_err(Fail::stream)?;
+            self.out_pos += n;
+            self.flow.traffic.wire_written += n as u64;
         }
         if self.out_pos == self.out.len() {
             self.out.clear();

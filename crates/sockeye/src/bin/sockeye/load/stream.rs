@@ -5,7 +5,7 @@
 //! through `reader()`; plaintext goes in through `writer()` and the records leave with
 //! `write_tls`. Handshake messages are written as soon as the session makes them.
 
-use std::io::{self, Write as _};
+use std::io;
 
 use mio::net::TcpStream;
 
@@ -112,38 +112,35 @@ impl Stream {
         socket::read(&mut self.tcp, buf)
     }
 
-    /// Writes `buf` like [`io::Write::write`] on a non-blocking socket: the bytes taken, or
-    /// `WouldBlock`; fewer than `buf.len()` only when the socket is full, so that a `WRITABLE`
-    /// edge follows. Over TLS the bytes are encrypted and written as records, in pieces of
-    /// rustls' buffer limit, until all are taken or the socket is full; the records the socket
-    /// did not take wait in the session for [`flush_pending`](Self::flush_pending).
-    ///
-    /// # Errors
-    ///
-    /// `WouldBlock` when nothing was taken, or the socket's error.
-    pub(super) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        #[cfg(feature = "tls")]
-        if let Some(tls) = self.tls.as_deref_mut() {
-            let taken = socket::tls_write(&mut self.tcp, tls, buf)?;
-            if taken == 0 && !buf.is_empty() {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            return Ok(taken);
-        }
-        self.tcp.write(buf)
-    }
-
-    /// Writes the TLS records the socket did not take earlier (nothing for plain sockets).
+    /// Writes `buf` once: the bytes taken, fewer than `buf.len()` (0 included) only when the
+    /// socket is full, so that a `WRITABLE` edge follows. Over TLS the bytes are encrypted and
+    /// written as records, in pieces of rustls' buffer limit, until all are taken or the socket
+    /// is full; the records the socket did not take wait in the session for
+    /// [`flush_pending`](Self::flush_pending).
     ///
     /// # Errors
     ///
     /// The socket's error.
-    pub(super) fn flush_pending(&mut self) -> io::Result<()> {
+    pub(super) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            socket::tls_flush(&mut self.tcp, tls)?;
+            return socket::tls_write(&mut self.tcp, tls, buf);
         }
-        Ok(())
+        socket::write(&mut self.tcp, buf)
+    }
+
+    /// Writes the TLS records the socket did not take earlier: `true` when none are left
+    /// (always for plain sockets), `false` when the socket is full.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error.
+    pub(super) fn flush_pending(&mut self) -> io::Result<bool> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            return socket::tls_flush(&mut self.tcp, tls);
+        }
+        Ok(true)
     }
 
     /// Sends TLS `close_notify` after a completed handshake, best effort (nothing for plain
