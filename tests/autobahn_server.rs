@@ -21,10 +21,7 @@ fn autobahn_fuzzing_client_against_the_server() {
     let cfg = config();
     let mut server_config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
     server_config.workers = number(&cfg, &["server", "workers"]) as usize;
-    server_config.protocol.max_message_size =
-        number(&cfg, &["server", "max_message_size"]) as usize;
-    server_config.protocol.max_frame_size = number(&cfg, &["server", "max_frame_size"]);
-    server_config.protocol.max_fragments = number(&cfg, &["server", "max_fragments"]) as u32;
+    // Every limit at the engine's default.
     let mut deflate = DeflateConfig::default();
     deflate.threshold = number(&cfg, &["server", "deflate_threshold"]) as usize;
     server_config.deflate = Some(deflate);

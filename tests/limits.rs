@@ -95,6 +95,28 @@ fn too_many_fragments_is_1009() {
 }
 
 #[test]
+fn fragments_of_64_bytes_or_more_do_not_count_against_the_fragment_limit() {
+    let mut config = test_config();
+    config.protocol.max_fragments = 4;
+    let (running, addr) = start(config, Echo);
+    let handle = running.handle();
+    let mut client = Client::connect(addr);
+    // 1000 fragments of 64 bytes, then small ones up to the limit (the last one included).
+    let big = [b'x'; 64];
+    let mut parts: Vec<&[u8]> = vec![&big; 1000];
+    parts.extend([&b""[..], b"a", b"b", b"c"]);
+    client.send_raw(&fragments(&parts)).unwrap();
+    assert_eq!(client.recv_text().len(), 64_000 + 3);
+    // One more small one is one too many, however large the others.
+    parts.push(b"d");
+    client.send_raw(&fragments(&parts)).unwrap();
+    assert_eq!(client.recv_close().0, Some(1009));
+    drop(client);
+    handle.shutdown();
+    running.join();
+}
+
+#[test]
 fn request_head_over_max_head_len_is_431() {
     let mut config = test_config();
     config.handshake.max_head_len = 1024;

@@ -29,6 +29,9 @@ use crate::mask::apply_mask;
 use crate::status::Status;
 use crate::utf8::Utf8Validator;
 
+/// Fragments with fewer payload bytes than this count against [`Config::max_fragments`].
+pub const SMALL_FRAGMENT: u64 = 64;
+
 /// The most a message buffer reserves ahead of the bytes that arrived, on a frame header's
 /// word.
 const RESERVE_AHEAD_MAX: usize = 1 << 20;
@@ -45,8 +48,12 @@ pub struct Config {
     /// The largest message accepted (after decompression), in bytes. Default 16 MiB. Bounds the
     /// reassembly buffer and the output of decompression (a deflate bomb stops here, 1009).
     pub max_message_size: usize,
-    /// The most frames one message may arrive in. Default 4096. Bounds the per-frame work a peer
-    /// can cause with tiny fragments (1009 above).
+    /// The most *small* fragments (under [`SMALL_FRAGMENT`] bytes of payload, empty ones
+    /// included) one message may arrive in. Default 4096. A fragment costs no memory (the
+    /// payloads are appended to one buffer), only the work of one frame: fragments of
+    /// `SMALL_FRAGMENT` bytes or more are bounded by the message size (at most one per 64 bytes
+    /// of it), so this limit stops what the size cannot, a flood of empty or tiny fragments
+    /// (1009 above).
     pub max_fragments: u32,
     /// How long to wait for the peer's close frame after sending ours. Default 5 s. Bounds how
     /// long a peer that never answers a close holds the connection.
@@ -54,7 +61,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults: 16 MiB frames and messages, 4096 fragments, 5 s close timeout.
+    /// The defaults: 16 MiB frames and messages, 4096 small fragments, 5 s close timeout.
     pub const DEFAULT: Config = Config {
         max_frame_size: 16 << 20,
         max_message_size: 16 << 20,
@@ -208,7 +215,8 @@ struct InFrame {
 struct InMessage {
     text: bool,
     compressed: bool,
-    fragments: u32,
+    /// Fragments under [`SMALL_FRAGMENT`] bytes so far.
+    small_fragments: u32,
     utf8: Utf8Validator,
 }
 
@@ -450,20 +458,21 @@ impl<E: Extension> Connection<E> {
         buffered: usize,
     ) -> Result<InFrame, ProtocolError> {
         self.check_frame(header, buffered)?;
+        let small = u32::from(header.payload_len < SMALL_FRAGMENT);
         match (header.opcode, &mut self.message) {
             (OpCode::Continuation, Some(message)) => {
-                if message.fragments >= self.limits.max_fragments {
+                if message.small_fragments + small > self.limits.max_fragments {
                     return Err(ProtocolError::TooManyFragments {
                         max: self.limits.max_fragments,
                     });
                 }
-                message.fragments += 1;
+                message.small_fragments += small;
             }
             (_, message) => {
                 *message = Some(InMessage {
                     text: header.opcode == OpCode::Text,
                     compressed: !header.rsv.is_empty(),
-                    fragments: 1,
+                    small_fragments: small,
                     utf8: Utf8Validator::new(),
                 });
             }

@@ -51,7 +51,7 @@ pub enum ProtocolError {
         /// The configured limit.
         max: u64,
     },
-    /// A message split into more fragments than the limit allows.
+    /// A message split into more small fragments than the limit allows.
     TooManyFragments {
         /// The configured limit.
         max: u32,
@@ -103,7 +103,7 @@ impl fmt::Display for ProtocolError {
                 write!(f, "message of {len} bytes over the limit of {max}")
             }
             ProtocolError::TooManyFragments { max } => {
-                write!(f, "message in more than {max} fragments")
+                write!(f, "message in more than {max} small fragments")
             }
         }
     }

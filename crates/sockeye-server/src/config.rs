@@ -72,8 +72,13 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// Connections are closed (1001) after this long, whatever their traffic. Default `None`.
     pub max_lifetime: Option<Duration>,
+    /// A message (or frame) that started arriving must be whole within this time, or the
+    /// connection is closed with 1008 ([`Timeout::Message`](crate::Timeout::Message)). Default
+    /// 60 s; `None` disables. Bounds how long a peer that announces a large message and
+    /// trickles it in a byte at a time (each byte resets the idle timer) holds its buffer.
+    pub message_timeout: Option<Duration>,
     /// Connections per worker; at the limit, accepting pauses (the kernel backlog holds new
-    /// clients) until one closes. Default 100 000.
+    /// clients) until one closes. Default 100 000; at most 2^20 (1 048 576).
     pub max_connections: usize,
     /// Send-queue thresholds and policy.
     pub backpressure: Backpressure,
@@ -107,6 +112,7 @@ impl ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(120)),
             max_lifetime: None,
+            message_timeout: Some(Duration::from_secs(60)),
             max_connections: 100_000,
             backpressure: Backpressure::default(),
             recv_buffer: 256 << 10,

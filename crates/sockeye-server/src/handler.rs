@@ -14,21 +14,30 @@ use crate::handle::Handle;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub(crate) u64);
 
+/// Bits of a [`ConnId`] for the slot index: at most 2^20 connections per worker.
+pub(crate) const INDEX_BITS: u32 = 20;
+/// Bits of a [`ConnId`] for the worker: at most 4096 workers.
+pub(crate) const WORKER_BITS: u32 = 12;
+
 impl ConnId {
+    /// The id of the connection of `generation` in slot `index` of `worker`. A slot's
+    /// generation grows with every connection it holds and the slot is retired before it would
+    /// wrap, so an id is never handed out twice.
     pub(crate) fn new(worker: usize, index: usize, generation: u32) -> Self {
-        ConnId((worker as u64) << 48 | (u64::from(generation) & 0xffff) << 32 | index as u64)
+        debug_assert!(index < 1 << INDEX_BITS && worker < 1 << WORKER_BITS);
+        ConnId((worker as u64) << (64 - WORKER_BITS) | (index as u64) << 32 | u64::from(generation))
     }
 
     pub(crate) fn worker(self) -> usize {
-        (self.0 >> 48) as usize
+        (self.0 >> (64 - WORKER_BITS)) as usize
     }
 
     pub(crate) fn index(self) -> usize {
-        (self.0 & 0xffff_ffff) as usize
+        ((self.0 >> 32) & ((1 << INDEX_BITS) - 1)) as usize
     }
 
     pub(crate) fn generation(self) -> u32 {
-        ((self.0 >> 32) & 0xffff) as u32
+        self.0 as u32
     }
 }
 
@@ -248,6 +257,8 @@ pub enum Timeout {
     CloseHandshake,
     /// The connection reached its maximum lifetime.
     Lifetime,
+    /// A message (or frame) took longer than `message_timeout` to arrive whole.
+    Message,
 }
 
 /// Why a connection ended, given to [`Handler::on_close`].

@@ -7,17 +7,23 @@
 //!
 //! ```text
 //!  worker thread (one per core, nothing shared on the hot path)
-//!  ┌──────────────────────────────────────────────────────────────────────┐
-//!  │ SO_REUSEPORT listener ─accept─▶ slab of connections ◀─ timer heap     │
-//!  │ socket ─read─▶ shared receive buffer ─▶ Connection::handle_read      │
-//!  │                 (partial frame kept)       │ events borrow the buffer │
-//!  │                                            ▼                          │
-//!  │                                   Handler::on_message(out)            │
-//!  │ socket ◀─one write per turn─ cork buffer ◀─ out.send(..)              │
-//!  │        ◀─ per-connection queue (only what the kernel did not take)    │
-//!  │ channel + Waker ◀── Handle (send, close, broadcast, shutdown, stats)  │
-//!  └──────────────────────────────────────────────────────────────────────┘
+//!  ┌───────────────────────────────────────────────────────────────────────┐
+//!  │ SO_REUSEPORT listener ─accept─▶ slab of connections ◀─ timer heap      │
+//!  │ socket ─read─▶ shared receive buffer ─▶ Connection::handle_read       │
+//!  │                 (partial frame kept)       │ events borrow the buffer  │
+//!  │                                            ▼                           │
+//!  │                                   Handler::on_message(out)             │
+//!  │ socket ◀─one write after each read─ cork ◀─ out.send(..)               │
+//!  │        ◀─ one writev: cork + a large message from the caller's bytes   │
+//!  │        ◀─ per-connection queue (only what the kernel did not take),    │
+//!  │           control frames (pong, close) ahead at the next frame boundary│
+//!  │ channel + Waker ◀── Handle (send, close, broadcast, shutdown, stats)   │
+//!  └───────────────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! The worker is a loop over parts (`worker/`): the connection table, the timers, the buffers,
+//! the output queue that owns the ordering rule, the application side, and a connection driver
+//! that takes the time as an argument, so its decisions are tested on a virtual clock.
 //!
 //! # Example
 //!
@@ -46,7 +52,6 @@
 #![warn(missing_docs)]
 
 mod config;
-mod conn;
 mod error;
 mod handle;
 mod handler;
@@ -60,7 +65,6 @@ mod transport;
 #[cfg(feature = "tls")]
 #[doc(hidden)]
 pub use tls_io::fuzzing;
-mod upgrade;
 mod worker;
 
 pub use config::{Backpressure, BackpressurePolicy, ServerConfig};

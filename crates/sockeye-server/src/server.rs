@@ -1,6 +1,5 @@
 //! Binding listeners and starting workers.
 
-use std::collections::BinaryHeap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -10,13 +9,12 @@ use std::time::Instant;
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
-use sockeye_deflate::SharedCompressor;
 
 use crate::config::ServerConfig;
 use crate::error::SetupError;
-use crate::handle::{Handle, Remote, SharedStats, Stats};
-use crate::handler::Handler;
-use crate::worker::{WAKER, Worker};
+use crate::handle::{Handle, Remote, SharedStats};
+use crate::handler::{Handler, INDEX_BITS, WORKER_BITS};
+use crate::worker::{Driver, WAKER, Worker};
 
 /// A bound, not yet running server.
 pub struct Server<H: Handler> {
@@ -67,6 +65,14 @@ impl<H: Handler> Server<H> {
             ));
         }
         let count = config.worker_count();
+        if count > 1 << WORKER_BITS {
+            return Err(SetupError::Config("more than 4096 workers"));
+        }
+        if config.max_connections > 1 << INDEX_BITS {
+            return Err(SetupError::Config(
+                "max_connections above 1048576 per worker",
+            ));
+        }
         let mut addrs = config.addrs.clone();
         let mut workers = Vec::with_capacity(count);
         let mut remotes = Vec::with_capacity(count);
@@ -140,33 +146,17 @@ impl<H: Handler> Server<H> {
             let thread = std::thread::Builder::new()
                 .name(format!("sockeye-worker-{index}"))
                 .spawn(move || {
+                    let scratch = crate::transport::Scratch::for_server(&config);
+                    let driver =
+                        Driver::new(index, handler, handle, config, scratch, Instant::now());
                     let worker = Worker {
-                        index,
                         poll: setup.poll,
                         listeners: setup.listeners,
                         commands: setup.commands,
                         shared_stats: setup.stats,
-                        handle,
-                        handler,
-                        recv: vec![0; config.recv_buffer],
-                        scratch: crate::transport::Scratch::for_server(&config),
-                        config,
-                        slab: Vec::new(),
-                        free: Vec::new(),
-                        open: 0,
-                        cork: Vec::new(),
-                        pool: Default::default(),
-                        stats: Stats::default(),
-                        timers: BinaryHeap::new(),
-                        ready: Vec::new(),
-                        dirty: Vec::new(),
+                        driver,
                         accept_pending: true,
                         stopping: None,
-                        generation: 0,
-                        now: Instant::now(),
-                        epoch: Instant::now(),
-                        tick: 0,
-                        compressor: SharedCompressor::new(),
                     };
                     if let Err(err) = worker.run() {
                         log::error!("worker {index} stopped: {err}");

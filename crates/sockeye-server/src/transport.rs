@@ -24,6 +24,30 @@ impl Scratch {
     }
 }
 
+/// What the engine needs of a connection's byte stream: the worker's is [`Stream`]; tests
+/// script their own. The rules are [`crate::socket`]'s: a short read or write means the socket
+/// is empty or full, and its next edge will say when that changes.
+pub(crate) trait Transport {
+    /// Reads plaintext into `buf`.
+    fn read(&mut self, buf: &mut [u8], scratch: &mut Scratch) -> io::Result<Input>;
+    /// Writes `buf`; returns the bytes taken, fewer only when the socket is full.
+    fn write(&mut self, buf: &[u8], scratch: &mut Scratch) -> io::Result<usize>;
+    /// Writes `bufs` in order, as one write would take them.
+    fn write_vectored(
+        &mut self,
+        bufs: &[io::IoSlice<'_>],
+        scratch: &mut Scratch,
+    ) -> io::Result<usize>;
+    /// Writes bytes the transport kept from earlier writes (TLS records).
+    fn flush_pending(&mut self) -> io::Result<()>;
+    /// Whether bytes kept by the transport wait for the socket.
+    fn has_pending(&self) -> bool;
+    /// Ends the session politely (TLS `close_notify`) before the socket closes.
+    fn close_notify(&mut self, scratch: &mut Scratch);
+    /// Ends our sending side (after [`close_notify`](Self::close_notify)).
+    fn shutdown_write(&mut self, scratch: &mut Scratch);
+}
+
 pub(crate) struct Stream {
     tcp: TcpStream,
     #[cfg(feature = "tls")]
@@ -47,9 +71,16 @@ impl Stream {
         }
     }
 
+    /// The socket, to register with the worker's `Poll`.
+    pub(crate) fn tcp_mut(&mut self) -> &mut TcpStream {
+        &mut self.tcp
+    }
+}
+
+impl Transport for Stream {
     /// Reads plaintext into `buf`.
     #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
-    pub(crate) fn read(&mut self, buf: &mut [u8], scratch: &mut Scratch) -> io::Result<Input> {
+    fn read(&mut self, buf: &mut [u8], scratch: &mut Scratch) -> io::Result<Input> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
             return tls.read(&mut self.tcp, buf, scratch);
@@ -61,7 +92,7 @@ impl Stream {
     /// edge will come). Over TLS, records the socket did not take stay pending in the
     /// connection (see [`has_pending`](Self::has_pending)).
     #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
-    pub(crate) fn write(&mut self, buf: &[u8], scratch: &mut Scratch) -> io::Result<usize> {
+    fn write(&mut self, buf: &[u8], scratch: &mut Scratch) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
             return tls.write(&mut self.tcp, buf, scratch);
@@ -73,7 +104,7 @@ impl Stream {
     /// the socket is full. Over plain TCP one vectored write; over TLS the slices are
     /// encrypted one after another from where they lie.
     #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
-    pub(crate) fn write_vectored(
+    fn write_vectored(
         &mut self,
         bufs: &[io::IoSlice<'_>],
         scratch: &mut Scratch,
@@ -94,7 +125,7 @@ impl Stream {
     }
 
     /// Writes the TLS records the socket did not take earlier.
-    pub(crate) fn flush_pending(&mut self) -> io::Result<()> {
+    fn flush_pending(&mut self) -> io::Result<()> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
             tls.flush(&mut self.tcp)?;
@@ -103,7 +134,7 @@ impl Stream {
     }
 
     /// Whether encrypted bytes wait for the socket.
-    pub(crate) fn has_pending(&self) -> bool {
+    fn has_pending(&self) -> bool {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref() {
             return tls.has_pending();
@@ -113,7 +144,7 @@ impl Stream {
 
     /// Sends TLS `close_notify` (best effort) before the socket closes; nothing over plain TCP.
     #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
-    pub(crate) fn close_notify(&mut self, scratch: &mut Scratch) {
+    fn close_notify(&mut self, scratch: &mut Scratch) {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
             tls.close_notify(&mut self.tcp, scratch);
@@ -121,7 +152,7 @@ impl Stream {
     }
 
     /// Ends our sending side: TLS `close_notify` (best effort), then TCP FIN.
-    pub(crate) fn shutdown_write(&mut self, scratch: &mut Scratch) {
+    fn shutdown_write(&mut self, scratch: &mut Scratch) {
         self.close_notify(scratch);
         let _ = self.tcp.shutdown(Shutdown::Write);
     }

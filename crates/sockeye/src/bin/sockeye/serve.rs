@@ -31,7 +31,8 @@ pub(crate) struct ServeArgs {
     /// Largest frame accepted (bytes; suffixes KiB, MiB).
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     max_frame: usize,
-    /// Most fragments one message may arrive in.
+    /// Most fragments under 64 bytes one message may arrive in (larger ones are bounded by
+    /// --max-message).
     #[arg(long, default_value_t = 4096)]
     max_fragments: u32,
     /// Largest upgrade request head (bytes).
@@ -46,6 +47,9 @@ pub(crate) struct ServeArgs {
     /// Seconds without traffic before closing (a ping is sent at half); 0 disables.
     #[arg(long, default_value_t = 120)]
     idle_timeout: u64,
+    /// Seconds a started message may take to arrive whole (then closed with 1008); 0 disables.
+    #[arg(long, default_value_t = 60)]
+    message_timeout: u64,
     /// Bytes queued per connection before sends fail (backpressure limit).
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     backpressure_limit: usize,
@@ -143,6 +147,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     config.max_connections = args.max_connections;
     config.handshake_timeout = Duration::from_secs(args.handshake_timeout);
     config.idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
+    config.message_timeout =
+        (args.message_timeout > 0).then(|| Duration::from_secs(args.message_timeout));
     config.backpressure.limit = args.backpressure_limit;
     if args.deflate {
         let mut deflate = DeflateConfig::default();

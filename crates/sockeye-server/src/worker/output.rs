@@ -1,0 +1,622 @@
+//! A connection's outgoing bytes, and the one rule for the order they leave in.
+//!
+//! # The ordering rule
+//!
+//! Bytes for a connection sit in one of three places, and leave in this order:
+//!
+//! 1. **The backlog** ([`Queue`]): what earlier writes could not hand to the kernel. While it
+//!    holds anything, new data frames go behind it, never around it.
+//! 2. **The control lane** (inside the backlog): pongs, pings and close frames that arrive while
+//!    a backlog exists. They do not wait behind the data: they leave at the backlog's next frame
+//!    boundary, after at most the rest of one partly written frame. A close frame also discards
+//!    the data behind that boundary, since nothing may follow a close (RFC 6455 §5.5.1).
+//! 3. **The cork**: the worker's buffer for the frames of the connection whose turn it is, while
+//!    it has no backlog. Data and control frames go there in the order they are made and leave
+//!    in one write at the end of the turn; a large message leaves from the caller's bytes right
+//!    behind the corked frames in one vectored write ([`Queue::write_direct`]). What the kernel
+//!    does not take becomes the backlog.
+//!
+//! So data frames leave in send order; control frames leave in their own order, never later
+//! than the next frame boundary; frames never interleave inside a frame.
+
+use std::io::{self, IoSlice};
+
+use super::io::Pool;
+
+/// Where bytes go: the socket, or a fake one in tests.
+pub(crate) trait Sock {
+    /// Writes `buf` once: the bytes taken, fewer (0 too) when the socket is full.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// Writes `bufs` in order as one write takes them.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+/// A remainder at least this large moves into the queue with its buffer instead of being copied.
+const MOVE_MIN: usize = 64 << 10;
+
+/// The bytes of a connection the kernel has not taken, in order. Nothing (a null pointer) while
+/// the socket keeps up; written from a moving head, so a large backlog is never shifted byte by
+/// byte as the kernel takes it piece by piece.
+#[derive(Debug, Default)]
+pub(crate) struct Queue(Option<Box<Backlog>>);
+
+/// A non-empty backlog.
+#[derive(Debug)]
+struct Backlog {
+    /// `buf[head..]` waits: whole frames, except that the first may be partly written already
+    /// (and the very first bytes may be an HTTP response, before any frame).
+    buf: Vec<u8>,
+    head: usize,
+    /// A frame boundary of `buf`: where a frame starts (or `buf`'s end). Moved forward lazily,
+    /// only when a control frame needs the boundary at or after `head`.
+    edge: usize,
+    /// Control frames waiting for the next boundary; a partly written one keeps its rest here.
+    control: Vec<u8>,
+}
+
+impl Backlog {
+    fn new(buf: Vec<u8>, head: usize, edge: usize) -> Box<Self> {
+        Box::new(Backlog {
+            buf,
+            head,
+            edge,
+            control: Vec::new(),
+        })
+    }
+
+    /// The first frame boundary at or after `head`.
+    fn boundary(&mut self) -> usize {
+        self.edge = boundary_at(&self.buf, self.edge, self.head);
+        self.edge
+    }
+
+    fn is_done(&self) -> bool {
+        self.head == self.buf.len() && self.control.is_empty()
+    }
+
+    /// Accounts for `n` bytes written as `[buf[head..edge], control, buf[edge..]]`.
+    fn advance_around_control(&mut self, mut n: usize) {
+        let first = self.edge - self.head;
+        if n <= first {
+            self.head += n;
+            return;
+        }
+        self.head = self.edge;
+        n -= first;
+        let control = n.min(self.control.len());
+        self.control.drain(..control);
+        self.head += n - control;
+    }
+
+    /// Drops the data after the frame being written: a close frame is on the control lane.
+    fn truncate_at_boundary(&mut self) {
+        let edge = self.boundary();
+        self.buf.truncate(edge);
+    }
+
+    /// Shifts the unwritten rest to the front, keeping the boundary.
+    fn compact(&mut self) {
+        let edge = self.boundary();
+        self.buf.drain(..self.head);
+        self.edge = edge - self.head;
+        self.head = 0;
+    }
+}
+
+impl Queue {
+    /// Bytes waiting, control frames included.
+    pub(crate) fn len(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |b| b.buf.len() - b.head + b.control.len())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Where data frames go now: behind the backlog, or into the turn's `cork`.
+    pub(crate) fn data<'a>(&'a mut self, cork: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
+        match &mut self.0 {
+            Some(backlog) => &mut backlog.buf,
+            None => cork,
+        }
+    }
+
+    /// Appends the control frames `f` writes: into the `cork` with no backlog (they leave with
+    /// the turn's frames, in order), else onto the control lane. A close frame there discards
+    /// the data behind the frame being written.
+    pub(crate) fn control<R>(
+        &mut self,
+        cork: &mut Vec<u8>,
+        f: impl FnOnce(&mut Vec<u8>) -> R,
+    ) -> R {
+        let Some(backlog) = self.0.as_mut() else {
+            return f(cork);
+        };
+        let start = backlog.control.len();
+        let result = f(&mut backlog.control);
+        if has_close(&backlog.control[start..]) {
+            backlog.truncate_at_boundary();
+        }
+        result
+    }
+
+    /// Runs `f` with the backlog's buffer (made if need be) to append whole frames to, behind
+    /// what waits: frames made outside the connection's turn.
+    pub(crate) fn append<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let backlog = self.0.get_or_insert_with(|| Backlog::new(Vec::new(), 0, 0));
+        let result = f(&mut backlog.buf);
+        if backlog.is_done() {
+            // Nothing was appended to an empty queue: keep it a null pointer.
+            self.0 = None;
+        }
+        result
+    }
+
+    /// Queues `buf[from..]`, the part of a write the kernel did not take (`buf[..raw]` is not
+    /// frames: an HTTP response). A large remainder takes `buf`'s allocation along (leaving
+    /// `buf` empty) instead of being copied.
+    pub(crate) fn take_rest(&mut self, buf: &mut Vec<u8>, from: usize, raw: usize) {
+        if from == buf.len() {
+            return;
+        }
+        let edge = boundary_at(buf, raw, from);
+        match &mut self.0 {
+            Some(backlog) => backlog.buf.extend_from_slice(&buf[from..]),
+            None if buf.len() - from >= MOVE_MIN => {
+                self.0 = Some(Backlog::new(std::mem::take(buf), from, edge));
+            }
+            None => self.0 = Some(Backlog::new(buf[from..].to_vec(), 0, edge - from)),
+        }
+    }
+
+    /// Writes the turn's `cork` (whose first `raw` bytes are not frames) behind what waits,
+    /// once; what the kernel does not take waits in the queue. Returns the bytes written. The
+    /// cork is left for the caller to clear.
+    pub(crate) fn flush(
+        &mut self,
+        cork: &mut Vec<u8>,
+        raw: usize,
+        sock: &mut impl Sock,
+        pool: &mut Pool,
+    ) -> io::Result<usize> {
+        if let Some(backlog) = self.0.as_mut() {
+            backlog.buf.extend_from_slice(cork);
+            return self.write(sock, pool);
+        }
+        if cork.is_empty() {
+            // Nothing to say: no write syscall.
+            return Ok(0);
+        }
+        let n = sock.write(cork)?;
+        self.take_rest(cork, n, raw);
+        Ok(n)
+    }
+
+    /// Writes `cork` and then `payload` (the rest of the cork's last frame) in one vectored
+    /// write, with no backlog; what the kernel does not take waits in the queue. The cork is
+    /// left for the caller to clear. A socket error is not returned: the bytes wait, and the
+    /// next write meets the error again.
+    pub(crate) fn write_direct(
+        &mut self,
+        cork: &mut Vec<u8>,
+        raw: usize,
+        payload: &[u8],
+        sock: &mut impl Sock,
+        pool: &mut Pool,
+    ) -> usize {
+        debug_assert!(self.is_empty(), "a direct write with a backlog");
+        let sent = sock
+            .write_vectored(&[IoSlice::new(cork), IoSlice::new(payload)])
+            .unwrap_or(0);
+        let corked = cork.len();
+        if sent < corked {
+            self.take_rest(cork, sent, raw);
+            self.append(|buf| buf.extend_from_slice(payload));
+        } else if sent < corked + payload.len() {
+            let rest = &payload[sent - corked..];
+            let mut buf = pool.take();
+            buf.extend_from_slice(rest);
+            let end = buf.len();
+            self.0 = Some(Backlog::new(buf, 0, end));
+        }
+        sent
+    }
+
+    /// Writes what waits, once: the rest of the frame being written, the control lane, then the
+    /// data behind. Gives the buffer back to `pool` when all is written.
+    pub(crate) fn write(&mut self, sock: &mut impl Sock, pool: &mut Pool) -> io::Result<usize> {
+        let Some(backlog) = self.0.as_mut() else {
+            return Ok(0);
+        };
+        let n = if backlog.control.is_empty() {
+            let n = sock.write(&backlog.buf[backlog.head..])?;
+            backlog.head += n;
+            n
+        } else {
+            let edge = backlog.boundary();
+            let b = &backlog.buf;
+            let slices = [
+                IoSlice::new(&b[backlog.head..edge]),
+                IoSlice::new(&backlog.control),
+                IoSlice::new(&b[edge..]),
+            ];
+            let n = sock.write_vectored(&slices)?;
+            backlog.advance_around_control(n);
+            n
+        };
+        if backlog.is_done() {
+            // An idle connection owns no send buffer.
+            if let Some(backlog) = self.0.take() {
+                pool.give(backlog.buf);
+            }
+        } else if backlog.head > 0 && backlog.head >= backlog.buf.len() / 2 {
+            // Shift the rest (the smaller part) so the buffer does not grow without bound while
+            // frames keep arriving behind it.
+            backlog.compact();
+        }
+        Ok(n)
+    }
+}
+
+/// The first frame boundary at or after `pos`, walking whole frames from the boundary `from`.
+/// `bytes` holds at least the header of each frame walked (the last frame's payload may lie
+/// beyond its end, as in a direct write).
+fn boundary_at(bytes: &[u8], mut from: usize, pos: usize) -> usize {
+    while from < pos {
+        from += frame_len(&bytes[from..]);
+    }
+    from
+}
+
+/// The length of the server frame (unmasked, or masked) starting `bytes`, header included.
+fn frame_len(bytes: &[u8]) -> usize {
+    let Some(&second) = bytes.get(1) else {
+        // Not a frame: treat the rest as one.
+        return bytes.len().max(1);
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    let (header, len) = match second & 0x7f {
+        126 if bytes.len() >= 4 => (4, u64::from(u16::from_be_bytes([bytes[2], bytes[3]]))),
+        127 if bytes.len() >= 10 => {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[2..10]);
+            (10, u64::from_be_bytes(word))
+        }
+        126 | 127 => return bytes.len().max(1),
+        len => (2, u64::from(len)),
+    };
+    header + mask + usize::try_from(len).unwrap_or(usize::MAX - header - mask)
+}
+
+/// Whether the whole frames in `control` include a close frame.
+fn has_close(control: &[u8]) -> bool {
+    let mut at = 0;
+    while at < control.len() {
+        if control[at] & 0x0f == 0x8 {
+            return true;
+        }
+        at += frame_len(&control[at..]);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use sockeye_proto::connection::write_frame;
+    use sockeye_proto::{OpCode, Rsv};
+
+    use super::*;
+
+    /// A socket that takes at most `take` bytes per write, refuses everything while `full`, or
+    /// fails.
+    #[derive(Default)]
+    struct Fake {
+        wire: Vec<u8>,
+        take: Option<usize>,
+        full: bool,
+        fail: bool,
+        writes: usize,
+    }
+
+    impl Sock for Fake {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.writes += 1;
+            if self.fail {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            let mut room = if self.full {
+                0
+            } else {
+                self.take.unwrap_or(usize::MAX)
+            };
+            let mut n = 0;
+            for buf in bufs {
+                let k = buf.len().min(room);
+                self.wire.extend_from_slice(&buf[..k]);
+                room -= k;
+                n += k;
+            }
+            Ok(n)
+        }
+    }
+
+    fn frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_frame(&mut out, opcode, Rsv::NONE, payload, None);
+        out
+    }
+
+    /// Splits a server byte stream into (opcode, payload) frames.
+    fn frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !wire.is_empty() {
+            let len = frame_len(wire);
+            let header = len - payload_len(wire);
+            out.push((wire[0] & 0x0f, wire[header..len].to_vec()));
+            wire = &wire[len..];
+        }
+        out
+    }
+
+    fn payload_len(bytes: &[u8]) -> usize {
+        match bytes[1] & 0x7f {
+            126 => usize::from(u16::from_be_bytes([bytes[2], bytes[3]])),
+            127 => u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+            n => usize::from(n),
+        }
+    }
+
+    fn data(n: u8, len: usize) -> Vec<u8> {
+        frame(OpCode::Binary, &vec![n; len])
+    }
+
+    #[test]
+    fn frame_lengths_cover_every_header_size() {
+        for len in [0, 1, 125, 126, 65_535, 65_536, 200_000] {
+            let f = data(1, len);
+            assert_eq!(frame_len(&f), f.len(), "payload {len}");
+        }
+        let mut masked = Vec::new();
+        write_frame(
+            &mut masked,
+            OpCode::Text,
+            Rsv::NONE,
+            b"hi",
+            Some([1, 2, 3, 4]),
+        );
+        assert_eq!(frame_len(&masked), masked.len());
+        assert_eq!(frame_len(&[0x81]), 1, "a cut header never stalls a walk");
+    }
+
+    #[test]
+    fn the_cork_leaves_in_one_write_and_the_rest_is_queued_in_order() {
+        let mut queue = Queue::default();
+        let mut pool = Pool::default();
+        let mut cork = [data(1, 10), data(2, 300), data(3, 10)].concat();
+        let all = cork.clone();
+        let mut sock = Fake {
+            take: Some(50),
+            ..Fake::default()
+        };
+        assert_eq!(queue.flush(&mut cork, 0, &mut sock, &mut pool).unwrap(), 50);
+        cork.clear();
+        assert_eq!(queue.len(), all.len() - 50);
+        while !queue.is_empty() {
+            queue.write(&mut sock, &mut pool).unwrap();
+        }
+        assert_eq!(sock.wire, all);
+        assert_eq!(queue.write(&mut sock, &mut pool).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_empty_cork_and_queue_make_no_write() {
+        let mut sock = Fake::default();
+        let n = Queue::default()
+            .flush(&mut Vec::new(), 0, &mut sock, &mut Pool::default())
+            .unwrap();
+        assert_eq!((n, sock.writes), (0, 0));
+    }
+
+    #[test]
+    fn a_pong_overtakes_queued_data_at_the_next_frame_boundary() {
+        for take in [1, 7, 100, 1000, 5000] {
+            let mut queue = Queue::default();
+            let mut pool = Pool::default();
+            let mut cork: Vec<u8> = (0..20).flat_map(|i| data(i, 1000)).collect();
+            let mut sock = Fake {
+                take: Some(take),
+                ..Fake::default()
+            };
+            queue.flush(&mut cork, 0, &mut sock, &mut pool).unwrap();
+            cork.clear();
+            let pong = frame(OpCode::Pong, b"keepalive");
+            queue.control(&mut cork, |buf| buf.extend_from_slice(&pong));
+            assert!(
+                cork.is_empty(),
+                "with a backlog, control frames skip the cork"
+            );
+            // More data behind: it stays behind the pong.
+            queue.data(&mut cork).extend_from_slice(&data(20, 10));
+            while !queue.is_empty() {
+                queue.write(&mut sock, &mut pool).unwrap();
+            }
+            let got = frames(&sock.wire);
+            let before = (take / 1002) + 1;
+            assert_eq!(got.len(), 22, "take {take}");
+            let at = got.iter().position(|(op, _)| *op == 0xA).unwrap();
+            assert!(at <= before, "take {take}: pong after {at} frames");
+            let order: Vec<u8> = got
+                .iter()
+                .filter(|(op, _)| *op == 0x2)
+                .map(|(_, p)| p[0])
+                .collect();
+            assert_eq!(order, (0..=20).collect::<Vec<u8>>(), "data keeps its order");
+        }
+    }
+
+    #[test]
+    fn a_close_goes_after_the_partly_written_frame_and_drops_the_data_behind() {
+        let mut queue = Queue::default();
+        let mut pool = Pool::default();
+        let mut cork: Vec<u8> = (0..10).flat_map(|i| data(i, 1000)).collect();
+        let mut sock = Fake {
+            take: Some(1500),
+            ..Fake::default()
+        };
+        queue.flush(&mut cork, 0, &mut sock, &mut pool).unwrap();
+        cork.clear();
+        let pong = frame(OpCode::Pong, b"");
+        let close = frame(OpCode::Close, &[0x03, 0xe9]);
+        queue.control(&mut cork, |buf| buf.extend_from_slice(&pong));
+        queue.control(&mut cork, |buf| buf.extend_from_slice(&close));
+        assert_eq!(queue.len(), 2 * 1004 - 1500 + pong.len() + close.len());
+        while !queue.is_empty() {
+            queue.write(&mut sock, &mut pool).unwrap();
+        }
+        let got = frames(&sock.wire);
+        let ops: Vec<u8> = got.iter().map(|(op, _)| *op).collect();
+        assert_eq!(ops, [0x2, 0x2, 0xA, 0x8]);
+    }
+
+    #[test]
+    fn a_control_frame_cut_by_the_kernel_is_finished_before_anything_else() {
+        let mut queue = Queue::default();
+        let mut pool = Pool::default();
+        let mut cork = data(1, 100);
+        let mut sock = Fake {
+            take: Some(3),
+            ..Fake::default()
+        };
+        queue.flush(&mut cork, 0, &mut sock, &mut pool).unwrap();
+        cork.clear();
+        let ping = frame(OpCode::Ping, b"0123456789");
+        queue.control(&mut cork, |buf| buf.extend_from_slice(&ping));
+        queue.data(&mut cork).extend_from_slice(&data(2, 5));
+        let mut writes = 0;
+        while !queue.is_empty() {
+            queue.write(&mut sock, &mut pool).unwrap();
+            writes += 1;
+            if writes == 36 {
+                // Mid-ping: a pong arrives; it waits for the ping to finish.
+                let pong = frame(OpCode::Pong, b"x");
+                queue.control(&mut cork, |buf| buf.extend_from_slice(&pong));
+            }
+        }
+        let ops: Vec<u8> = frames(&sock.wire).iter().map(|(op, _)| *op).collect();
+        assert_eq!(ops, [0x2, 0x9, 0xA, 0x2]);
+    }
+
+    #[test]
+    fn an_http_response_in_front_is_not_read_as_frames() {
+        let response = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+        let mut queue = Queue::default();
+        let mut pool = Pool::default();
+        let mut cork = [response.clone(), data(1, 50)].concat();
+        let mut sock = Fake {
+            take: Some(10),
+            ..Fake::default()
+        };
+        queue
+            .flush(&mut cork, response.len(), &mut sock, &mut pool)
+            .unwrap();
+        cork.clear();
+        let pong = frame(OpCode::Pong, b"");
+        queue.control(&mut cork, |buf| buf.extend_from_slice(&pong));
+        while !queue.is_empty() {
+            queue.write(&mut sock, &mut pool).unwrap();
+        }
+        assert_eq!(&sock.wire[..response.len()], &response[..]);
+        let ops: Vec<u8> = frames(&sock.wire[response.len()..])
+            .iter()
+            .map(|(op, _)| *op)
+            .collect();
+        assert_eq!(
+            ops,
+            [0xA, 0x2],
+            "the pong waits for the response, then overtakes"
+        );
+    }
+
+    #[test]
+    fn a_refusing_socket_keeps_everything_and_a_failing_one_reports() {
+        let mut queue = Queue::default();
+        let mut pool = Pool::default();
+        let mut cork = data(1, 10);
+        let mut sock = Fake {
+            full: true,
+            ..Fake::default()
+        };
+        assert_eq!(queue.flush(&mut cork, 0, &mut sock, &mut pool).unwrap(), 0);
+        assert_eq!(queue.len(), 12);
+        sock.fail = true;
+        let err = queue.write(&mut sock, &mut pool).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(queue.len(), 12, "nothing is lost on an error");
+    }
+
+    #[test]
+    fn a_direct_write_queues_what_the_kernel_leaves_of_both_parts() {
+        for take in [0, 5, 20, 1000, 70_000, usize::MAX] {
+            let mut queue = Queue::default();
+            let mut pool = Pool::default();
+            let payload = vec![9u8; 70_000];
+            let mut cork = data(1, 10);
+            let mut big = frame(OpCode::Binary, &payload);
+            big.truncate(big.len() - payload.len());
+            cork.extend_from_slice(&big);
+            let mut sock = Fake {
+                take: Some(take),
+                ..Fake::default()
+            };
+            let sent = queue.write_direct(&mut cork, 0, &payload, &mut sock, &mut pool);
+            assert_eq!(sent, sock.wire.len());
+            let pong = frame(OpCode::Pong, b"");
+            queue.control(&mut cork, |buf| buf.extend_from_slice(&pong));
+            if queue.is_empty() {
+                cork.clear();
+                continue;
+            }
+            sock.take = Some(999);
+            while !queue.is_empty() {
+                queue.write(&mut sock, &mut pool).unwrap();
+            }
+            let ops: Vec<u8> = frames(&sock.wire).iter().map(|(op, _)| *op).collect();
+            let expected: &[u8] = if take == 0 {
+                &[0xA, 0x2, 0x2]
+            } else if take < 12 {
+                &[0x2, 0xA, 0x2]
+            } else {
+                &[0x2, 0x2, 0xA]
+            };
+            assert_eq!(ops, expected, "take {take}");
+        }
+    }
+
+    #[test]
+    fn a_large_remainder_moves_into_the_queue_without_a_copy() {
+        let mut queue = Queue::default();
+        let mut cork: Vec<u8> = (0..64).flat_map(|i| data(i, 4000)).collect();
+        let len = cork.len();
+        let ptr = cork.as_ptr();
+        queue.take_rest(&mut cork, 1000, 0);
+        assert_eq!(queue.len(), len - 1000);
+        assert_eq!(cork.capacity(), 0, "the cork gave its buffer away");
+        let backlog = queue.0.as_ref().unwrap();
+        assert_eq!((backlog.buf.as_ptr(), backlog.head), (ptr, 1000));
+    }
+
+    #[test]
+    fn a_small_remainder_is_copied_and_the_cork_kept() {
+        let mut queue = Queue::default();
+        let mut cork = data(1, 20);
+        queue.take_rest(&mut cork, 6, 0);
+        assert_eq!(queue.len(), 16);
+        assert_eq!(cork.len(), 22, "the cork keeps its buffer");
+    }
+}
