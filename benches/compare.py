@@ -32,7 +32,7 @@ sums those ratios up.
     python3 benches/compare.py --only 4KiB --workers 1,2,4  # scaling with server workers
     python3 benches/compare.py --only 16B-1,16B-1-tls,idle,idle-tls   # what TLS costs
 
-It builds what it runs (`cargo build --release -p sockeye` here and `cargo build --release` in
+It builds what it runs (`cargo build --release -p sockeye-cli` here and `cargo build --release` in
 benches/peers; --no-build skips that) and installs the deflate peers into target/peers/ (a venv
 with websockets, and ws under target/peers/node) when a deflate scenario needs them. Before
 measuring, each server must pass a short echo check. Loopback only; every process it starts
@@ -257,7 +257,7 @@ def run_step(what, args, cwd=ROOT, env=None):
 
 
 def build():
-    run_step("cargo build --release -p sockeye", ["cargo", "build", "--release", "-p", "sockeye"])
+    run_step("cargo build --release -p sockeye-cli", ["cargo", "build", "--release", "-p", "sockeye-cli"])
     run_step("cargo build --release (benches/peers)", ["cargo", "build", "--release"], cwd=PEERS)
 
 

@@ -50,7 +50,7 @@ fn autobahn_fuzzing_client_against_the_server() {
     let output = run_bounded(command, limit);
     let elapsed = started.elapsed();
     running.handle().shutdown();
-    running.join();
+    running.join().expect("no worker died");
 
     let reports = read_reports(&reports_dir);
     println!(

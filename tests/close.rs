@@ -29,7 +29,7 @@ fn client_close_is_echoed_then_the_server_closes_tcp() {
     );
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn server_close_through_the_handle() {
     assert_eq!((stats.closed_local, stats.messages_in), (1, 2));
     drop((first, second));
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn protocol_errors_get_their_close_code_then_eof() {
         assert_eq!(events.next_close(), Closed::Protocol(error), "{name}");
         drop(client);
         handle.shutdown();
-        running.join();
+        running.join().expect("no worker died");
         let stats = handle.stats();
         let counted = match code {
             1002 => stats.protocol_errors_1002,
@@ -140,7 +140,7 @@ fn abrupt_tcp_close_mid_frame_is_disconnected() {
     drop(client);
     assert_eq!(events.next_close(), Closed::Disconnected);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
     assert_eq!(handle.stats().closed_abnormal, 1);
 }
 
@@ -179,7 +179,7 @@ fn close_reasons_in_sequence() {
     assert_eq!(events.next_close(), Closed::Disconnected);
     drop((remote, broken, gone));
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
     assert!(
         events.closed.try_recv().is_err(),
         "on_close runs once per connection"

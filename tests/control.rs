@@ -111,7 +111,7 @@ fn a_pong_overtakes_the_queued_data_of_a_slow_reader() {
     }
     client.sync();
     running.handle().shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -136,5 +136,5 @@ fn a_handle_close_goes_out_after_at_most_one_partly_written_frame() {
     assert!(client.send_owed().unwrap(), "the echo of the close");
     client.expect_eof().unwrap();
     running.handle().shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }

@@ -60,7 +60,7 @@ fn echo_sizes(sizes: &[usize]) {
     assert_eq!(stats.protocol_errors_1009, 0);
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 /// An event's kind and size, for failure messages that do not print megabytes.
@@ -127,7 +127,7 @@ fn fragments_with_pings_between_them() {
     assert_eq!(handle.stats().messages_in, 2);
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -141,7 +141,7 @@ fn many_messages_in_one_write() {
     assert_eq!(handle.stats().messages_in, COUNT as u64);
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -165,5 +165,5 @@ fn message_written_one_byte_at_a_time() {
     drop(stream);
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }

@@ -64,7 +64,7 @@ fn fragmented_message_over_max_message_size_is_1009() {
     client.expect_eof().unwrap();
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
     assert_eq!(handle.stats().protocol_errors_1009, 2);
 }
 
@@ -91,7 +91,7 @@ fn too_many_fragments_is_1009() {
     );
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn fragments_of_64_bytes_or_more_do_not_count_against_the_fragment_limit() {
     assert_eq!(client.recv_close().0, Some(1009));
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn request_head_over_max_head_len_is_431() {
     let answer = http_exchange(addr, endless.as_bytes());
     assert_eq!(answer.status, 431, "{}", answer.head);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -188,5 +188,5 @@ fn max_connections_pauses_accepting_until_one_closes() {
     );
     drop((second, third));
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }

@@ -42,7 +42,7 @@ fn slow_loris_handshake_is_dropped_after_the_handshake_timeout() {
     assert!(elapsed < SHORT + SLACK, "closed after {elapsed:?}");
     drop(stream);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
     let stats = handle.stats();
     assert_eq!((stats.accepted, stats.upgraded, stats.rejected), (1, 0, 1));
     // The connection never opened, so the handler heard nothing.
@@ -71,6 +71,6 @@ fn idle_connection_that_does_not_answer_is_closed_with_1001() {
     assert_eq!(events.next_close(), Closed::Timeout(Timeout::Idle));
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
     assert_eq!(handle.stats().closed_timeout, 1);
 }

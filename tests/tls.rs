@@ -65,7 +65,7 @@ impl TlsServer {
     /// counters.
     fn stop(self) -> Handle {
         self.handle.shutdown();
-        self.running.join();
+        self.running.join().expect("no worker died");
         self.handle
     }
 }

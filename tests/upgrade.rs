@@ -109,7 +109,7 @@ fn valid_upgrade_gets_101_with_the_accept_key() {
     drop(client);
     assert_eq!(handle.stats().upgraded, 2);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn subprotocol_is_selected_from_the_offer() {
         );
     }
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn every_refusal_has_its_status() {
     assert_eq!(stats.rejected, table.len() as u64 - 1);
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -256,7 +256,7 @@ fn plain_get_is_answered_by_on_http() {
     let answer = http_exchange(addr, &head(&["GET /missing HTTP/1.1", HOST]));
     assert_eq!(answer.status, 404, "{}", answer.head);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 
     // The default `on_http` asks for an upgrade.
     let (running, addr) = start(test_config(), Plain);
@@ -266,7 +266,7 @@ fn plain_get_is_answered_by_on_http() {
     assert_eq!(answer.header("Upgrade"), Some("websocket"));
     assert_eq!(answer.header("Sec-WebSocket-Version"), Some("13"));
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -297,7 +297,7 @@ fn handler_refuses_an_origin_with_403() {
     let stats = handle.stats();
     assert_eq!((stats.rejected, stats.upgraded), (1, 1));
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn frames_pipelined_behind_the_request_are_echoed() {
     assert_eq!(client.recv().unwrap(), OwnedEvent::text("fragmented"));
     drop(client);
     handle.shutdown();
-    running.join();
+    running.join().expect("no worker died");
 }
 
 #[test]
@@ -348,5 +348,45 @@ fn ipv4_and_ipv6_listeners_serve_together() {
         assert_eq!(client.recv_text(), "over both families", "{addr}");
     }
     running.handle().shutdown();
-    running.join();
+    running.join().expect("no worker died");
+}
+
+/// Tells the test the addresses `on_upgrade` saw.
+#[derive(Clone)]
+struct Addresses(
+    std::sync::mpsc::Sender<(Option<std::net::SocketAddr>, Option<std::net::SocketAddr>)>,
+);
+
+impl sockeye::server::Handler for Addresses {
+    type Conn = ();
+
+    fn on_upgrade(
+        &mut self,
+        _: &sockeye::proto::Request<'_>,
+        accept: &mut sockeye::server::Accept<'_>,
+    ) -> Result<(), sockeye::server::Reject> {
+        let _ = self.0.send((accept.peer_addr(), accept.local_addr()));
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        _: &mut (),
+        _: sockeye::proto::Message<'_>,
+        _: &mut sockeye::server::Outbox<'_>,
+    ) {
+    }
+}
+
+#[test]
+fn on_upgrade_learns_the_peer_and_local_addresses() {
+    let (tx, seen) = std::sync::mpsc::channel();
+    let (running, addr) = start(test_config(), Addresses(tx));
+    let client = Client::connect(addr);
+    let (peer, local) = seen.recv_timeout(sockeye_tests::client::TIMEOUT).unwrap();
+    assert_eq!(peer, Some(client.stream().local_addr().unwrap()));
+    assert_eq!(local, Some(addr));
+    drop(client);
+    running.handle().shutdown();
+    running.join().expect("no worker died");
 }

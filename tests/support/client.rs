@@ -68,7 +68,7 @@ pub fn join_within(running: Running, limit: Duration) -> Duration {
     let started = Instant::now();
     let (done, joined) = mpsc::channel();
     std::thread::spawn(move || {
-        running.join();
+        running.join().expect("no worker died");
         let _ = done.send(());
     });
     joined
@@ -619,7 +619,7 @@ impl Handler for Echo {
         let _ = out.send(msg);
     }
 
-    fn on_http(&mut self, head: &Head<'_>) -> HttpResponse {
+    fn on_http(&mut self, head: &Head<'_>, _: &sockeye::server::Handle) -> HttpResponse {
         match (head.method, head.path) {
             ("GET", "/") | ("GET", "/index.html") => {
                 HttpResponse::new(200, "text/html; charset=utf-8", ECHO_PAGE.as_bytes())

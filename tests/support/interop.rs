@@ -162,7 +162,7 @@ impl Handler for DemoEcho {
         let _ = out.send(msg);
     }
 
-    fn on_http(&mut self, head: &Head<'_>) -> HttpResponse {
+    fn on_http(&mut self, head: &Head<'_>, _: &sockeye::server::Handle) -> HttpResponse {
         match (head.method, head.path) {
             ("GET", "/") | ("GET", "/index.html") => {
                 HttpResponse::new(200, "text/html; charset=utf-8", DEMO_PAGE.as_bytes())
@@ -249,7 +249,7 @@ impl Drop for EchoServer {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
             running.handle().shutdown();
-            running.join();
+            running.join().expect("no worker died");
         }
     }
 }

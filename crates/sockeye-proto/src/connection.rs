@@ -493,6 +493,7 @@ impl<E: Extension> Connection<E> {
     }
 
     /// The rules a data frame must follow given the message in progress.
+    #[inline(always)]
     fn check_frame(&self, header: &FrameHeader, buffered: usize) -> Result<(), ProtocolError> {
         match (header.opcode, self.message.is_some()) {
             // "a fragmented message consists of a single frame with the FIN bit clear and an

@@ -60,6 +60,12 @@ pub struct ServerConfig {
     pub workers: usize,
     /// The listen backlog. Default 1024.
     pub backlog: i32,
+    /// Share the listening addresses with other processes that also set `SO_REUSEPORT` (a
+    /// zero-downtime restart: the new server starts while the old one drains). Default `false`:
+    /// binding an address another socket listens on fails with
+    /// [`SetupError::Bind`](crate::SetupError::Bind). This server's own workers always share
+    /// their port.
+    pub reuse_port: bool,
     /// Limits on the upgrade request (head size 8 KiB, 64 headers by default).
     pub handshake: Limits,
     /// Limits of the WebSocket protocol: frame and message size (16 MiB), fragments (4096),
@@ -86,6 +92,11 @@ pub struct ServerConfig {
     pub recv_buffer: usize,
     /// Reads per connection per loop turn before others get their turn. Default 4.
     pub read_budget: usize,
+    /// Commands (sends, closes, closures, broadcasts from a [`Handle`](crate::Handle)) each
+    /// worker's channel holds; a full channel refuses more with
+    /// [`HandleError::Full`](crate::HandleError::Full). Default 65 536. Bounds the memory a
+    /// fast sender can pile up in front of a worker that is behind.
+    pub command_queue: usize,
     /// How long graceful shutdown waits for close handshakes. Default 5 s.
     pub shutdown_timeout: Duration,
     /// permessage-deflate (RFC 7692), negotiated with clients that offer it. Default `None`
@@ -107,6 +118,7 @@ impl ServerConfig {
             addrs: vec![addr],
             workers: 0,
             backlog: 1024,
+            reuse_port: false,
             handshake: Limits::default(),
             protocol: ProtocolConfig::default(),
             handshake_timeout: Duration::from_secs(10),
@@ -117,6 +129,7 @@ impl ServerConfig {
             backpressure: Backpressure::default(),
             recv_buffer: 256 << 10,
             read_budget: 4,
+            command_queue: 1 << 16,
             shutdown_timeout: Duration::from_secs(5),
             deflate: None,
             #[cfg(feature = "tls")]

@@ -19,6 +19,8 @@ pub enum SetupError {
     Config(&'static str),
     /// The event loop could not be created or a worker thread could not start.
     Io(io::Error),
+    /// A worker died of a panic while running (from [`Server::run`](crate::Server::run)).
+    Worker(crate::WorkerPanicked),
 }
 
 impl fmt::Display for SetupError {
@@ -29,6 +31,7 @@ impl fmt::Display for SetupError {
             }
             SetupError::Config(what) => write!(f, "invalid configuration: {what}"),
             SetupError::Io(err) => write!(f, "cannot start the engine: {err}"),
+            SetupError::Worker(err) => write!(f, "the engine failed: {err}"),
         }
     }
 }
@@ -38,6 +41,7 @@ impl std::error::Error for SetupError {
         match self {
             SetupError::Bind { source, .. } => Some(source),
             SetupError::Io(err) => Some(err),
+            SetupError::Worker(err) => Some(err),
             SetupError::Config(_) => None,
         }
     }

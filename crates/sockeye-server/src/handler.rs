@@ -3,11 +3,13 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 
 use sockeye_proto::handshake::{Head, TokenList};
 use sockeye_proto::{CloseCode, Message, ProtocolError, Request};
 
-use crate::handle::Handle;
+use crate::handle::{Handle, SendOutcome};
+use crate::transport::Peer;
 
 /// An opaque, copyable identifier of a connection, valid across threads (like mio's `Token`).
 /// Ids are not reused while their connection lives; a stale id simply addresses nobody.
@@ -56,8 +58,9 @@ impl fmt::Debug for ConnId {
 /// The application: one clone per worker; every call for one connection happens on its
 /// worker's thread, so no locks are needed.
 pub trait Handler: Clone + Send + 'static {
-    /// Per-connection state of the application.
-    type Conn;
+    /// Per-connection state of the application (`'static`, so that
+    /// [`Handle::with_conn`](crate::Handle::with_conn) can reach it from other threads).
+    type Conn: 'static;
 
     /// Decides on an upgrade request: inspect the path, headers, `Origin` and offered
     /// subprotocols; accept with the connection's state (choosing a subprotocol or adding
@@ -90,9 +93,11 @@ pub trait Handler: Clone + Send + 'static {
     /// The connection is over; called exactly once per opened connection.
     fn on_close(&mut self, _conn: Self::Conn, _why: CloseReason<'_>) {}
 
-    /// A plain HTTP request (not an upgrade) on the WebSocket port. The default answers
-    /// `426 Upgrade Required`.
-    fn on_http(&mut self, _head: &Head<'_>) -> HttpResponse {
+    /// A plain HTTP request (one that asks for no upgrade) on the WebSocket port, of any method
+    /// and of HTTP/1.0 or 1.1: a page, a health check, a load balancer's probe. The answer's
+    /// body is left out for `HEAD`; the connection closes after it. `handle` reaches the server
+    /// (its counters, other connections). The default answers `426 Upgrade Required`.
+    fn on_http(&mut self, _head: &Head<'_>, _handle: &Handle) -> HttpResponse {
         HttpResponse::upgrade_required()
     }
 }
@@ -103,15 +108,41 @@ pub struct Accept<'a> {
     offered: TokenList<'a>,
     pub(crate) protocol: Option<&'a str>,
     pub(crate) headers: Vec<(String, String)>,
+    peer: Peer<'a>,
 }
 
 impl<'a> Accept<'a> {
-    pub(crate) fn new(req: &Request<'a>) -> Self {
+    pub(crate) fn new(req: &Request<'a>, peer: Peer<'a>) -> Self {
         Accept {
             offered: req.protocols(),
             protocol: None,
             headers: Vec::new(),
+            peer,
         }
+    }
+
+    /// The client's socket address (for logs and per-address limits); `None` in the rare case
+    /// the socket could not tell (it was reset meanwhile).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer.addr
+    }
+
+    /// The local address the client connected to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.peer.local
+    }
+
+    /// Over TLS, the application protocol ALPN chose (`http/1.1`); `None` over plain TCP.
+    #[cfg(feature = "tls")]
+    pub fn alpn(&self) -> Option<&'a [u8]> {
+        self.peer.alpn
+    }
+
+    /// Over TLS with client authentication, the client's certificate chain (leaf first),
+    /// verified against the configured CA; `None` when the client sent none, or over plain TCP.
+    #[cfg(feature = "tls")]
+    pub fn client_certificates(&self) -> Option<&'a [rustls::pki_types::CertificateDer<'static>]> {
+        self.peer.certificates
     }
 
     /// The subprotocols the client offered, in its order of preference.
@@ -133,11 +164,14 @@ impl<'a> Accept<'a> {
 
 /// A refused upgrade.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Reject {
     /// The HTTP status (403 for a refused `Origin`, 404 for an unknown path, ...).
     pub status: u16,
     /// A short body.
     pub body: Cow<'static, str>,
+    /// Extra headers (`WWW-Authenticate` with a 401, `Retry-After` with a 429 or 503).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reject {
@@ -146,7 +180,15 @@ impl Reject {
         Reject {
             status,
             body: body.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the refusal (names and values with CR or LF are left out).
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
 
     /// `403 Forbidden`, for an `Origin` the application does not serve.
@@ -202,7 +244,8 @@ impl HttpResponse {
         HttpResponse::new(404, "text/plain", &b"not found\n"[..])
     }
 
-    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+    /// Writes the response; for a `HEAD` request (`head_only`), without its body.
+    pub(crate) fn write(&self, out: &mut Vec<u8>, head_only: bool) {
         use std::io::Write as _;
         let valid = |s: &str| !s.bytes().any(|b| b == b'\r' || b == b'\n');
         // Writing to a Vec cannot fail.
@@ -224,7 +267,9 @@ impl HttpResponse {
             }
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
     }
 }
 
@@ -290,6 +335,10 @@ pub enum CloseReason<'a> {
     Shutdown,
     /// The send queue went over its limit with [`BackpressurePolicy::Close`](crate::BackpressurePolicy::Close).
     Backpressure,
+    /// A callback of the application panicked for this connection: it was closed with 1011
+    /// (the panic is counted in [`Stats::handler_panics`](crate::Stats::handler_panics) and
+    /// logged), and the worker went on.
+    HandlerPanic,
 }
 
 /// Why a send failed.
@@ -334,7 +383,9 @@ impl fmt::Debug for Outbox<'_> {
 
 /// The worker side of an [`Outbox`].
 pub(crate) trait Sink {
-    fn send(&mut self, msg: Message<'_>) -> Result<(), SendError>;
+    /// Sends `msg`: `Ok(true)` when queued, `Ok(false)` when dropped by the backpressure
+    /// policy `Drop`.
+    fn send(&mut self, msg: Message<'_>) -> Result<bool, SendError>;
     fn close(&mut self, code: CloseCode, reason: &str);
     fn buffered_amount(&self) -> usize;
 }
@@ -353,7 +404,18 @@ impl Outbox<'_> {
     /// its limit and the policy is `Fail`, [`SendError::ControlTooLong`] for a ping or pong over
     /// 125 bytes.
     pub fn send(&mut self, msg: Message<'_>) -> Result<(), SendError> {
-        self.sink.send(msg)
+        self.sink.send(msg).map(|_| ())
+    }
+
+    /// Sends `msg` and says what became of it, dropped by the policy `Drop` included.
+    pub fn send_outcome(&mut self, msg: Message<'_>) -> SendOutcome {
+        match self.sink.send(msg) {
+            Ok(true) => SendOutcome::Queued,
+            Ok(false) => SendOutcome::Dropped,
+            Err(SendError::Backpressure) => SendOutcome::Backpressure,
+            Err(SendError::ControlTooLong) => SendOutcome::ControlTooLong,
+            Err(SendError::Closed) => SendOutcome::Closed,
+        }
     }
 
     /// Starts the closing handshake with `code` and `reason`.

@@ -69,12 +69,12 @@ mod worker;
 
 pub use config::{Backpressure, BackpressurePolicy, ServerConfig};
 pub use error::SetupError;
-pub use handle::{Handle, HandleError, OwnedMessage, Stats};
+pub use handle::{Handle, HandleError, OwnedMessage, Receipt, SendOutcome, Stats};
 pub use handler::{
     Accept, CloseReason, ConnId, Handler, HttpResponse, Outbox, Reject, SendError, Timeout,
 };
 #[cfg(feature = "tls")]
 pub use rustls;
-pub use server::{Running, Server};
+pub use server::{Running, Server, WorkerPanicked};
 #[cfg(feature = "tls")]
 pub use tls::{ClientAuth, PemSource, TlsConfig, TlsError, TlsSettings};

@@ -12,7 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::ServerConfig;
 use crate::error::SetupError;
-use crate::handle::{Handle, Remote, SharedStats};
+use crate::handle::{Handle, Remote, SharedStats, Signal};
 use crate::handler::{Handler, INDEX_BITS, WORKER_BITS};
 use crate::worker::{Driver, WAKER, Worker};
 
@@ -39,6 +39,7 @@ struct Setup {
     listeners: Vec<TcpListener>,
     commands: mpsc::Receiver<Command>,
     stats: Arc<SharedStats>,
+    signal: Arc<Signal>,
 }
 
 use crate::handle::Command;
@@ -76,6 +77,11 @@ impl<H: Handler> Server<H> {
         let mut addrs = config.addrs.clone();
         let mut workers = Vec::with_capacity(count);
         let mut remotes = Vec::with_capacity(count);
+        if !config.reuse_port {
+            for addr in &addrs {
+                refuse_taken(*addr)?;
+            }
+        }
         for _ in 0..count {
             let mut listeners = Vec::with_capacity(addrs.len());
             for addr in &mut addrs {
@@ -90,18 +96,21 @@ impl<H: Handler> Server<H> {
             }
             let poll = Poll::new()?;
             let waker = Waker::new(poll.registry(), WAKER)?;
-            let (tx, commands) = mpsc::channel();
+            let (tx, commands) = mpsc::sync_channel(config.command_queue.max(1));
             let stats = Arc::new(SharedStats::default());
+            let signal = Arc::new(Signal::new());
             remotes.push(Remote {
                 tx,
                 waker,
                 stats: Arc::clone(&stats),
+                signal: Arc::clone(&signal),
             });
             workers.push(Setup {
                 poll,
                 listeners,
                 commands,
                 stats,
+                signal,
             });
         }
         let handle = Handle::new(remotes, config.shutdown_timeout);
@@ -149,11 +158,14 @@ impl<H: Handler> Server<H> {
                     let scratch = crate::transport::Scratch::for_server(&config);
                     let driver =
                         Driver::new(index, handler, handle, config, scratch, Instant::now());
+                    // Whatever way the thread ends, its handle and counters learn it.
+                    let _gone = Gone(Arc::clone(&setup.signal), Arc::clone(&setup.stats));
                     let worker = Worker {
                         poll: setup.poll,
                         listeners: setup.listeners,
                         commands: setup.commands,
                         shared_stats: setup.stats,
+                        signal: setup.signal,
                         driver,
                         accept_pending: true,
                         stopping: None,
@@ -175,10 +187,10 @@ impl<H: Handler> Server<H> {
     ///
     /// # Errors
     ///
-    /// [`SetupError::Io`] when a worker thread cannot be spawned.
+    /// [`SetupError::Io`] when a worker thread cannot be spawned, [`SetupError::Worker`] when
+    /// a worker died of a panic.
     pub fn run(self) -> Result<(), SetupError> {
-        self.spawn()?.join();
-        Ok(())
+        self.spawn()?.join().map_err(SetupError::Worker)
     }
 }
 
@@ -202,11 +214,84 @@ impl Running {
     }
 
     /// Waits for every worker to return (after [`Handle::shutdown`]).
-    pub fn join(self) {
-        for thread in self.threads {
-            let _ = thread.join();
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerPanicked`] when a worker's thread died of a panic (a fault of the engine: a
+    /// panic in the application's callbacks costs its connection only). Its connections ended
+    /// with it; the other workers served on.
+    pub fn join(self) -> Result<(), WorkerPanicked> {
+        let mut died = Vec::new();
+        for (index, thread) in self.threads.into_iter().enumerate() {
+            if let Err(payload) = thread.join() {
+                let text = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                died.push((index, text));
+            }
+        }
+        if died.is_empty() {
+            Ok(())
+        } else {
+            Err(WorkerPanicked { workers: died })
         }
     }
+}
+
+/// Workers whose thread died of a panic, from [`Running::join`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerPanicked {
+    /// Each dead worker's index and its panic's message.
+    pub workers: Vec<(usize, String)>,
+}
+
+impl std::fmt::Display for WorkerPanicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, text) in &self.workers {
+            writeln!(f, "worker {index} panicked: {text}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for WorkerPanicked {}
+
+/// Marks a worker gone when its thread ends, by return or by panic: its connections are closed
+/// (count 0) and broadcasts skip it.
+struct Gone(Arc<Signal>, Arc<SharedStats>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0
+            .gone
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.1.worker_gone();
+    }
+}
+
+/// Fails when another socket listens on `addr` (a port chosen by the OS never is): this
+/// server's workers share their port through `SO_REUSEPORT`, which would otherwise let a second
+/// server join the port of a running one and split its connections.
+fn refuse_taken(addr: SocketAddr) -> Result<(), SetupError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let fail = |step| move |source| SetupError::Bind { addr, step, source };
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(fail("socket"))?;
+    // SO_REUSEADDR (not SO_REUSEPORT): a connection of an earlier run in TIME_WAIT does not
+    // count, a listening socket does.
+    probe
+        .set_reuse_address(true)
+        .map_err(fail("SO_REUSEADDR"))?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true).map_err(fail("IPV6_V6ONLY"))?;
+    }
+    probe.bind(&addr.into()).map_err(fail(
+        "bind (the address is in use; ServerConfig::reuse_port shares it)",
+    ))
 }
 
 fn listen(addr: SocketAddr, backlog: i32) -> Result<StdListener, SetupError> {

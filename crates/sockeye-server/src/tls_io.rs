@@ -89,6 +89,18 @@ impl TlsIo {
         }
     }
 
+    /// The application protocol negotiated by ALPN.
+    pub(crate) fn alpn(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
+    /// The client's certificate chain, verified (with client authentication).
+    pub(crate) fn peer_certificates(
+        &self,
+    ) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        self.conn.peer_certificates()
+    }
+
     /// Reads ciphertext from `sock` until records yield plaintext into `buf`, the socket is
     /// empty, or it ends. Handshake messages and alerts are written as soon as they are made.
     ///

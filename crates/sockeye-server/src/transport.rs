@@ -2,7 +2,7 @@
 //! rules are [`crate::socket`]'s).
 
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 
 use mio::net::TcpStream;
 
@@ -46,6 +46,21 @@ pub(crate) trait Transport {
     fn close_notify(&mut self, scratch: &mut Scratch);
     /// Ends our sending side (after [`close_notify`](Self::close_notify)).
     fn shutdown_write(&mut self, scratch: &mut Scratch);
+    /// Who the connection is with: the peer's and our own socket address.
+    fn peer_info(&self) -> Peer<'_>;
+}
+
+/// What a connection knows of its peer, for [`Accept`](crate::Accept).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Peer<'a> {
+    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) local: Option<SocketAddr>,
+    #[cfg(feature = "tls")]
+    pub(crate) alpn: Option<&'a [u8]>,
+    #[cfg(feature = "tls")]
+    pub(crate) certificates: Option<&'a [rustls::pki_types::CertificateDer<'static>]>,
+    #[cfg(not(feature = "tls"))]
+    pub(crate) _tls: std::marker::PhantomData<&'a ()>,
 }
 
 pub(crate) struct Stream {
@@ -155,5 +170,20 @@ impl Transport for Stream {
     fn shutdown_write(&mut self, scratch: &mut Scratch) {
         self.close_notify(scratch);
         let _ = self.tcp.shutdown(Shutdown::Write);
+    }
+
+    fn peer_info(&self) -> Peer<'_> {
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut peer = Peer {
+            addr: self.tcp.peer_addr().ok(),
+            local: self.tcp.local_addr().ok(),
+            ..Peer::default()
+        };
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref() {
+            peer.alpn = tls.alpn();
+            peer.certificates = tls.peer_certificates();
+        }
+        peer
     }
 }

@@ -46,6 +46,5 @@ pub fn start(addr: SocketAddr) -> Result<Running, SetupError> {
 fn main() -> Result<(), SetupError> {
     let running = start(SocketAddr::from(([127, 0, 0, 1], 9002)))?;
     println!("chat on ws://{}/chat/NAME", running.local_addrs()[0]);
-    running.join();
-    Ok(())
+    running.join().map_err(SetupError::Worker)
 }

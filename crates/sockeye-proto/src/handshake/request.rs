@@ -126,7 +126,7 @@ impl<'b> Request<'b> {
     }
 }
 
-/// Parses the head of any HTTP/1.1 request, checking the grammar but not the upgrade rules.
+/// Parses the head of any HTTP/1.x request, checking the grammar but not the upgrade rules.
 ///
 /// # Errors
 ///
@@ -195,7 +195,7 @@ fn parse_lines_with<'b>(
 }
 
 /// A request line that [`parse_request_line`] accepts, complete within `window`: a token, SP,
-/// a target of visible ASCII, SP, `HTTP/1.x` with `x >= 1`, CRLF. Returns the parts and the
+/// a target of visible ASCII, SP, `HTTP/1.x`, CRLF. Returns the parts and the
 /// start of the next line; `None` declines the line to the bytewise checks.
 fn clean_request_line(window: &[u8]) -> Option<(&str, &str, u8, usize)> {
     let method_len = window
@@ -212,7 +212,7 @@ fn clean_request_line(window: &[u8]) -> Option<(&str, &str, u8, usize)> {
         return None;
     }
     let version = window.get(target_end + 1..target_end + 11)?;
-    let (b"HTTP/1.", &[minor @ b'1'..=b'9', b'\r', b'\n']) = version.split_at(7) else {
+    let (b"HTTP/1.", &[minor @ b'0'..=b'9', b'\r', b'\n']) = version.split_at(7) else {
         return None;
     };
     // One UTF-8 check for both: they are ASCII.
@@ -250,7 +250,8 @@ fn parse_request_line(line: &[u8]) -> Result<(&str, &str, u8), HandshakeError> {
     let Some((major, minor)) = http::parse_version(version) else {
         return Err(HandshakeError::MalformedRequestLine);
     };
-    if major != 1 || minor < 1 {
+    // HTTP/1.0 is a valid request (a load balancer's probe, say); only an upgrade needs 1.1.
+    if major != 1 {
         return Err(HandshakeError::HttpVersionNotSupported);
     }
     // Both are ASCII after the checks above.
@@ -326,16 +327,21 @@ pub fn parse_request<'b>(
         Status::Complete(head) => head,
         Status::Incomplete { needed } => return Ok(Status::Incomplete { needed }),
     };
-    // "The method of the request MUST be GET" (§4.1).
+    // A request that asks for no upgrade is plain HTTP, whatever its method or version: the
+    // application may answer it (`NotUpgrade`). The rules below are the upgrade's.
+    if !upgrade.upgrade_seen {
+        return Err(HandshakeError::NotUpgrade);
+    }
+    // "The method of the request MUST be GET, and the HTTP version MUST be at least 1.1" (§4.1).
+    if head.minor_version < 1 {
+        return Err(HandshakeError::HttpVersionNotSupported);
+    }
     if head.method != "GET" {
         return Err(HandshakeError::MethodNotAllowed);
     }
     // "A |Host| header field containing the server's authority" (§4.2.1, item 2).
     let host = upgrade.host.ok_or(HandshakeError::MissingHost)?;
     // "An |Upgrade| header field containing the value "websocket"" (item 3).
-    if !upgrade.upgrade_seen {
-        return Err(HandshakeError::NotUpgrade);
-    }
     if !upgrade.upgrade_websocket {
         return Err(HandshakeError::UpgradeNotWebSocket);
     }
@@ -638,13 +644,33 @@ mod tests {
     }
 
     #[test]
+    fn plain_requests_of_any_method_and_version_are_not_upgrades() {
+        for text in [
+            "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "OPTIONS / HTTP/1.0\r\n\r\n",
+            "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+        ] {
+            assert_eq!(parse(text), Err(HandshakeError::NotUpgrade), "{text:?}");
+            let Ok(Status::Complete(head)) = parse_head(text.as_bytes(), &Limits::default()) else {
+                panic!("{text:?} is a valid head");
+            };
+            assert_eq!(head.len(), text.len());
+        }
+        let old = parse_head(b"OPTIONS * HTTP/1.0\r\n\r\n", &Limits::default());
+        assert!(
+            matches!(old, Ok(Status::Complete(h)) if h.minor_version == 0 && h.method == "OPTIONS")
+        );
+    }
+
+    #[test]
     fn hopeless_prefixes_fail_before_the_head_ends() {
         let cases: &[(&str, HandshakeError)] = &[
             ("G\rET", HandshakeError::BareCr),
             ("GE(T /", HandshakeError::MalformedRequestLine),
             ("GET / HTTP/1.1\r\nHost: a\r\n b", HandshakeError::ObsFold),
             (
-                "GET / HTTP/1.0\r\n",
+                "GET / HTTP/2.0\r\n",
                 HandshakeError::HttpVersionNotSupported,
             ),
             ("GET / HTTP/1.1\r\nHost: a\rb", HandshakeError::BareCr),

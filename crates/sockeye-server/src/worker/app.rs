@@ -1,9 +1,11 @@
 //! The application side of a worker: the handler, the handle, the counters, and the one place
 //! an [`Outbox`] is built.
 
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
-use sockeye_proto::{CloseCode, Message, SendError as ProtoSendError};
+use sockeye_proto::{CloseCode, Message, ProtocolError, SendError as ProtoSendError};
 
 use super::Wire;
 use super::conns::{Ending, Link};
@@ -25,7 +27,7 @@ pub(crate) struct App<H> {
 impl<H: Handler> App<H> {
     /// Runs `f` with an [`Outbox`] for connection `id`: its frames go where the connection's
     /// frames go now ([`super::output`]); with its `stream`, a large message may leave at once
-    /// from the caller's bytes.
+    /// from the caller's bytes. `None` when `f` panicked: the connection is closing with 1011.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn with_outbox<S: Transport, R>(
         &mut self,
@@ -36,7 +38,7 @@ impl<H: Handler> App<H> {
         backpressure: &Backpressure,
         now: Instant,
         f: impl FnOnce(&mut H, &mut Outbox<'_>) -> R,
-    ) -> R {
+    ) -> Option<R> {
         let App {
             handler,
             handle,
@@ -64,7 +66,31 @@ impl<H: Handler> App<H> {
             sink: &mut sink,
             handle,
         };
-        f(handler, &mut out)
+        // A callback is a fault boundary: a panic costs its connection only (closed with
+        // 1011, `on_close` with `HandlerPanic`), never the worker.
+        match panic::catch_unwind(AssertUnwindSafe(|| f(handler, &mut out))) {
+            Ok(result) => Some(result),
+            Err(payload) => {
+                report_panic(sink.stats, self.index, Some(id), &payload);
+                let why = Ending::Panic;
+                sink.link
+                    .close(CloseCode::INTERNAL_ERROR, "internal error", now, why);
+                None
+            }
+        }
+    }
+
+    /// Counts a protocol error by its close code and ends the application's part.
+    pub(crate) fn protocol_error(&mut self, user: Option<H::Conn>, err: ProtocolError) {
+        let stats = &mut self.stats;
+        match err.close_code().0 {
+            1007 => stats.protocol_errors_1007 += 1,
+            1009 => stats.protocol_errors_1009 += 1,
+            _ => stats.protocol_errors_1002 += 1,
+        }
+        if let Some(user) = user {
+            self.closed(user, CloseReason::Protocol(err));
+        }
     }
 
     /// Counts why a connection ended and tells the application, once.
@@ -78,7 +104,43 @@ impl<H: Handler> App<H> {
             CloseReason::Shutdown => stats.closed_shutdown += 1,
             _ => stats.closed_abnormal += 1,
         }
-        self.handler.on_close(user, why);
+        let handler = &mut self.handler;
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(user, why)))
+        {
+            report_panic(&mut self.stats, self.index, None, &payload);
+        }
+    }
+
+    /// Runs a callback that has no connection yet (`on_upgrade`, `on_http`): `None` when it
+    /// panicked (counted and logged).
+    pub(crate) fn guard<R>(&mut self, f: impl FnOnce(&mut H) -> R) -> Option<R> {
+        let handler = &mut self.handler;
+        match panic::catch_unwind(AssertUnwindSafe(|| f(handler))) {
+            Ok(result) => Some(result),
+            Err(payload) => {
+                report_panic(&mut self.stats, self.index, None, &payload);
+                None
+            }
+        }
+    }
+}
+
+/// Counts and logs a panic of the application's callback.
+fn report_panic(
+    stats: &mut Stats,
+    worker: usize,
+    id: Option<ConnId>,
+    payload: &Box<dyn Any + Send>,
+) {
+    stats.handler_panics += 1;
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)");
+    match id {
+        Some(id) => log::error!("worker {worker}: handler panicked on {id:?}: {text}"),
+        None => log::error!("worker {worker}: handler panicked: {text}"),
     }
 }
 
@@ -102,6 +164,19 @@ struct ConnSink<'a, S> {
 }
 
 impl<S: Transport> ConnSink<'_, S> {
+    /// Sends with a backlog: data behind it, control frames (and the replies owed) on the
+    /// control lane.
+    fn send_behind(&mut self, msg: Message<'_>) -> Result<(), ProtoSendError> {
+        self.link.poll_transmit(self.cork);
+        let Link { proto, queue, .. } = &mut *self.link;
+        match msg {
+            Message::Ping(_) | Message::Pong(_) => {
+                queue.control(self.cork, |buf| proto.send(msg, buf))
+            }
+            _ => proto.send(msg, queue.data(self.cork)),
+        }
+    }
+
     /// Writes a large message's frame straight from `msg`'s bytes when it can; `None` when it
     /// must be encoded into the cork as usual.
     fn send_direct(&mut self, msg: Message<'_>) -> Option<Result<(), ProtoSendError>> {
@@ -129,33 +204,28 @@ impl<S: Transport> ConnSink<'_, S> {
 }
 
 impl<S: Transport> Sink for ConnSink<'_, S> {
-    fn send(&mut self, msg: Message<'_>) -> Result<(), SendError> {
+    fn send(&mut self, msg: Message<'_>) -> Result<bool, SendError> {
         let buffered = self.buffered_amount();
         if !self
             .link
             .admit(buffered, self.backpressure, self.stats, self.now)?
         {
-            return Ok(());
+            return Ok(false);
         }
-        // Replies owed for frames already read leave before what the application sends now.
-        self.link.poll_transmit(self.cork);
-        let result = match msg {
-            Message::Ping(_) | Message::Pong(_) => {
-                let Link { proto, queue, .. } = &mut *self.link;
-                queue.control(self.cork, |buf| proto.send(msg, buf))
-            }
-            _ => match self.send_direct(msg) {
+        let result = if self.link.queue.is_empty() {
+            // No backlog: every frame goes to the cork in order, the replies the protocol owes
+            // first (`send` appends them).
+            match self.send_direct(msg) {
                 Some(result) => result,
-                None => {
-                    let Link { proto, queue, .. } = &mut *self.link;
-                    proto.send(msg, queue.data(self.cork))
-                }
-            },
+                None => self.link.proto.send(msg, self.cork),
+            }
+        } else {
+            self.send_behind(msg)
         };
         match result {
             Ok(()) => {
                 self.stats.messages_out += 1;
-                Ok(())
+                Ok(true)
             }
             Err(ProtoSendError::ControlTooLong(_)) => Err(SendError::ControlTooLong),
             Err(_) => Err(SendError::Closed),

@@ -3,11 +3,13 @@
 //! its queue and are written at the end of the loop turn.
 
 use sockeye_deflate::{PerMessageDeflate, SendSettings, SharedCompressor};
-use sockeye_proto::{CloseCode, Rsv};
+use sockeye_proto::{CloseCode, Message, Rsv};
 
 use super::Driver;
 use super::conns::{Ending, Link, Phase};
-use crate::handle::OwnedMessage;
+use std::any::Any;
+
+use crate::handle::{Job, OwnedMessage};
 use crate::handler::{ConnId, Handler};
 use crate::transport::Transport;
 
@@ -16,6 +18,21 @@ impl<H: Handler, S: Transport> Driver<H, S> {
     pub(crate) fn send_to(&mut self, id: ConnId, msg: &OwnedMessage) {
         if let Some(idx) = self.find(id) {
             let _ = self.with_outbox(idx, |_, _, out| out.send(msg.as_message()));
+        }
+    }
+
+    /// Runs `job` with connection `id`'s state and an outbox, or with `None` when it is gone.
+    pub(crate) fn run_job(&mut self, id: ConnId, job: Job) {
+        let mut job = Some(job);
+        if let Some(idx) = self.find(id) {
+            self.with_outbox(idx, |_, user, out| {
+                if let Some(job) = job.take() {
+                    job(Some((user as &mut dyn Any, out)));
+                }
+            });
+        }
+        if let Some(job) = job {
+            job(None);
         }
     }
 
@@ -91,18 +108,24 @@ impl<H: Handler, S: Transport> Driver<H, S> {
 /// A broadcast's payload, compressed at most once per distinct compression setting.
 struct Encoded<'m> {
     text: bool,
+    /// A ping or pong: sent as it is, on the control lane.
+    control: bool,
     payload: &'m [u8],
     compressed: Vec<(SendSettings, Rsv, Vec<u8>)>,
 }
 
 impl<'m> Encoded<'m> {
     fn new(msg: &'m OwnedMessage) -> Self {
-        let (text, payload) = match msg {
-            OwnedMessage::Text(text) => (true, text.as_bytes()),
-            OwnedMessage::Binary(bytes) => (false, bytes.as_slice()),
+        let (text, payload) = match msg.as_message() {
+            Message::Text(text) => (true, text.as_bytes()),
+            Message::Binary(bytes) => (false, bytes),
+            // Control frames are never compressed.
+            Message::Ping(_) | Message::Pong(_) => (false, &[][..]),
         };
+        let control = matches!(msg, OwnedMessage::Ping(_) | OwnedMessage::Pong(_));
         Encoded {
             text,
+            control,
             payload,
             compressed: Vec::new(),
         }
@@ -115,7 +138,7 @@ impl<'m> Encoded<'m> {
         settings: Option<SendSettings>,
         compressor: &SharedCompressor,
     ) -> Option<(Rsv, &[u8])> {
-        let settings = settings?;
+        let settings = settings.filter(|_| !self.control)?;
         let index = match self.compressed.iter().position(|(s, _, _)| *s == settings) {
             Some(index) => index,
             None => {

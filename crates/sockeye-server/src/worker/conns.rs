@@ -38,6 +38,7 @@ pub(crate) enum Ending {
     Timeout(Timeout),
     Shutdown,
     Backpressure,
+    Panic,
 }
 
 impl Ending {
@@ -48,6 +49,7 @@ impl Ending {
             Ending::Timeout(timeout) => CloseReason::Timeout(timeout),
             Ending::Shutdown => CloseReason::Shutdown,
             Ending::Backpressure => CloseReason::Backpressure,
+            Ending::Panic => CloseReason::HandlerPanic,
         }
     }
 }
@@ -63,6 +65,7 @@ pub(crate) struct Link {
 
 impl Link {
     /// Moves the frames the protocol owes the peer (pongs, close) where control frames go now.
+    #[inline]
     pub(crate) fn poll_transmit(&mut self, cork: &mut Vec<u8>) {
         if self.proto.has_pending_transmit() {
             let Link { proto, queue, .. } = self;
@@ -79,6 +82,7 @@ impl Link {
 
     /// Applies the backpressure policy to a send that finds `buffered` bytes queued: `Ok(true)`
     /// to send, `Ok(false)` to drop it silently, or the error to report.
+    #[inline]
     pub(crate) fn admit(
         &mut self,
         buffered: usize,
@@ -89,10 +93,16 @@ impl Link {
         if buffered <= backpressure.limit {
             return Ok(true);
         }
-        stats.backpressure_events += 1;
+        stats.sends_over_limit += 1;
         match backpressure.policy {
-            BackpressurePolicy::Drop => Ok(false),
+            BackpressurePolicy::Drop => {
+                stats.sends_dropped += 1;
+                Ok(false)
+            }
             BackpressurePolicy::Close(code) => {
+                if self.ending.is_none() {
+                    stats.backpressure_closes += 1;
+                }
                 self.close(code, "backpressure", now, Ending::Backpressure);
                 Err(SendError::Closed)
             }

@@ -208,15 +208,7 @@ impl<H: Handler, S: Transport> Driver<H, S> {
             {
                 Ok(read) => read,
                 Err(err) => {
-                    let stats = &mut self.app.stats;
-                    match err.close_code().0 {
-                        1007 => stats.protocol_errors_1007 += 1,
-                        1009 => stats.protocol_errors_1009 += 1,
-                        _ => stats.protocol_errors_1002 += 1,
-                    }
-                    if let Some(user) = slot.user.take() {
-                        self.app.closed(user, CloseReason::Protocol(err));
-                    }
+                    self.app.protocol_error(slot.user.take(), err);
                     break;
                 }
             };
@@ -231,13 +223,11 @@ impl<H: Handler, S: Transport> Driver<H, S> {
                 // When we started this close (a close call, shutdown, a timer, backpressure),
                 // the peer's frame answers it: report why we closed, as `remove` does when the
                 // peer never answers.
-                let reason = slot.link.ending.map_or(
-                    CloseReason::Remote {
-                        code: frame.code,
-                        reason: frame.reason,
-                    },
-                    |ending| ending.reason(),
-                );
+                let remote = CloseReason::Remote {
+                    code: frame.code,
+                    reason: frame.reason,
+                };
+                let reason = slot.link.ending.map_or(remote, |ending| ending.reason());
                 if let Some(user) = slot.user.take() {
                     self.app.closed(user, reason);
                 }

@@ -139,7 +139,7 @@ impl<H: Handler, S: Transport> Driver<H, S> {
             |h, out| f(h, user, out),
         );
         self.stage(idx);
-        Some(result)
+        result
     }
 
     /// Moves what was corked for `idx` outside its turn into its queue (moved, not copied, when

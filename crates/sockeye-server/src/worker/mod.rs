@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::handle::{Command, SharedStats};
+use std::sync::atomic::Ordering;
+
+use crate::handle::{Command, SharedStats, Signal};
 use crate::handler::Handler;
 use crate::transport::{Scratch, Stream, Transport};
 
@@ -81,6 +83,7 @@ pub(crate) struct Worker<H: Handler> {
     pub(crate) listeners: Vec<TcpListener>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) shared_stats: Arc<SharedStats>,
+    pub(crate) signal: Arc<Signal>,
     pub(crate) driver: Driver<H, Stream>,
     /// A listener announced clients not yet accepted.
     pub(crate) accept_pending: bool,
@@ -236,12 +239,18 @@ impl<H: Handler> Worker<H> {
     }
 
     fn commands(&mut self) {
+        // Cleared before draining: a command sent from now on wakes the loop again.
+        self.signal.woken.store(false, Ordering::Release);
+        let shutdown = self.signal.shutdown_ms.load(Ordering::Acquire);
+        if shutdown != u64::MAX {
+            self.shutdown(Duration::from_millis(shutdown));
+        }
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Send(id, msg)) => self.driver.send_to(id, &msg),
                 Ok(Command::Close(id, code, reason)) => self.driver.close_id(id, code, &reason),
+                Ok(Command::Run(id, job)) => self.driver.run_job(id, job),
                 Ok(Command::Broadcast(msg)) => self.driver.broadcast(&msg),
-                Ok(Command::Shutdown(timeout)) => self.shutdown(timeout),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }

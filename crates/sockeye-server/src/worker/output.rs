@@ -52,21 +52,40 @@ struct Backlog {
     edge: usize,
     /// Control frames waiting for the next boundary; a partly written one keeps its rest here.
     control: Vec<u8>,
+    /// The end of the last control frame in `buf` (control frames that were corked in order
+    /// with data): the control lane waits until it is written, so that control frames keep
+    /// their order among themselves.
+    floor: usize,
 }
 
 impl Backlog {
     fn new(buf: Vec<u8>, head: usize, edge: usize) -> Box<Self> {
-        Box::new(Backlog {
+        let mut backlog = Box::new(Backlog {
             buf,
             head,
             edge,
             control: Vec::new(),
-        })
+            floor: 0,
+        });
+        backlog.note_control(edge);
+        backlog
     }
 
-    /// The first frame boundary at or after `head`.
+    /// Raises the floor past the control frames in `buf[from..]` (`from` a frame boundary).
+    fn note_control(&mut self, mut from: usize) {
+        while from < self.buf.len() {
+            let end = from + frame_len(&self.buf[from..]);
+            if is_control(self.buf[from]) {
+                self.floor = end;
+            }
+            from = end;
+        }
+    }
+
+    /// The first frame boundary at or after `head` where control frames may go: not before the
+    /// control frames already in `buf`.
     fn boundary(&mut self) -> usize {
-        self.edge = boundary_at(&self.buf, self.edge, self.head);
+        self.edge = boundary_at(&self.buf, self.edge, self.head.max(self.floor));
         self.edge
     }
 
@@ -99,23 +118,27 @@ impl Backlog {
         let edge = self.boundary();
         self.buf.drain(..self.head);
         self.edge = edge - self.head;
+        self.floor = self.floor.saturating_sub(self.head);
         self.head = 0;
     }
 }
 
 impl Queue {
     /// Bytes waiting, control frames included.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.0
             .as_ref()
             .map_or(0, |b| b.buf.len() - b.head + b.control.len())
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_none()
     }
 
     /// Where data frames go now: behind the backlog, or into the turn's `cork`.
+    #[inline]
     pub(crate) fn data<'a>(&'a mut self, cork: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
         match &mut self.0 {
             Some(backlog) => &mut backlog.buf,
@@ -126,6 +149,7 @@ impl Queue {
     /// Appends the control frames `f` writes: into the `cork` with no backlog (they leave with
     /// the turn's frames, in order), else onto the control lane. A close frame there discards
     /// the data behind the frame being written.
+    #[inline]
     pub(crate) fn control<R>(
         &mut self,
         cork: &mut Vec<u8>,
@@ -163,7 +187,11 @@ impl Queue {
         }
         let edge = boundary_at(buf, raw, from);
         match &mut self.0 {
-            Some(backlog) => backlog.buf.extend_from_slice(&buf[from..]),
+            Some(backlog) => {
+                let at = backlog.buf.len();
+                backlog.buf.extend_from_slice(&buf[from..]);
+                backlog.note_control(at + edge - from);
+            }
             None if buf.len() - from >= MOVE_MIN => {
                 self.0 = Some(Backlog::new(std::mem::take(buf), from, edge));
             }
@@ -182,7 +210,11 @@ impl Queue {
         pool: &mut Pool,
     ) -> io::Result<usize> {
         if let Some(backlog) = self.0.as_mut() {
-            backlog.buf.extend_from_slice(cork);
+            if !cork.is_empty() {
+                let at = backlog.buf.len();
+                backlog.buf.extend_from_slice(cork);
+                backlog.note_control(at + raw.min(cork.len()));
+            }
             return self.write(sock, pool);
         }
         if cork.is_empty() {
@@ -288,6 +320,11 @@ fn frame_len(bytes: &[u8]) -> usize {
         len => (2, u64::from(len)),
     };
     header + mask + usize::try_from(len).unwrap_or(usize::MAX - header - mask)
+}
+
+/// Whether a frame whose first byte is `first` is a control frame.
+fn is_control(first: u8) -> bool {
+    first & 0x08 != 0
 }
 
 /// Whether the whole frames in `control` include a close frame.
@@ -510,6 +547,34 @@ mod tests {
         }
         let ops: Vec<u8> = frames(&sock.wire).iter().map(|(op, _)| *op).collect();
         assert_eq!(ops, [0x2, 0x9, 0xA, 0x2]);
+    }
+
+    #[test]
+    fn control_frames_keep_their_order_among_themselves() {
+        let mut queue = Queue::default();
+        let mut pool = Pool::default();
+        // A ping corked with data (in order), then a backlog: later control frames wait for it.
+        let mut cork = [data(1, 100), frame(OpCode::Ping, b"1"), data(2, 100)].concat();
+        let mut sock = Fake {
+            take: Some(10),
+            ..Fake::default()
+        };
+        queue.flush(&mut cork, 0, &mut sock, &mut pool).unwrap();
+        cork.clear();
+        queue.control(&mut cork, |buf| {
+            buf.extend_from_slice(&frame(OpCode::Ping, b"2"))
+        });
+        while !queue.is_empty() {
+            queue.write(&mut sock, &mut pool).unwrap();
+        }
+        let got: Vec<(u8, Vec<u8>)> = frames(&sock.wire);
+        let ops: Vec<u8> = got.iter().map(|(op, _)| *op).collect();
+        assert_eq!(
+            ops,
+            [0x2, 0x9, 0x9, 0x2],
+            "ping 2 overtakes data 2, not ping 1"
+        );
+        assert_eq!((&got[1].1[..], &got[2].1[..]), (&b"1"[..], &b"2"[..]));
     }
 
     #[test]

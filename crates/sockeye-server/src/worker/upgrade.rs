@@ -28,12 +28,19 @@ impl<H: Handler, S: Transport> Driver<H, S> {
             }
             Err(HandshakeError::NotUpgrade) => {
                 // A plain HTTP request on the WebSocket port: the application may answer it.
-                let response = match parse_head(buf, &config.handshake) {
-                    Ok(Status::Complete(head)) => self.app.handler.on_http(&head),
-                    _ => HttpResponse::new(400, "text/plain", &b"bad request\n"[..]),
+                let (response, head_only) = match parse_head(buf, &config.handshake) {
+                    Ok(Status::Complete(head)) => {
+                        let handle = self.app.handle.clone();
+                        let answer = self.app.guard(|h| h.on_http(&head, &handle));
+                        (answer.unwrap_or_else(internal_error), head.method == "HEAD")
+                    }
+                    _ => (
+                        HttpResponse::new(400, "text/plain", &b"bad request\n"[..]),
+                        false,
+                    ),
                 };
                 self.app.stats.http_requests += 1;
-                return drain(slot, bufs, |out| response.write(out));
+                return drain(slot, bufs, |out| response.write(out, head_only));
             }
             Err(err) => {
                 log::debug!("handshake refused: {err}");
@@ -41,14 +48,20 @@ impl<H: Handler, S: Transport> Driver<H, S> {
                 return drain(slot, bufs, |out| out.extend_from_slice(err.response()));
             }
         };
-        let mut accept = Accept::new(&req);
-        let user = match self.app.handler.on_upgrade(&req, &mut accept) {
-            Ok(user) => user,
-            Err(reject) => {
+        let mut accept = Accept::new(&req, slot.stream.peer_info());
+        let user = match self.app.guard(|h| h.on_upgrade(&req, &mut accept)) {
+            Some(Ok(user)) => user,
+            None => {
+                self.app.stats.rejected += 1;
+                let response = internal_error();
+                return drain(slot, bufs, |out| response.write(out, false));
+            }
+            Some(Err(reject)) => {
                 let body = reject.body.into_owned().into_bytes();
                 self.app.stats.rejected += 1;
-                let response = HttpResponse::new(reject.status, "text/plain", body);
-                return drain(slot, bufs, |out| response.write(out));
+                let mut response = HttpResponse::new(reject.status, "text/plain", body);
+                response.headers = reject.headers;
+                return drain(slot, bufs, |out| response.write(out, false));
             }
         };
         let mut extensions = [0u8; 160];
@@ -68,7 +81,7 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         if let Err(err) = respond(&req, &accept, &extensions[..extensions_len], &mut bufs.cork) {
             log::warn!("cannot write the upgrade response: {err}");
             let response = HttpResponse::new(500, "text/plain", &b"invalid response header\n"[..]);
-            return drain(slot, bufs, |out| response.write(out));
+            return drain(slot, bufs, |out| response.write(out, false));
         }
         bufs.raw = bufs.cork.len();
         slot.phase = Phase::Open;
@@ -93,6 +106,11 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         self.schedule(idx);
         Some(head_len)
     }
+}
+
+/// The answer when the application's callback panicked.
+fn internal_error() -> HttpResponse {
+    HttpResponse::new(500, "text/plain", &b"internal error\n"[..])
 }
 
 /// Ends a connection that will not upgrade: `write` puts the final answer in the cork; the

@@ -280,7 +280,8 @@ fn policy_close_sends_1008_promptly_and_reports_backpressure() {
         "{} messages before the close",
         got.len() - 1
     );
-    assert_eq!(sim.driver.app.stats.backpressure_events, 1);
+    assert_eq!(sim.driver.app.stats.sends_over_limit, 1);
+    assert_eq!(sim.driver.app.stats.backpressure_closes, 1);
     // Unanswered: the reason stays the policy's.
     sim.advance(secs(5));
     assert_eq!(sim.phase(idx), None);
@@ -303,7 +304,8 @@ fn policy_drop_drops_the_sends_over_the_limit_and_keeps_the_connection() {
     }
     sim.driver.end_turn();
     // 4 fit under the limit (the fourth goes over it); the rest are dropped.
-    assert_eq!(sim.driver.app.stats.backpressure_events, 6);
+    assert_eq!(sim.driver.app.stats.sends_over_limit, 6);
+    assert_eq!(sim.driver.app.stats.sends_dropped, 6);
     sim.drain(idx, &script, usize::MAX / 2);
     assert_eq!(received(&script).len(), 4);
     assert_eq!(sim.phase(idx), Some(Phase::Open));
@@ -357,4 +359,69 @@ fn a_slot_is_retired_before_its_generation_wraps() {
     for stale in [first, second] {
         assert_eq!(sim.driver.find(stale), None);
     }
+}
+
+#[test]
+fn a_stale_id_addresses_nobody_after_70_000_connections_on_its_slot() {
+    let mut sim = Sim::new(Sim::config());
+    let (idx, script) = sim.open();
+    let stale = sim.id(idx);
+    sim.send_frame(idx, &script, OpCode::Close, &[0x03, 0xe8]);
+    assert_eq!(sim.phase(idx), None);
+    for _ in 0..70_000 {
+        let (again, script) = sim.connect();
+        assert_eq!(again, idx, "one slot, reused");
+        let id = sim.id(again);
+        assert_ne!(id, stale);
+        assert_eq!(sim.driver.find(stale), None);
+        // A send to the stale id reaches nobody.
+        sim.driver
+            .send_to(stale, &OwnedMessage::Text("private".into()));
+        sim.driver.remove(again, None);
+        assert!(script.peer().wire.is_empty());
+    }
+}
+
+#[test]
+fn pings_sent_through_the_handle_are_control_frames() {
+    let mut sim = Sim::new(Sim::config());
+    let (idx, script) = sim.open();
+    let id = sim.id(idx);
+    sim.driver.send_to(id, &OwnedMessage::Ping(b"p1".to_vec()));
+    sim.driver.broadcast(&OwnedMessage::Ping(b"p2".to_vec()));
+    sim.driver.send_to(id, &OwnedMessage::Pong(b"p3".to_vec()));
+    sim.driver.end_turn();
+    assert_eq!(
+        received(&script),
+        [
+            Got::Ping(b"p1".to_vec()),
+            Got::Ping(b"p2".to_vec()),
+            Got::Pong(b"p3".to_vec())
+        ]
+    );
+}
+
+#[test]
+fn handle_sends_and_replies_leave_in_the_order_the_worker_ran_them() {
+    let mut sim = Sim::new(Sim::config());
+    let (idx, script) = sim.open();
+    let id = sim.id(idx);
+    // Two handle sends wait in the queue for the turn's end; a reply made meanwhile goes
+    // behind them.
+    sim.driver.send_to(id, &OwnedMessage::Text("h1".into()));
+    sim.driver.send_to(id, &OwnedMessage::Text("h2".into()));
+    let frame = client_frame(true, OpCode::Text, b"reply");
+    script.peer().inbound.extend(&frame);
+    sim.driver.event(idx, true, false, false);
+    sim.driver.send_to(id, &OwnedMessage::Text("h3".into()));
+    sim.driver.end_turn();
+    let texts = |got: Vec<Got>| -> Vec<String> {
+        got.into_iter()
+            .map(|g| match g {
+                Got::Text(t) => t,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(texts(received(&script)), ["h1", "h2", "reply", "h3"]);
 }

@@ -93,6 +93,13 @@ impl Transport for Script {
     fn shutdown_write(&mut self, _: &mut Scratch) {
         self.peer().shut = true;
     }
+
+    fn peer_info(&self) -> crate::transport::Peer<'_> {
+        crate::transport::Peer {
+            addr: Some(([192, 0, 2, 7], 40_000).into()),
+            ..Default::default()
+        }
+    }
 }
 
 /// What the recording handler saw.

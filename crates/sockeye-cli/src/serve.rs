@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use sockeye::demo::DEMO_PAGE;
 use sockeye_deflate::DeflateConfig;
 use sockeye_proto::handshake::Head;
@@ -25,6 +27,10 @@ pub(crate) struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Share the port with other processes that set SO_REUSEPORT (zero-downtime restarts);
+    /// without it, an address in use is an error.
+    #[arg(long)]
+    reuse_port: bool,
     /// Largest message accepted (bytes; suffixes KiB, MiB).
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     max_message: usize,
@@ -47,6 +53,10 @@ pub(crate) struct ServeArgs {
     /// Seconds without traffic before closing (a ping is sent at half); 0 disables.
     #[arg(long, default_value_t = 120)]
     idle_timeout: u64,
+    /// Seconds the graceful shutdown (SIGTERM or SIGINT) waits for clients to answer the 1001
+    /// close before it drops them; a second signal exits at once.
+    #[arg(long, default_value_t = 5)]
+    shutdown_timeout: u64,
     /// Seconds a started message may take to arrive whole (then closed with 1008); 0 disables.
     #[arg(long, default_value_t = 60)]
     message_timeout: u64,
@@ -125,7 +135,7 @@ impl Handler for Echo {
         }
     }
 
-    fn on_http(&mut self, head: &Head<'_>) -> HttpResponse {
+    fn on_http(&mut self, head: &Head<'_>, _: &sockeye_server::Handle) -> HttpResponse {
         match (head.method, head.path) {
             ("GET", "/") | ("GET", "/index.html") => {
                 HttpResponse::new(200, "text/html; charset=utf-8", DEMO_PAGE.as_bytes())
@@ -139,6 +149,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = ServerConfig::new(args.addr[0]);
     config.addrs = args.addr.clone();
     config.workers = args.threads;
+    config.reuse_port = args.reuse_port;
     config.protocol.max_message_size = args.max_message;
     config.protocol.max_frame_size = args.max_frame as u64;
     config.protocol.max_fragments = args.max_fragments;
@@ -147,6 +158,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     config.max_connections = args.max_connections;
     config.handshake_timeout = Duration::from_secs(args.handshake_timeout);
     config.idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
+    config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
     config.message_timeout =
         (args.message_timeout > 0).then(|| Duration::from_secs(args.message_timeout));
     config.backpressure.limit = args.backpressure_limit;
@@ -194,7 +206,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         addrs[0],
     );
     let handle = server.handle();
+    // Signals are taken before the workers start, so none of them is lost.
+    let signals = Signals::new([SIGTERM, SIGINT])?;
     let running = server.spawn()?;
+    on_signals(signals, handle.clone());
     if let Some(secs) = args.stats.filter(|s| *s > 0) {
         std::thread::spawn(move || {
             loop {
@@ -208,17 +223,38 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         // This thread watches the certificate files while the server runs.
         let (done, stopped) = mpsc::channel::<()>();
         let joiner = std::thread::spawn(move || {
-            running.join();
+            let result = running.join();
             drop(done);
+            result
         });
         watch.run(&stopped);
-        let _ = joiner.join();
+        let result = joiner.join().map_err(|_| "the server's thread panicked")?;
+        result?;
         eprintln!("sockeye serve: stopped");
         return Ok(());
     }
-    running.join();
+    running.join()?;
     eprintln!("sockeye serve: stopped");
     Ok(())
+}
+
+/// The first SIGTERM or SIGINT starts the graceful shutdown (every connection closed with 1001,
+/// their answers awaited up to `--shutdown-timeout`, then the process exits 0); a second one
+/// exits at once, with 128 + the signal's number.
+fn on_signals(mut signals: Signals, handle: sockeye_server::Handle) {
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for signal in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                eprintln!("sockeye serve: signal {signal}: closing every connection");
+                handle.shutdown();
+            } else {
+                eprintln!("sockeye serve: signal {signal} again: exiting now");
+                std::process::exit(128 + signal);
+            }
+        }
+    });
 }
 
 /// TLS for `sockeye serve`: the options, the settings they make, and the watch on the files.

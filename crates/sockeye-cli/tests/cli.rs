@@ -613,3 +613,80 @@ mod tls {
         assert!(err.contains("--tls-cert"), "{err}");
     }
 }
+
+/// Opens a WebSocket to `addr` by hand: the upgrade request, then the 101 read to its end.
+fn upgraded(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream
+        .write_all(
+            b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .expect("request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("the 101");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    stream
+}
+
+/// Sends `signal` (a name `kill` knows) to the process.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits for the process to exit; its status.
+fn exit_status(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "sockeye serve did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_closes_every_connection_with_1001_then_exits_0() {
+    let mut serve = Serve::start(&["--shutdown-timeout", "10"]);
+    let mut client = upgraded(serve.addr);
+    signal(&serve.child, "TERM");
+    // The close frame: 0x88, its length, then 1001.
+    let mut frame = [0u8; 4];
+    client.read_exact(&mut frame).expect("a close frame");
+    assert_eq!(frame, [0x88, frame[1], 0x03, 0xe9], "{frame:?}");
+    let mut rest = vec![0u8; usize::from(frame[1]) - 2];
+    client.read_exact(&mut rest).expect("its reason");
+    // The client answers; the server finishes and exits cleanly.
+    client
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9])
+        .expect("the answer");
+    let status = exit_status(&mut serve.child);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let mut serve = Serve::start(&["--shutdown-timeout", "60"]);
+    let mut client = upgraded(serve.addr);
+    signal(&serve.child, "INT");
+    let mut frame = [0u8; 2];
+    client.read_exact(&mut frame).expect("a close frame");
+    assert_eq!(frame[0], 0x88);
+    // The client never answers: without a second signal the server would wait 60 s.
+    let started = Instant::now();
+    signal(&serve.child, "INT");
+    let status = exit_status(&mut serve.child);
+    assert_eq!(status.code(), Some(128 + 2), "{status:?}");
+    assert!(started.elapsed() < WAIT);
+}
