@@ -80,3 +80,56 @@ fn a_panic_in_a_callback_costs_its_connection_only() {
     handle.shutdown();
     running.join().expect("no worker died");
 }
+
+#[test]
+fn a_dead_worker_is_reported_by_join_and_its_peers_serve_on() {
+    let mut config = test_config();
+    config.workers = 2;
+    let (probe, events) = sockeye_tests::client::Probe::new();
+    let (running, addr) = start(config, probe);
+    let handle = running.handle();
+    // Clients until both workers have some (the kernel spreads them).
+    let mut clients: Vec<(usize, Client)> = Vec::new();
+    for _ in 0..200 {
+        let client = Client::connect(addr);
+        let worker = events.next_open().worker();
+        clients.push((worker, client));
+        let on = |w| clients.iter().filter(|(x, _)| *x == w).count();
+        if on(0) >= 2 && on(1) >= 2 {
+            break;
+        }
+    }
+    assert!(clients.iter().any(|(w, _)| *w == 0) && clients.iter().any(|(w, _)| *w == 1));
+    handle.inject_worker_panic(0).unwrap();
+    for (worker, client) in &mut clients {
+        if *worker == 0 {
+            // The dead worker's connections end with it.
+            assert!(client.recv().is_err(), "a connection of the dead worker");
+        }
+    }
+    let alive = clients.iter().filter(|(w, _)| *w == 1).count() as u64;
+    // Broadcast still reaches every live worker.
+    handle.broadcast(Message::Text("still here")).unwrap();
+    for (worker, client) in &mut clients {
+        if *worker == 1 {
+            assert_eq!(client.recv_text(), "still here");
+            client.sync();
+        }
+    }
+    // The dead worker's count drops to 0 once its thread has unwound.
+    let deadline = std::time::Instant::now() + sockeye_tests::client::TIMEOUT;
+    while handle.worker_stats()[0].connections_open > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead worker still counts"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(handle.stats().connections_open, alive);
+    drop(clients);
+    handle.shutdown();
+    let err = running.join().expect_err("worker 0 died");
+    assert_eq!(err.workers.len(), 1);
+    assert_eq!(err.workers[0].0, 0);
+    assert!(err.workers[0].1.contains("injected fault"), "{err}");
+}

@@ -57,6 +57,8 @@ pub(crate) enum Command {
     Close(ConnId, CloseCode, String),
     Run(ConnId, Job),
     Broadcast(Arc<OwnedMessage>),
+    #[cfg(feature = "fault-injection")]
+    Panic,
 }
 
 /// The sending end of a worker's command channel, and its counters.
@@ -318,6 +320,19 @@ impl Handle {
             // A worker that already stopped needs no wake.
             let _ = remote.waker.wake();
         }
+    }
+
+    /// Makes worker `worker` panic outside any callback, as an engine bug would: for tests of
+    /// what a dead worker costs (feature `fault-injection`, never in a release build of the
+    /// binary).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn inject_worker_panic(&self, worker: usize) -> Result<(), HandleError> {
+        self.post(worker, Command::Panic)
     }
 
     /// The counters of every worker, added up (each is read without locks).

@@ -30,7 +30,8 @@ impl ConnId {
         ConnId((worker as u64) << (64 - WORKER_BITS) | (index as u64) << 32 | u64::from(generation))
     }
 
-    pub(crate) fn worker(self) -> usize {
+    /// The index of the worker that serves this connection.
+    pub fn worker(self) -> usize {
         (self.0 >> (64 - WORKER_BITS)) as usize
     }
 

@@ -251,6 +251,8 @@ impl<H: Handler> Worker<H> {
                 Ok(Command::Close(id, code, reason)) => self.driver.close_id(id, code, &reason),
                 Ok(Command::Run(id, job)) => self.driver.run_job(id, job),
                 Ok(Command::Broadcast(msg)) => self.driver.broadcast(&msg),
+                #[cfg(feature = "fault-injection")]
+                Ok(Command::Panic) => panic!("injected fault in worker {}", self.driver.app.index),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
