@@ -390,3 +390,81 @@ fn on_upgrade_learns_the_peer_and_local_addresses() {
     running.handle().shutdown();
     running.join().expect("no worker died");
 }
+
+/// Opens a WebSocket after writing `prefix` (a PROXY header) on the socket.
+fn connect_after(addr: std::net::SocketAddr, prefix: &[u8], request: &Request) -> Client {
+    use std::io::Write as _;
+    let mut stream = sockeye_tests::client::connect_tcp(addr).unwrap();
+    stream.write_all(prefix).unwrap();
+    sockeye_tests::client::Pending::send_on(stream, "localhost", request)
+        .unwrap()
+        .finish()
+        .unwrap()
+}
+
+#[test]
+fn behind_a_load_balancer_the_proxy_header_names_the_client() {
+    let mut config = test_config();
+    config.proxy_protocol = true;
+    let (tx, seen) = std::sync::mpsc::channel();
+    let (running, addr) = start(config, Addresses(tx));
+    let wait = || seen.recv_timeout(sockeye_tests::client::TIMEOUT).unwrap().0;
+    let v1 = connect_after(
+        addr,
+        b"PROXY TCP4 203.0.113.9 127.0.0.1 4711 80\r\n",
+        &Request::default(),
+    );
+    assert_eq!(wait(), Some("203.0.113.9:4711".parse().unwrap()));
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+    v2.extend(
+        "2001:db8::9"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2.extend([0; 16]);
+    v2.extend([0x12, 0x67, 0, 80]);
+    let v2 = connect_after(addr, &v2, &Request::default());
+    assert_eq!(wait(), Some("[2001:db8::9]:4711".parse().unwrap()));
+    // Without a header: refused, the handler never asked.
+    let answer = http_exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(answer.status, 400);
+    assert!(seen.try_recv().is_err());
+    drop((v1, v2));
+    running.handle().shutdown();
+    running.join().expect("no worker died");
+}
+
+#[test]
+fn forwarded_headers_count_only_from_trusted_proxies() {
+    let forwarded = Request {
+        headers: vec![(
+            "X-Forwarded-For".to_owned(),
+            "198.51.100.7, 203.0.113.5".to_owned(),
+        )],
+        ..Request::default()
+    };
+    let (tx, seen) = std::sync::mpsc::channel();
+    let mut config = test_config();
+    config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let (running, addr) = start(config.clone(), Addresses(tx.clone()));
+    let client = Client::connect_with(addr, &forwarded).unwrap();
+    let (peer, _) = seen.recv_timeout(sockeye_tests::client::TIMEOUT).unwrap();
+    assert_eq!(
+        peer,
+        Some("203.0.113.5:0".parse().unwrap()),
+        "the right-most hop"
+    );
+    drop(client);
+    running.handle().shutdown();
+    running.join().expect("no worker died");
+    // From a peer that is not a trusted proxy, anyone could have written the header.
+    config.trusted_proxies = vec!["10.1.2.3".parse().unwrap()];
+    let (running, addr) = start(config, Addresses(tx));
+    let client = Client::connect_with(addr, &forwarded).unwrap();
+    let (peer, _) = seen.recv_timeout(sockeye_tests::client::TIMEOUT).unwrap();
+    assert_eq!(peer, Some(client.stream().local_addr().unwrap()));
+    drop(client);
+    running.handle().shutdown();
+    running.join().expect("no worker died");
+}

@@ -66,6 +66,16 @@ pub struct ServerConfig {
     /// [`SetupError::Bind`](crate::SetupError::Bind). This server's own workers always share
     /// their port.
     pub reuse_port: bool,
+    /// Every connection starts with a PROXY protocol header (version 1 or 2) from the load
+    /// balancer in front, which names the client: [`Accept::peer_addr`](crate::Accept::peer_addr)
+    /// is the client's address. A connection without a valid header is refused (400). Default
+    /// `false`; only for plain TCP (TLS terminated here would read the header as a record).
+    pub proxy_protocol: bool,
+    /// HTTP proxies whose `Forwarded` / `X-Forwarded-For` headers are believed: when the socket's
+    /// peer is one of them, [`Accept::peer_addr`](crate::Accept::peer_addr) is the right-most
+    /// address of those headers that is not itself one of them. Default empty (the headers are
+    /// ignored: any client can write them).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Limits on the upgrade request (head size 8 KiB, 64 headers by default).
     pub handshake: Limits,
     /// Limits of the WebSocket protocol: frame and message size (16 MiB), fragments (4096),
@@ -119,6 +129,8 @@ impl ServerConfig {
             workers: 0,
             backlog: 1024,
             reuse_port: false,
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
             handshake: Limits::default(),
             protocol: ProtocolConfig::default(),
             handshake_timeout: Duration::from_secs(10),

@@ -122,10 +122,18 @@ impl<'a> Accept<'a> {
         }
     }
 
-    /// The client's socket address (for logs and per-address limits); `None` in the rare case
-    /// the socket could not tell (it was reset meanwhile).
+    /// The client's address (for logs and per-address limits): the socket's peer, or behind a
+    /// proxy the client it names ([`ServerConfig::proxy_protocol`](crate::ServerConfig::proxy_protocol),
+    /// [`ServerConfig::trusted_proxies`](crate::ServerConfig::trusted_proxies); port 0 when a
+    /// header gave none). `None` in the rare case the socket could not tell (it was reset
+    /// meanwhile).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer.addr
+    }
+
+    /// The socket's peer: the client, or the proxy in front of it.
+    pub fn socket_peer_addr(&self) -> Option<SocketAddr> {
+        self.peer.socket
     }
 
     /// The local address the client connected to.

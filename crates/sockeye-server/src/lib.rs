@@ -55,6 +55,7 @@ mod config;
 mod error;
 mod handle;
 mod handler;
+mod proxy;
 mod server;
 pub mod socket;
 #[cfg(feature = "tls")]

@@ -65,6 +65,12 @@ impl<H: Handler> Server<H> {
                 "backpressure low_water above high_water",
             ));
         }
+        #[cfg(feature = "tls")]
+        if config.proxy_protocol && config.tls.is_some() {
+            return Err(SetupError::Config(
+                "proxy_protocol is for plain TCP: not with TLS terminated here",
+            ));
+        }
         let count = config.worker_count();
         if count > 1 << WORKER_BITS {
             return Err(SetupError::Config("more than 4096 workers"));

@@ -53,7 +53,10 @@ pub(crate) trait Transport {
 /// What a connection knows of its peer, for [`Accept`](crate::Accept).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Peer<'a> {
+    /// The client: the socket's peer, or who a trusted proxy names.
     pub(crate) addr: Option<SocketAddr>,
+    /// The socket's peer.
+    pub(crate) socket: Option<SocketAddr>,
     pub(crate) local: Option<SocketAddr>,
     #[cfg(feature = "tls")]
     pub(crate) alpn: Option<&'a [u8]>,
@@ -173,9 +176,11 @@ impl Transport for Stream {
     }
 
     fn peer_info(&self) -> Peer<'_> {
+        let socket = self.tcp.peer_addr().ok();
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut peer = Peer {
-            addr: self.tcp.peer_addr().ok(),
+            addr: socket,
+            socket,
             local: self.tcp.local_addr().ok(),
             ..Peer::default()
         };

@@ -10,7 +10,10 @@ use super::Driver;
 use super::conns::{Phase, Slot};
 use super::io::{Bufs, Io};
 use crate::handler::{Accept, ConnId, Handler, HttpResponse};
-use crate::transport::Transport;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::proxy::{ProxyError, forwarded_for, parse_proxy};
+use crate::transport::{Peer, Transport};
 
 impl<H: Handler, S: Transport> Driver<H, S> {
     /// Handles the request head in `recv[..len]`; returns where the WebSocket stream starts
@@ -19,11 +22,29 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         let config = &self.config;
         let Io { recv, bufs } = &mut self.io;
         let slot = self.conns.get_mut(idx)?;
-        let buf = &recv[..len];
+        let (start, proxied) = if config.proxy_protocol {
+            match parse_proxy(&recv[..len]) {
+                Ok(Some(proxied)) => proxied,
+                Ok(None) => {
+                    slot.keep(&recv[..len]);
+                    return None;
+                }
+                Err(ProxyError) => {
+                    log::debug!("handshake refused: no valid PROXY header");
+                    self.app.stats.rejected += 1;
+                    let response = HttpResponse::new(400, "text/plain", &b"bad request\n"[..]);
+                    return drain(slot, bufs, |out| response.write(out, false));
+                }
+            }
+        } else {
+            (0, None)
+        };
+        let buf = &recv[start..len];
         let req = match parse_request(buf, &config.handshake) {
             Ok(Status::Complete(req)) => req,
             Ok(Status::Incomplete { .. }) => {
-                slot.keep(buf);
+                // From the start, PROXY header included: it is parsed again with the rest.
+                slot.keep(&recv[..len]);
                 return None;
             }
             Err(HandshakeError::NotUpgrade) => {
@@ -48,7 +69,13 @@ impl<H: Handler, S: Transport> Driver<H, S> {
                 return drain(slot, bufs, |out| out.extend_from_slice(err.response()));
             }
         };
-        let mut accept = Accept::new(&req, slot.stream.peer_info());
+        let peer = client(
+            slot.stream.peer_info(),
+            proxied,
+            &req,
+            &config.trusted_proxies,
+        );
+        let mut accept = Accept::new(&req, peer);
         let user = match self.app.guard(|h| h.on_upgrade(&req, &mut accept)) {
             Some(Ok(user)) => user,
             None => {
@@ -104,8 +131,30 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         );
         let head_len = req.head_len();
         self.schedule(idx);
-        Some(head_len)
+        Some(start + head_len)
     }
+}
+
+/// Who the client is: the socket's peer, or the client a PROXY header or a trusted proxy's
+/// `Forwarded` / `X-Forwarded-For` names.
+fn client<'a>(
+    mut peer: Peer<'a>,
+    proxied: Option<SocketAddr>,
+    req: &Request<'_>,
+    trusted: &[IpAddr],
+) -> Peer<'a> {
+    if proxied.is_some() {
+        peer.addr = proxied;
+    } else if peer.socket.is_some_and(|s| trusted.contains(&s.ip())) {
+        let named = |name: &'static str| {
+            req.headers()
+                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
+        let forwarded = forwarded_for(named("forwarded"), named("x-forwarded-for"), trusted);
+        peer.addr = forwarded.or(peer.addr);
+    }
+    peer
 }
 
 /// The answer when the application's callback panicked.
