@@ -661,3 +661,65 @@ fn tcp_closed_without_close_notify_ends_as_disconnected() {
     drop(client);
     server.stop();
 }
+
+/// Tells the test what `on_upgrade` learned of the TLS session: the ALPN protocol, how many
+/// client certificates were verified, and the SNI name.
+#[derive(Clone)]
+struct TlsPeer(std::sync::mpsc::Sender<Session>);
+
+/// The ALPN protocol, the number of client certificates, the SNI name.
+type Session = (Option<Vec<u8>>, Option<usize>, Option<String>);
+
+impl Handler for TlsPeer {
+    type Conn = ();
+
+    fn on_upgrade(
+        &mut self,
+        _: &sockeye::proto::Request<'_>,
+        accept: &mut sockeye::server::Accept<'_>,
+    ) -> Result<(), sockeye::server::Reject> {
+        let alpn = accept.alpn().map(<[u8]>::to_vec);
+        let certificates = accept.client_certificates().map(<[_]>::len);
+        let name = accept.server_name().map(str::to_owned);
+        let _ = self.0.send((alpn, certificates, name));
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        _: &mut (),
+        msg: sockeye::proto::Message<'_>,
+        out: &mut sockeye::server::Outbox<'_>,
+    ) {
+        let _ = out.send(msg);
+    }
+}
+
+#[test]
+fn on_upgrade_sees_the_server_name_the_alpn_protocol_and_the_client_certificates() {
+    let (ca, identity) = pki();
+    let settings = identity
+        .settings()
+        .with_client_auth(ca.pem().into_bytes(), ClientAuth::Optional);
+    let (tx, seen) = std::sync::mpsc::channel();
+    let server = TlsServer::start(tls_test_config(tls_config(&settings)), TlsPeer(tx));
+    let wait = || {
+        seen.recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap()
+    };
+    let mut anonymous = wss(server.addr, &client_config(&ca, None), "localhost");
+    round_trip(&mut anonymous, "anonymous");
+    let localhost = Some("localhost".to_owned());
+    assert_eq!(
+        wait(),
+        (Some(ALPN_HTTP_1_1.to_vec()), None, localhost.clone())
+    );
+    let signed = ca.client("client.sockeye.test");
+    let mut known = wss(server.addr, &client_config(&ca, Some(&signed)), "localhost");
+    round_trip(&mut known, "known");
+    let (alpn, certificates, name) = wait();
+    assert_eq!((alpn.as_deref(), name), (Some(ALPN_HTTP_1_1), localhost));
+    assert!(certificates.is_some_and(|n| n >= 1), "{certificates:?}");
+    drop((anonymous, known));
+    server.stop();
+}

@@ -141,6 +141,13 @@ impl<'a> Accept<'a> {
         self.peer.local
     }
 
+    /// Over TLS, the host name the client asked for (SNI, lowercased); `None` when it sent
+    /// none (a client that connects to an IP address) or over plain TCP.
+    #[cfg(feature = "tls")]
+    pub fn server_name(&self) -> Option<&'a str> {
+        self.peer.server_name
+    }
+
     /// Over TLS, the application protocol ALPN chose (`http/1.1`); `None` over plain TCP.
     #[cfg(feature = "tls")]
     pub fn alpn(&self) -> Option<&'a [u8]> {

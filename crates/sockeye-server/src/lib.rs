@@ -57,6 +57,8 @@ mod handle;
 mod handler;
 mod proxy;
 mod server;
+#[cfg(feature = "tls")]
+mod sni;
 pub mod socket;
 #[cfg(feature = "tls")]
 mod tls;

@@ -75,6 +75,10 @@ pub(crate) struct TlsIo {
     overflow: Vec<u8>,
     /// The peer sent close_notify.
     peer_closed: bool,
+    /// The host name the client asked for (SNI), once its ClientHello was read.
+    sni: Option<Box<str>>,
+    /// The ClientHello was read (whether it named a host or not).
+    hello_read: bool,
 }
 
 impl TlsIo {
@@ -86,7 +90,14 @@ impl TlsIo {
             head: 0,
             overflow: Vec::new(),
             peer_closed: false,
+            sni: None,
+            hello_read: false,
         }
+    }
+
+    /// The host name the client asked for (SNI), lowercased.
+    pub(crate) fn server_name(&self) -> Option<&str> {
+        self.sni.as_deref()
     }
 
     /// The application protocol negotiated by ALPN.
@@ -152,6 +163,13 @@ impl TlsIo {
             };
             let short = held + got < input.len();
             held += got;
+            if !self.hello_read {
+                // The first record is the ClientHello: rustls takes it only once it is whole.
+                if let Some(name) = crate::sni::client_hello_sni(&input[..held]) {
+                    self.hello_read = true;
+                    self.sni = name;
+                }
+            }
             let used = self.process(sock, &mut input[..held], buf, &mut filled)?;
             if filled > 0 || self.peer_closed {
                 self.carry(&input[used..held]);

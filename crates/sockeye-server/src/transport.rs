@@ -62,6 +62,8 @@ pub(crate) struct Peer<'a> {
     pub(crate) alpn: Option<&'a [u8]>,
     #[cfg(feature = "tls")]
     pub(crate) certificates: Option<&'a [rustls::pki_types::CertificateDer<'static>]>,
+    #[cfg(feature = "tls")]
+    pub(crate) server_name: Option<&'a str>,
     #[cfg(not(feature = "tls"))]
     pub(crate) _tls: std::marker::PhantomData<&'a ()>,
 }
@@ -188,6 +190,7 @@ impl Transport for Stream {
         if let Some(tls) = self.tls.as_deref() {
             peer.alpn = tls.alpn();
             peer.certificates = tls.peer_certificates();
+            peer.server_name = tls.server_name();
         }
         peer
     }
