@@ -736,6 +736,25 @@ impl<E: Extension> Connection<E> {
         Ok(())
     }
 
+    /// Checks that a whole, unmasked data frame encoded once for many receivers (a server's
+    /// publish) may go to this connection now, with `rsv`: the caller writes those bytes as they
+    /// are, after the replies the protocol owes ([`poll_transmit`](Self::poll_transmit)). A
+    /// client masks every frame, so only a server's connection takes such frames.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once a close frame is queued (or for a client);
+    /// [`SendError::UnclaimedRsv`] when `rsv` has bits the negotiated extension did not claim.
+    pub fn admit_shared_frame(&self, rsv: Rsv) -> Result<(), SendError> {
+        if self.close_queued || self.role != Role::Server {
+            return Err(SendError::Closed);
+        }
+        if !rsv.is_subset_of(self.ext.rsv()) {
+            return Err(SendError::UnclaimedRsv);
+        }
+        Ok(())
+    }
+
     /// Lets the extension encode the payload in place in `out`; `false` when it declined.
     fn send_encoded(
         &mut self,

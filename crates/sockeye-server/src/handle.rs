@@ -11,6 +11,10 @@ use std::time::Duration;
 use sockeye_proto::{CloseCode, Message};
 
 use crate::handler::{ConnId, Outbox};
+use crate::topics::{
+    Interest, Publication, PublishError, PublishReceipt, PublishReport, SlowConsumer,
+    SubscribeError, validate_pattern,
+};
 
 /// An owned message for another thread.
 #[non_exhaustive]
@@ -57,6 +61,7 @@ pub(crate) enum Command {
     Close(ConnId, CloseCode, String),
     Run(ConnId, Job),
     Broadcast(Arc<OwnedMessage>),
+    Publish(Arc<Publication>),
     #[cfg(feature = "fault-injection")]
     Panic,
 }
@@ -125,6 +130,8 @@ pub struct Handle {
 
 struct Inner {
     workers: Vec<Remote>,
+    /// Which workers have subscribers for which topics.
+    interest: Arc<Interest>,
     stopping: AtomicBool,
     shutdown_timeout: Duration,
 }
@@ -202,6 +209,7 @@ impl Handle {
         Handle {
             inner: Arc::new(Inner {
                 workers,
+                interest: Arc::default(),
                 stopping: AtomicBool::new(false),
                 shutdown_timeout,
             }),
@@ -303,6 +311,140 @@ impl Handle {
             }
         }
         result
+    }
+
+    /// Subscribes connection `id` to `pattern` (a topic, or a pattern with the wildcards `*`
+    /// and `>`: see [`Outbox::subscribe_with`]), with `policy` for when it cannot keep up. Runs
+    /// on the connection's worker; a connection that is gone by then is not subscribed.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::Topic`] for an invalid pattern (checked here, at once); otherwise as
+    /// [`send`](Self::send).
+    pub fn subscribe(
+        &self,
+        id: ConnId,
+        pattern: &str,
+        policy: SlowConsumer,
+    ) -> Result<(), SubscribeError> {
+        validate_pattern(pattern)?;
+        let pattern = pattern.to_owned();
+        let job: Job = Box::new(move |conn| {
+            if let Some((_, out)) = conn {
+                let _ = out.subscribe_with(&pattern, policy);
+            }
+        });
+        Ok(self.post(id.worker(), Command::Run(id, job))?)
+    }
+
+    /// Unsubscribes connection `id` from `pattern` (as it was subscribed: a pattern is left by
+    /// its own text, not by a topic it matches).
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe).
+    pub fn unsubscribe(&self, id: ConnId, pattern: &str) -> Result<(), SubscribeError> {
+        validate_pattern(pattern)?;
+        let pattern = pattern.to_owned();
+        let job: Job = Box::new(move |conn| {
+            if let Some((_, out)) = conn {
+                out.unsubscribe(&pattern);
+            }
+        });
+        Ok(self.post(id.worker(), Command::Run(id, job))?)
+    }
+
+    /// Publishes `msg` to every subscriber of `topic`, on every worker: the frame is encoded
+    /// once here and shared; one command goes to each worker that has subscribers. The outcome
+    /// is not reported ([`publish_tracked`](Self::publish_tracked) reports it). See
+    /// [the ordering rules](crate::topics).
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Topic`] for a topic that is not a valid literal topic (no wildcards),
+    /// [`PublishError::NotData`] for a ping or pong, [`PublishError::Handle`] with
+    /// [`HandleError::Full`] when a worker's channel was full (the others got the message).
+    pub fn publish(&self, topic: &str, msg: Message<'_>) -> Result<(), PublishError> {
+        let p = Publication::new(topic, msg)?;
+        self.dispatch(p, None).map(drop)
+    }
+
+    /// Publishes to every subscriber of `topic` but connection `skip` (a chat room's sender).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    pub fn publish_excluding(
+        &self,
+        topic: &str,
+        msg: Message<'_>,
+        skip: ConnId,
+    ) -> Result<(), PublishError> {
+        let mut p = Publication::new(topic, msg)?;
+        p.skip = Some(skip);
+        self.dispatch(p, None).map(drop)
+    }
+
+    /// Publishes, and reports what the publish did at each subscriber: delivered, refused,
+    /// dropped or conflated by a slow-consumer policy, closed; and the workers it could not
+    /// reach. Publishers that do not ask pay nothing for this.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Topic`] and [`PublishError::NotData`] as [`publish`](Self::publish); a
+    /// full channel is reported in [`PublishReport::workers_missed`] instead.
+    pub fn publish_tracked(
+        &self,
+        topic: &str,
+        msg: Message<'_>,
+    ) -> Result<PublishReceipt, PublishError> {
+        let mut p = Publication::new(topic, msg)?;
+        let (tx, rx) = mpsc::channel();
+        p.report = Some(tx);
+        let (posted, missed) = self.dispatch(p, None)?;
+        let report = PublishReport {
+            workers_missed: missed,
+            ..PublishReport::default()
+        };
+        Ok(PublishReceipt::new(rx, posted, report))
+    }
+
+    /// Sends `p` to each worker with subscribers for its topic: worker `local.0` (the caller's
+    /// own, in a callback) gets it in `local.1`, run at the end of its turn. Returns the workers
+    /// reached and missed; an untracked publish fails with `Full` when any was full.
+    pub(crate) fn dispatch(
+        &self,
+        p: Publication,
+        mut local: Option<(usize, &mut Vec<Arc<Publication>>)>,
+    ) -> Result<(usize, u64), PublishError> {
+        let workers = self.inner.interest.workers(&p.topic);
+        let tracked = p.report.is_some();
+        let p = Arc::new(p);
+        let (mut posted, mut missed, mut full) = (0, 0, false);
+        for worker in workers {
+            if let Some((me, deferred)) = local.as_mut() {
+                if *me == worker {
+                    deferred.push(Arc::clone(&p));
+                    posted += 1;
+                    continue;
+                }
+            }
+            match self.post(worker, Command::Publish(Arc::clone(&p))) {
+                Ok(()) => posted += 1,
+                Err(e) => {
+                    missed += 1;
+                    full |= e == HandleError::Full;
+                }
+            }
+        }
+        if full && !tracked {
+            return Err(PublishError::Handle(HandleError::Full));
+        }
+        Ok((posted, missed))
+    }
+
+    pub(crate) fn interest(&self) -> Arc<Interest> {
+        Arc::clone(&self.inner.interest)
     }
 
     /// Shuts down gracefully: stop accepting, close every connection with 1001, wait for the
@@ -436,6 +578,12 @@ stats! {
     handler_panics,
     /// Times reading was paused over the high-water mark.
     read_pauses,
+    /// Publishes this worker ran for its subscribers (one per publish with subscribers here).
+    publications,
+    /// Subscriptions held now.
+    subscriptions,
+    /// Pending messages of conflating subscribers replaced by a newer one of their topic.
+    conflated,
     /// TLS failures: handshakes that failed, bad records, alerts (not a TCP close without
     /// `close_notify`, which ends the stream as over plain TCP).
     tls_errors,

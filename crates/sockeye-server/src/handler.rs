@@ -9,6 +9,7 @@ use sockeye_proto::handshake::{Head, TokenList};
 use sockeye_proto::{CloseCode, Message, ProtocolError, Request};
 
 use crate::handle::{Handle, SendOutcome};
+use crate::topics::{Publication, PublishError, SlowConsumer, TopicError};
 use crate::transport::Peer;
 
 /// An opaque, copyable identifier of a connection, valid across threads (like mio's `Token`).
@@ -404,6 +405,18 @@ pub(crate) trait Sink {
     fn send(&mut self, msg: Message<'_>) -> Result<bool, SendError>;
     fn close(&mut self, code: CloseCode, reason: &str);
     fn buffered_amount(&self) -> usize;
+    /// Subscribes this connection; `None` takes the policy from the server's backpressure
+    /// policy.
+    fn subscribe(
+        &mut self,
+        pattern: &str,
+        policy: Option<SlowConsumer>,
+    ) -> Result<bool, TopicError>;
+    fn unsubscribe(&mut self, pattern: &str) -> bool;
+    fn is_subscribed(&self, topic: &str) -> bool;
+    /// Publishes: to this worker's subscribers at the end of the turn, to the others through
+    /// their channels.
+    fn publish(&mut self, p: Publication) -> Result<(), PublishError>;
 }
 
 impl Outbox<'_> {
@@ -447,5 +460,70 @@ impl Outbox<'_> {
     /// The server's handle: send to other connections, broadcast, shut down.
     pub fn handle(&self) -> &Handle {
         self.handle
+    }
+
+    /// Subscribes this connection to `pattern`, with the slow-consumer policy that matches the
+    /// server's backpressure policy (`Fail`, `Drop` or `Close`); `Ok(false)` when it was
+    /// subscribed already. See [`subscribe_with`](Self::subscribe_with).
+    ///
+    /// # Errors
+    ///
+    /// A [`TopicError`] for a pattern that is not valid.
+    pub fn subscribe(&mut self, pattern: &str) -> Result<bool, TopicError> {
+        self.sink.subscribe(pattern, None)
+    }
+
+    /// Subscribes this connection to `pattern`, with `policy` for when it cannot keep up;
+    /// `Ok(false)` when it was subscribed already (the policy is replaced).
+    ///
+    /// `pattern` is a topic in the NATS subject syntax: tokens separated by `.`, none empty, no
+    /// whitespace, at most 256 bytes (`prices.EUR.USD`); a subscription may use the wildcards
+    /// `*` (one token: `prices.*.USD`) and `>` (one or more tokens, last: `prices.>`). A
+    /// connection gets one copy of a publish even when several of its subscriptions match; the
+    /// first that matches (an exact one before patterns) gives the policy. A connection leaves
+    /// its topics when it ends.
+    ///
+    /// # Errors
+    ///
+    /// A [`TopicError`] for a pattern that is not valid.
+    pub fn subscribe_with(
+        &mut self,
+        pattern: &str,
+        policy: SlowConsumer,
+    ) -> Result<bool, TopicError> {
+        self.sink.subscribe(pattern, Some(policy))
+    }
+
+    /// Unsubscribes this connection from `pattern` (the text it subscribed with); `false` when
+    /// it was not subscribed.
+    pub fn unsubscribe(&mut self, pattern: &str) -> bool {
+        self.sink.unsubscribe(pattern)
+    }
+
+    /// Publishes `msg` to every subscriber of `topic` on every worker, this connection
+    /// included when it subscribed: its own copy is sent at once, in order with what this
+    /// callback sends, the other subscribers of this worker get theirs at the end of the loop
+    /// turn, those of other workers through one command per worker. The frame is encoded once
+    /// and shared. [`Handle::publish_tracked`] reports outcomes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::publish`].
+    pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> Result<(), PublishError> {
+        let p = Publication::new(topic, msg)?;
+        if self.sink.is_subscribed(topic) {
+            let _ = self.sink.send(msg);
+        }
+        self.sink.publish(p)
+    }
+
+    /// Publishes `msg` to every subscriber of `topic` but this connection (a chat room).
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::publish`].
+    pub fn publish_to_others(&mut self, topic: &str, msg: Message<'_>) -> Result<(), PublishError> {
+        let p = Publication::new(topic, msg)?;
+        self.sink.publish(p)
     }
 }

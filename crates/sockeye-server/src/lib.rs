@@ -64,6 +64,7 @@ pub mod socket;
 mod tls;
 #[cfg(feature = "tls")]
 mod tls_io;
+pub mod topics;
 mod transport;
 #[cfg(feature = "tls")]
 #[doc(hidden)]
@@ -81,3 +82,6 @@ pub use rustls;
 pub use server::{Running, Server, WorkerPanicked};
 #[cfg(feature = "tls")]
 pub use tls::{ClientAuth, PemSource, TlsConfig, TlsError, TlsSettings};
+pub use topics::{
+    PublishError, PublishReceipt, PublishReport, SlowConsumer, SubscribeError, TopicError,
+};

@@ -10,9 +10,11 @@ use sockeye_proto::{CloseCode, Message, ProtocolError, SendError as ProtoSendErr
 use super::Wire;
 use super::conns::{Ending, Link};
 use super::io::Bufs;
-use crate::config::Backpressure;
+use super::topics::Topics;
+use crate::config::{Backpressure, BackpressurePolicy};
 use crate::handle::{Handle, Stats};
 use crate::handler::{CloseReason, ConnId, Handler, Outbox, SendError, Sink};
+use crate::topics::{Publication, PublishError, SlowConsumer, TopicError};
 use crate::transport::Transport;
 
 /// What the application gave the worker, and what the worker tells it.
@@ -22,6 +24,8 @@ pub(crate) struct App<H> {
     pub(crate) handler: H,
     pub(crate) handle: Handle,
     pub(crate) stats: Stats,
+    /// The subscriptions of this worker's connections.
+    pub(crate) topics: Topics,
 }
 
 impl<H: Handler> App<H> {
@@ -43,7 +47,8 @@ impl<H: Handler> App<H> {
             handler,
             handle,
             stats,
-            ..
+            topics,
+            index,
         } = self;
         let Bufs {
             cork,
@@ -60,6 +65,10 @@ impl<H: Handler> App<H> {
             now,
             direct: stream.map(|stream| Wire { stream, scratch }),
             pool,
+            topics,
+            worker: *index,
+            id,
+            handle,
         };
         let mut out = Outbox {
             id,
@@ -161,6 +170,10 @@ struct ConnSink<'a, S> {
     /// The socket, for large messages written straight from the caller's bytes.
     direct: Option<Wire<'a, S>>,
     pool: &'a mut super::io::Pool,
+    topics: &'a mut Topics,
+    worker: usize,
+    id: ConnId,
+    handle: &'a Handle,
 }
 
 impl<S: Transport> ConnSink<'_, S> {
@@ -238,5 +251,37 @@ impl<S: Transport> Sink for ConnSink<'_, S> {
 
     fn buffered_amount(&self) -> usize {
         self.link.queue.len() + self.cork.len()
+    }
+
+    fn subscribe(
+        &mut self,
+        pattern: &str,
+        policy: Option<SlowConsumer>,
+    ) -> Result<bool, TopicError> {
+        let policy = policy.unwrap_or(match self.backpressure.policy {
+            BackpressurePolicy::Drop => SlowConsumer::Drop,
+            BackpressurePolicy::Close(code) => SlowConsumer::Close(code),
+            _ => SlowConsumer::Fail,
+        });
+        let added = self.topics.subscribe(self.id.index(), pattern, policy)?;
+        self.stats.subscriptions = self.topics.subscriptions() as u64;
+        Ok(added)
+    }
+
+    fn unsubscribe(&mut self, pattern: &str) -> bool {
+        let removed = self.topics.unsubscribe(self.id.index(), pattern);
+        self.stats.subscriptions = self.topics.subscriptions() as u64;
+        removed
+    }
+
+    fn is_subscribed(&self, topic: &str) -> bool {
+        self.topics.is_subscribed(self.id.index(), topic)
+    }
+
+    fn publish(&mut self, mut p: Publication) -> Result<(), PublishError> {
+        // This connection has its copy (or asked for none): the worker's delivery skips it.
+        p.skip = Some(self.id);
+        let local = Some((self.worker, &mut self.topics.deferred));
+        self.handle.dispatch(p, local).map(drop)
     }
 }

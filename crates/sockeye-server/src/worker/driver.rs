@@ -16,6 +16,7 @@ use super::app::App;
 use super::conns::{Conns, Ending, Phase, Slot};
 use super::io::Io;
 use super::timers::Timers;
+use super::topics::Topics;
 use crate::config::ServerConfig;
 use crate::handle::Handle;
 use crate::handler::{CloseReason, ConnId, Handler};
@@ -54,6 +55,7 @@ impl<H: Handler, S: Transport> Driver<H, S> {
             io: Io::new(config.recv_buffer, scratch),
             app: App {
                 index,
+                topics: Topics::new(handle.interest(), index),
                 handler,
                 handle,
                 stats: Default::default(),
@@ -113,6 +115,7 @@ impl<H: Handler, S: Transport> Driver<H, S> {
             }
         }
         self.fire_timers();
+        self.publish_deferred();
         self.flush_dirty();
     }
 
@@ -279,6 +282,8 @@ impl<H: Handler, S: Transport> Driver<H, S> {
             return;
         };
         self.app.stats.connections_open = self.conns.open() as u64;
+        self.app.topics.leave(idx);
+        self.app.stats.subscriptions = self.app.topics.subscriptions() as u64;
         if let Some(user) = slot.user.take() {
             // Our own reason for closing wins, but a close call the peer never answered ends
             // as the socket did.

@@ -56,6 +56,12 @@ impl<H: Handler, S: Transport> Driver<H, S> {
 
     /// Backpressure marks, `on_writable`, and the end of the connection once all is written.
     fn after_write(&mut self, idx: usize) {
+        if self.app.topics.has_conflated(idx)
+            && self.conns.get(idx).is_some_and(|s| s.link.queue.is_empty())
+        {
+            // Its queue emptied: the newest message of each conflated topic goes now.
+            self.release_conflated(idx);
+        }
         let now = self.timers.now;
         let Some(slot) = self.conns.get_mut(idx) else {
             return;

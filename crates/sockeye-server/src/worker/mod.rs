@@ -12,6 +12,7 @@
 //! | [`io`] | the receive buffer, cork, pool and TLS scratch |
 //! | [`app`] | the handler, the handle, the counters; the one place an `Outbox` is built |
 //! | [`commands`] | what other threads ask: send, close, broadcast, shutdown |
+//! | [`topics`] | the worker's subscriptions, and a publish's delivery to its subscribers |
 //!
 //! The data path of one connection's turn, as the code has it:
 //!
@@ -25,6 +26,8 @@
 //!        after each read: one write of the cork; what the kernel leaves ─▶ the queue
 //!  writable edge ─▶ the queue's rest (control frames at the next frame boundary)
 //!  commands (Handle) ─▶ frames into the queue ─▶ one write per connection at the turn's end
+//!  publish (command, or a callback's at the turn's end) ─▶ each subscriber: one write from the
+//!        shared frame when nothing is queued, else behind the queue
 //!  turn's end ─▶ reads left over from the budget, timers due, those writes
 //! ```
 
@@ -49,6 +52,7 @@ mod flush;
 mod io;
 mod output;
 mod timers;
+mod topics;
 mod upgrade;
 
 #[cfg(test)]
@@ -251,6 +255,7 @@ impl<H: Handler> Worker<H> {
                 Ok(Command::Close(id, code, reason)) => self.driver.close_id(id, code, &reason),
                 Ok(Command::Run(id, job)) => self.driver.run_job(id, job),
                 Ok(Command::Broadcast(msg)) => self.driver.broadcast(&msg),
+                Ok(Command::Publish(p)) => self.driver.publish(&p),
                 #[cfg(feature = "fault-injection")]
                 Ok(Command::Panic) => panic!("injected fault in worker {}", self.driver.app.index),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,

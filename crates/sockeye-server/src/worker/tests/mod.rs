@@ -3,6 +3,7 @@
 //! byte, with no socket and no sleep.
 
 mod sim;
+mod topics;
 
 use std::time::Duration;
 

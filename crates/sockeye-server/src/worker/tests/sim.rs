@@ -136,6 +136,11 @@ impl Handler for Recorder {
     }
 
     fn on_message(&mut self, _: &mut (), msg: Message<'_>, out: &mut Outbox<'_>) {
+        if let Message::Text(text) = msg {
+            if topic_command(text, out) {
+                return;
+            }
+        }
         match msg {
             Message::Text(text) => self.note(Note::Text(text.to_owned())),
             Message::Binary(bytes) => self.note(Note::Binary(bytes.len())),
@@ -151,6 +156,29 @@ impl Handler for Recorder {
     fn on_close(&mut self, _: (), why: CloseReason<'_>) {
         self.note(Note::Close(format!("{why:?}")));
     }
+}
+
+/// Runs `sub PATTERN`, `unsub PATTERN`, `pub TOPIC TEXT` and `pubx TOPIC TEXT` (to the others);
+/// `false` for other texts, which are echoed.
+fn topic_command(text: &str, out: &mut Outbox<'_>) -> bool {
+    let mut parts = text.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("sub"), Some(pattern), None) => {
+            out.subscribe(pattern).unwrap();
+        }
+        (Some("unsub"), Some(pattern), None) => {
+            out.unsubscribe(pattern);
+        }
+        (Some("pub"), Some(topic), Some(payload)) => {
+            out.publish(topic, Message::Text(payload)).unwrap();
+        }
+        (Some("pubx"), Some(topic), Some(payload)) => {
+            out.publish_to_others(topic, Message::Text(payload))
+                .unwrap();
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// The driver, its clock, and what the handler saw.
