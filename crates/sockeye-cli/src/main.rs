@@ -1,4 +1,4 @@
-//! The `sockeye` command: `sockeye serve` (an echo server with a demo page) and `sockeye load`
+//! The `sockeye` command: `sockeye serve` (an echo server with a demo page and `/pubsub`) and `sockeye load`
 //! (a load generator on the client role).
 
 use std::process::ExitCode;
@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod load;
+mod pubsub;
 mod serve;
 mod size;
 
@@ -19,8 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run an echo server; open http://ADDR/ (https:// with --tls-cert) in a browser for a demo
-    /// page.
+    /// Run an echo server with a publish/subscribe endpoint (/pubsub); open http://ADDR/
+    /// (https:// with --tls-cert) in a browser for a demo page.
     Serve(serve::ServeArgs),
     /// Generate load against a WebSocket echo server (echo, latency or connect).
     Load(load::LoadArgs),

@@ -1,4 +1,5 @@
-//! `sockeye serve`: an echo server with a demo page, over TLS with `--tls-cert` (certificates
+//! `sockeye serve`: an echo server with a demo page and a publish/subscribe endpoint
+//! (`/pubsub`, [`crate::pubsub`]), over TLS with `--tls-cert` (certificates
 //! chosen by SNI, client certificates, reload when the files change).
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use crate::size::parse_size;
 
 /// Options of `sockeye serve`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = crate::pubsub::PROTOCOL)]
 pub(crate) struct ServeArgs {
     /// Address to listen on (repeat for several, e.g. 127.0.0.1:9001 and [::1]:9001).
     #[arg(long, default_value = "127.0.0.1:9001")]
@@ -97,7 +99,17 @@ pub(crate) struct ServeArgs {
     tls: tls::TlsArgs,
 }
 
-/// The echo handler: sends every message back; serves the demo page on `GET /`.
+/// A connection's state: when it opened, and whether it speaks the `/pubsub` protocol.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    /// Milliseconds on the handler's clock (wrapping), kept in 4 bytes so that the server's own
+    /// state does not dominate the engine's per-connection footprint.
+    opened: u32,
+    pubsub: bool,
+}
+
+/// The handler: echoes every message back, except on `/pubsub`; serves the demo page on
+/// `GET /`.
 #[derive(Debug, Clone)]
 struct Echo {
     verbose: bool,
@@ -113,24 +125,34 @@ impl Echo {
 }
 
 impl Handler for Echo {
-    /// When the connection opened: milliseconds on `started`'s clock (wrapping).
-    type Conn = u32;
+    type Conn = Conn;
 
-    fn on_upgrade(&mut self, req: &Request<'_>, accept: &mut Accept<'_>) -> Result<u32, Reject> {
-        accept.select_protocol(&["echo"]);
+    fn on_upgrade(&mut self, req: &Request<'_>, accept: &mut Accept<'_>) -> Result<Conn, Reject> {
+        let path = req.path().split('?').next().unwrap_or_default();
+        let pubsub = path == "/pubsub";
+        if !pubsub {
+            accept.select_protocol(&["echo"]);
+        }
         if self.verbose {
             eprintln!("open {} from origin {:?}", req.path(), req.origin());
         }
-        Ok(self.millis())
+        Ok(Conn {
+            opened: self.millis(),
+            pubsub,
+        })
     }
 
-    fn on_message(&mut self, _conn: &mut u32, msg: Message<'_>, out: &mut Outbox<'_>) {
-        let _ = out.send(msg);
+    fn on_message(&mut self, conn: &mut Conn, msg: Message<'_>, out: &mut Outbox<'_>) {
+        if conn.pubsub {
+            crate::pubsub::on_message(msg, out);
+        } else {
+            let _ = out.send(msg);
+        }
     }
 
-    fn on_close(&mut self, opened: u32, why: CloseReason<'_>) {
+    fn on_close(&mut self, conn: Conn, why: CloseReason<'_>) {
         if self.verbose {
-            let open = Duration::from_millis(self.millis().wrapping_sub(opened).into());
+            let open = Duration::from_millis(self.millis().wrapping_sub(conn.opened).into());
             eprintln!("close after {open:.1?}: {why:?}");
         }
     }
