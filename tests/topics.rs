@@ -271,6 +271,15 @@ fn a_closed_connection_leaves_its_topics() {
             got += 1;
         }
     }
-    assert_eq!(handle.stats().subscriptions, 1);
+    // Counters are published at the end of each loop turn: wait for the one that removed it.
+    let mut subscriptions = 0;
+    for _ in 0..200 {
+        subscriptions = handle.stats().subscriptions;
+        if subscriptions == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(subscriptions, 1);
     stop(running);
 }

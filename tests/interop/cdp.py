@@ -1,12 +1,22 @@
-"""Drives a headless Chromium through the DevTools protocol for tests/interop_chromium.rs.
+"""Drives a headless Chromium through the DevTools protocol for tests/interop_chromium.rs
+(the demo page's echo) and crates/sockeye-cli/tests/interop_pubsub.rs (its room chat).
 
-Usage: cdp.py DEVTOOLS_PORT PAGE_URL
+Usage: cdp.py DEVTOOLS_PORT PAGE_URL [echo|chat]
 
-Navigates the browser's page to PAGE_URL (the demo page of `sockeye serve`), waits until its
-WebSocket is open, sends "hello", the bytes [1, 2, 3] and a 64 KiB JSON-like text from the page,
-waits for their echoes, closes the socket with 1000 and waits for the close event. All results
-are read from the browser (`window.sockeyeResults` and the page's `ws`). Prints one JSON line:
+echo (the default): navigates the browser's page to PAGE_URL (the demo page of `sockeye serve`),
+waits until its WebSocket is open, sends "hello", the bytes [1, 2, 3] and a 64 KiB JSON-like text
+from the page, waits for their echoes, closes the socket with 1000 and waits for the close event.
+All results are read from the browser (`window.sockeyeResults` and the page's `ws`). Prints one
+JSON line:
 {"browser": "...", "results": {...}, "large_text_ok": bool, "steps": [...], "error": null}.
+
+chat: opens PAGE_URL in three new tabs; "ann" and "bo" join the room "lobby", "cy" joins
+"other" (through the page's forms, as a user would). ann says a line holding markup, cy says a
+line in its room, then bo says one. Prints one JSON line:
+{"browser": "...", "chat": {"ann": window.sockeyeChat, ...}, "markup_elements": {"ann": N, ...},
+"log_text": {"ann": "...", ...}, "steps": [...], "error": null}; markup_elements counts the
+elements inside the lines of each chat log (a line shown as text has none), log_text is its text.
+
 Every wait is bounded; the whole run by DEADLINE seconds.
 """
 
@@ -15,11 +25,14 @@ import json
 import sys
 import time
 import traceback
+import urllib.parse
 import urllib.request
+
+from contextlib import AsyncExitStack
 
 from websockets.asyncio.client import connect
 
-DEADLINE = 20.0  # seconds for everything
+DEADLINE = {"echo": 20.0, "chat": 30.0}  # seconds for everything
 POLL = 0.05  # seconds between two looks at the page
 
 # A 64 KiB JSON-like text, built in the page and kept there for the comparison.
@@ -56,20 +69,28 @@ class Page:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    async def results(self):
+    async def results(self, record="sockeyeResults"):
         try:
-            text = await self.evaluate("JSON.stringify(window.sockeyeResults ?? null)")
+            text = await self.evaluate(f"JSON.stringify(window.{record} ?? null)")
         except RuntimeError:
             return None  # the page is between two documents: look again
         return json.loads(text) if text else None
 
-    async def wait_for(self, what, done):
-        """Polls `window.sockeyeResults` until `done(results)`; returns them."""
+    async def wait_for(self, what, done, record="sockeyeResults"):
+        """Polls `window.<record>` until `done(results)`; returns them."""
         while True:
-            results = await self.results()
+            results = await self.results(record)
             if results is not None and done(results):
                 return results
             await asyncio.sleep(POLL)
+
+    async def fill(self, form, fields):
+        """Sets the inputs `fields` ({id: value}) and submits `form` as its button would."""
+        sets = "".join(
+            f"document.getElementById({json.dumps(k)}).value = {json.dumps(v)};"
+            for k, v in fields.items()
+        )
+        await self.evaluate(f"{sets} document.getElementById({json.dumps(form)}).requestSubmit(); true")
 
 
 def http_json(port, path):
@@ -116,11 +137,68 @@ async def drive(port, url, out):
         out["results"]["echoes"] = out["results"]["echoes"][:2]
 
 
-async def main(port, url):
-    out = {"browser": None, "results": None, "large_text_ok": False, "steps": [], "error": None}
+def new_tab(port, url):
+    """Opens `url` in a new tab; the websocket URL of its DevTools session."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/json/new?{urllib.parse.quote(url, safe=':/')}", method="PUT"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)["webSocketDebuggerUrl"]
+
+
+# (name, room) of each tab in chat mode.
+CHATTERS = [("ann", "lobby"), ("bo", "lobby"), ("cy", "other")]
+
+
+async def chat(port, url, out):
+    out["browser"] = http_json(port, "/json/version").get("Browser")
+    async with AsyncExitStack() as stack:
+        pages = {}
+        for name, _ in CHATTERS:
+            ws = await stack.enter_async_context(
+                connect(new_tab(port, url), max_size=16 << 20, ping_interval=None)
+            )
+            pages[name] = Page(ws)
+        for name, page in pages.items():
+            await page.wait_for("page", lambda r: True, "sockeyeChat")
+        out["steps"].append("loaded")
+        for name, room in CHATTERS:
+            await pages[name].fill("join", {"name": name, "room": room})
+            await pages[name].wait_for("join", lambda c: c["joined"] == room, "sockeyeChat")
+        out["steps"].append("joined")
+
+        async def say(name, text, seen_by):
+            await pages[name].fill("say", {"line": text})
+            line = f"{name}: {text}"
+            for other in seen_by:
+                await pages[other].wait_for("line", lambda c: line in c["lines"], "sockeyeChat")
+
+        await say("ann", "<b>hi</b> & hello", ["ann", "bo"])
+        out["steps"].append("ann said")
+        await say("cy", "only here", ["cy"])
+        out["steps"].append("cy said")
+        await say("bo", "bye", ["ann", "bo"])
+        out["steps"].append("bo said")
+
+        out["chat"] = {name: await page.results("sockeyeChat") for name, page in pages.items()}
+        out["markup_elements"] = {
+            name: await page.evaluate("document.querySelectorAll('#chat-log > div *').length")
+            for name, page in pages.items()
+        }
+        out["log_text"] = {
+            name: await page.evaluate("document.getElementById('chat-log').innerText")
+            for name, page in pages.items()
+        }
+
+
+async def main(port, url, mode):
+    out = {"browser": None, "steps": [], "error": None}
+    if mode == "echo":
+        out.update(results=None, large_text_ok=False)
     started = time.monotonic()
     try:
-        await asyncio.wait_for(drive(port, url, out), DEADLINE)
+        scenario = chat if mode == "chat" else drive
+        await asyncio.wait_for(scenario(port, url, out), DEADLINE[mode])
     except Exception as error:
         out["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()
     out["elapsed_s"] = round(time.monotonic() - started, 3)
@@ -128,6 +206,8 @@ async def main(port, url):
 
 
 if __name__ == "__main__":
-    report = asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+    report = asyncio.run(
+        main(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "echo")
+    )
     print(json.dumps(report))
     sys.exit(0 if report["error"] is None else 1)

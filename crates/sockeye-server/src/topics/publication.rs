@@ -19,7 +19,7 @@ pub(crate) struct Publication {
     pub(crate) topic: Box<str>,
     text: bool,
     /// The whole frame for receivers that get it uncompressed: header and payload.
-    frame: Box<[u8]>,
+    frame: Arc<[u8]>,
     /// Where the payload starts in `frame`.
     header_len: usize,
     /// A connection that does not get it: the publisher, when it asked so or when it got its
@@ -51,7 +51,7 @@ impl Publication {
         Ok(Publication {
             topic: topic.into(),
             text,
-            frame: frame.into_boxed_slice(),
+            frame: Arc::from(frame),
             header_len,
             skip: None,
             compressed: Mutex::new(Vec::new()),
@@ -60,7 +60,7 @@ impl Publication {
     }
 
     /// The frame as it goes to a receiver without compression.
-    pub(crate) fn frame(&self) -> &[u8] {
+    pub(crate) fn frame(&self) -> &Arc<[u8]> {
         &self.frame
     }
 
@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn a_publication_is_one_whole_server_frame() {
         let p = Publication::new("a.b", Message::Text("hi")).unwrap();
-        assert_eq!(p.frame(), b"\x81\x02hi");
+        assert_eq!(&p.frame()[..], b"\x81\x02hi");
         assert_eq!(p.payload(), b"hi");
         let big = vec![7u8; 300];
         let p = Publication::new("a", Message::Binary(&big)).unwrap();

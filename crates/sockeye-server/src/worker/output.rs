@@ -18,8 +18,18 @@
 //!
 //! So data frames leave in send order; control frames leave in their own order, never later
 //! than the next frame boundary; frames never interleave inside a frame.
+//!
+//! # Shared frames
+//!
+//! A published frame goes to many connections. Where one of them has a backlog, the frame waits
+//! in it by reference ([`Queue::push_shared`]): the backlog is then a chain of chunks, the
+//! connection's own bytes and shared frames in order, written by one vectored write. Shared
+//! chunks are data frames only; control frames live in the connection's own bytes or on the
+//! control lane.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::sync::Arc;
 
 use super::io::Pool;
 
@@ -34,6 +44,28 @@ pub(crate) trait Sock {
 /// A remainder at least this large moves into the queue with its buffer instead of being copied.
 const MOVE_MIN: usize = 64 << 10;
 
+/// Chunks handed to one vectored write at most (the kernel takes up to 1024).
+const MAX_SLICES: usize = 64;
+
+/// Whole frames shared by many connections' queues (a publish).
+pub(crate) type Shared = Arc<[u8]>;
+
+/// A piece of a backlog: the connection's own bytes, or a shared frame.
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Shared),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(buf) => buf,
+            Chunk::Shared(frame) => frame,
+        }
+    }
+}
+
 /// The bytes of a connection the kernel has not taken, in order. Nothing (a null pointer) while
 /// the socket keeps up; written from a moving head, so a large backlog is never shifted byte by
 /// byte as the kernel takes it piece by piece.
@@ -43,57 +75,191 @@ pub(crate) struct Queue(Option<Box<Backlog>>);
 /// A non-empty backlog.
 #[derive(Debug)]
 struct Backlog {
-    /// `buf[head..]` waits: whole frames, except that the first may be partly written already
+    /// `cur[head..]` waits: whole frames, except that the first may be partly written already
     /// (and the very first bytes may be an HTTP response, before any frame).
-    buf: Vec<u8>,
+    cur: Chunk,
     head: usize,
-    /// A frame boundary of `buf`: where a frame starts (or `buf`'s end). Moved forward lazily,
-    /// only when a control frame needs the boundary at or after `head`.
+    /// A frame boundary of `cur`: where a frame starts (or its end). Moved forward lazily, only
+    /// when a control frame needs the boundary at or after `head`.
     edge: usize,
     /// Control frames waiting for the next boundary; a partly written one keeps its rest here.
     control: Vec<u8>,
-    /// The end of the last control frame in `buf` (control frames that were corked in order
+    /// The end of the last control frame in `cur` (control frames that were corked in order
     /// with data): the control lane waits until it is written, so that control frames keep
     /// their order among themselves.
     floor: usize,
+    /// Whole data frames behind `cur`, in order.
+    rest: VecDeque<Chunk>,
+    /// The bytes in `rest`, but for its last chunk when that is owned (it grows in place).
+    rest_len: usize,
 }
 
 impl Backlog {
     fn new(buf: Vec<u8>, head: usize, edge: usize) -> Box<Self> {
         let mut backlog = Box::new(Backlog {
-            buf,
+            cur: Chunk::Owned(buf),
             head,
             edge,
             control: Vec::new(),
             floor: 0,
+            rest: VecDeque::new(),
+            rest_len: 0,
         });
         backlog.note_control(edge);
         backlog
     }
 
-    /// Raises the floor past the control frames in `buf[from..]` (`from` a frame boundary).
+    /// A backlog of the shared `frame`, of which `head` bytes are written.
+    fn shared(frame: &Shared, head: usize) -> Box<Self> {
+        let edge = if head == 0 { 0 } else { frame.len() };
+        Box::new(Backlog {
+            cur: Chunk::Shared(Arc::clone(frame)),
+            head,
+            edge,
+            control: Vec::new(),
+            floor: 0,
+            rest: VecDeque::new(),
+            rest_len: 0,
+        })
+    }
+
+    fn cur(&self) -> &[u8] {
+        self.cur.bytes()
+    }
+
+    /// Bytes waiting, control frames included.
+    fn len(&self) -> usize {
+        let last = match self.rest.back() {
+            Some(Chunk::Owned(buf)) => buf.len(),
+            _ => 0,
+        };
+        self.cur().len() - self.head + self.control.len() + self.rest_len + last
+    }
+
+    /// Raises the floor past the control frames in `cur[from..]` (`from` a frame boundary).
     fn note_control(&mut self, mut from: usize) {
-        while from < self.buf.len() {
-            let end = from + frame_len(&self.buf[from..]);
-            if is_control(self.buf[from]) {
-                self.floor = end;
+        let mut floor = self.floor;
+        let cur = self.cur.bytes();
+        while from < cur.len() {
+            let end = from + frame_len(&cur[from..]);
+            if is_control(cur[from]) {
+                floor = end;
             }
             from = end;
         }
+        self.floor = floor;
     }
 
     /// The first frame boundary at or after `head` where control frames may go: not before the
-    /// control frames already in `buf`.
+    /// control frames already in `cur`.
     fn boundary(&mut self) -> usize {
-        self.edge = boundary_at(&self.buf, self.edge, self.head.max(self.floor));
+        self.edge = boundary_at(self.cur.bytes(), self.edge, self.head.max(self.floor));
         self.edge
     }
 
     fn is_done(&self) -> bool {
-        self.head == self.buf.len() && self.control.is_empty()
+        self.head == self.cur().len() && self.control.is_empty() && self.rest.is_empty()
     }
 
-    /// Accounts for `n` bytes written as `[buf[head..edge], control, buf[edge..]]`.
+    /// The buffer whole frames are appended to: the end of the backlog, owned.
+    fn tail(&mut self) -> &mut Vec<u8> {
+        if self.rest.is_empty() {
+            if let Chunk::Owned(buf) = &mut self.cur {
+                return buf;
+            }
+        }
+        if !matches!(self.rest.back(), Some(Chunk::Owned(_))) {
+            self.rest.push_back(Chunk::Owned(Vec::new()));
+        }
+        match self.rest.back_mut() {
+            Some(Chunk::Owned(buf)) => buf,
+            _ => unreachable!("an owned chunk was just pushed"),
+        }
+    }
+
+    /// Appends the whole frames of `bytes` (from the frame boundary `from` on: before it, the
+    /// rest of a frame or an HTTP response), in order.
+    fn append_frames(&mut self, bytes: &[u8], from: usize) {
+        if self.rest.is_empty() && matches!(self.cur, Chunk::Owned(_)) {
+            let at = self.cur().len();
+            self.tail().extend_from_slice(bytes);
+            self.note_control(at + from);
+            return;
+        }
+        if bytes.get(from..).is_some_and(has_control) {
+            // Control frames corked in order with data must stay in `cur`, where the floor
+            // sees them: copy the chain into one buffer (a rare case: it takes a backlog with
+            // shared frames and control frames corked behind it in one turn).
+            self.flatten();
+            let at = self.cur().len();
+            self.tail().extend_from_slice(bytes);
+            self.note_control(at + from);
+            return;
+        }
+        self.tail().extend_from_slice(bytes);
+    }
+
+    /// Queues the shared `frame` behind everything else.
+    fn push_shared(&mut self, frame: &Shared) {
+        if let Some(Chunk::Owned(buf)) = self.rest.back() {
+            // No longer the last chunk: its length counts now.
+            self.rest_len += buf.len();
+        }
+        self.rest_len += frame.len();
+        self.rest.push_back(Chunk::Shared(Arc::clone(frame)));
+    }
+
+    /// Takes the first chunk of `rest`.
+    fn pop_rest(&mut self) -> Option<Chunk> {
+        let chunk = self.rest.pop_front()?;
+        let last_owned = self.rest.is_empty() && matches!(chunk, Chunk::Owned(_));
+        if !last_owned {
+            self.rest_len -= chunk.bytes().len();
+        }
+        Some(chunk)
+    }
+
+    /// Copies the chain into one owned buffer, keeping the head, boundary and floor.
+    fn flatten(&mut self) {
+        let edge = self.boundary();
+        let mut buf = Vec::with_capacity(self.len());
+        buf.extend_from_slice(&self.cur()[self.head..]);
+        while let Some(chunk) = self.pop_rest() {
+            buf.extend_from_slice(chunk.bytes());
+        }
+        self.edge = edge - self.head;
+        self.floor = self.floor.saturating_sub(self.head);
+        self.head = 0;
+        self.cur = Chunk::Owned(buf);
+    }
+
+    /// Accounts for `n` bytes written as `[cur[head..edge], control, cur[edge..], rest...]`
+    /// (without the control lane's slice when it is empty).
+    fn advance(&mut self, mut n: usize, pool: &mut Pool) {
+        let front = self.cur().len() - self.head + self.control.len();
+        let k = n.min(front);
+        if self.control.is_empty() {
+            self.head += k;
+        } else {
+            self.advance_around_control(k);
+        }
+        n -= k;
+        while self.head == self.cur().len() && self.control.is_empty() {
+            let Some(next) = self.pop_rest() else {
+                break;
+            };
+            if let Chunk::Owned(buf) = std::mem::replace(&mut self.cur, next) {
+                pool.give(buf);
+            }
+            // Shared chunks and the chunks behind `cur` hold no control frames.
+            (self.head, self.edge, self.floor) = (0, 0, 0);
+            let k = n.min(self.cur().len());
+            self.head = k;
+            n -= k;
+        }
+    }
+
+    /// Accounts for `n` bytes written as `[cur[head..edge], control, cur[edge..]]`.
     fn advance_around_control(&mut self, mut n: usize) {
         let first = self.edge - self.head;
         if n <= first {
@@ -110,16 +276,28 @@ impl Backlog {
     /// Drops the data after the frame being written: a close frame is on the control lane.
     fn truncate_at_boundary(&mut self) {
         let edge = self.boundary();
-        self.buf.truncate(edge);
+        match &mut self.cur {
+            Chunk::Owned(buf) => buf.truncate(edge),
+            Chunk::Shared(_) if edge == 0 => {
+                self.cur = Chunk::Owned(Vec::new());
+                (self.head, self.edge) = (0, 0);
+            }
+            Chunk::Shared(_) => {}
+        }
+        self.rest.clear();
+        self.rest_len = 0;
     }
 
-    /// Shifts the unwritten rest to the front, keeping the boundary.
+    /// Shifts the unwritten rest of an owned `cur` to the front, keeping the boundary.
     fn compact(&mut self) {
         let edge = self.boundary();
-        self.buf.drain(..self.head);
-        self.edge = edge - self.head;
-        self.floor = self.floor.saturating_sub(self.head);
-        self.head = 0;
+        let head = self.head;
+        if let Chunk::Owned(buf) = &mut self.cur {
+            buf.drain(..head);
+            self.edge = edge - head;
+            self.floor = self.floor.saturating_sub(head);
+            self.head = 0;
+        }
     }
 }
 
@@ -127,9 +305,7 @@ impl Queue {
     /// Bytes waiting, control frames included.
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.0
-            .as_ref()
-            .map_or(0, |b| b.buf.len() - b.head + b.control.len())
+        self.0.as_ref().map_or(0, |b| b.len())
     }
 
     #[inline]
@@ -141,8 +317,17 @@ impl Queue {
     #[inline]
     pub(crate) fn data<'a>(&'a mut self, cork: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
         match &mut self.0 {
-            Some(backlog) => &mut backlog.buf,
+            Some(backlog) => backlog.tail(),
             None => cork,
+        }
+    }
+
+    /// Queues the shared data `frame` behind the backlog, by reference. Only with a backlog:
+    /// without one, the frame is written at once ([`write_direct`](Self::write_direct)).
+    pub(crate) fn push_shared(&mut self, frame: &Shared) {
+        match &mut self.0 {
+            Some(backlog) => backlog.push_shared(frame),
+            None => self.0 = Some(Backlog::shared(frame, 0)),
         }
     }
 
@@ -166,11 +351,11 @@ impl Queue {
         result
     }
 
-    /// Runs `f` with the backlog's buffer (made if need be) to append whole frames to, behind
-    /// what waits: frames made outside the connection's turn.
+    /// Runs `f` with the backlog's buffer (made if need be) to append whole data frames to,
+    /// behind what waits: frames made outside the connection's turn.
     pub(crate) fn append<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         let backlog = self.0.get_or_insert_with(|| Backlog::new(Vec::new(), 0, 0));
-        let result = f(&mut backlog.buf);
+        let result = f(backlog.tail());
         if backlog.is_done() {
             // Nothing was appended to an empty queue: keep it a null pointer.
             self.0 = None;
@@ -187,11 +372,7 @@ impl Queue {
         }
         let edge = boundary_at(buf, raw, from);
         match &mut self.0 {
-            Some(backlog) => {
-                let at = backlog.buf.len();
-                backlog.buf.extend_from_slice(&buf[from..]);
-                backlog.note_control(at + edge - from);
-            }
+            Some(backlog) => backlog.append_frames(&buf[from..], edge - from),
             None if buf.len() - from >= MOVE_MIN => {
                 self.0 = Some(Backlog::new(std::mem::take(buf), from, edge));
             }
@@ -211,9 +392,7 @@ impl Queue {
     ) -> io::Result<usize> {
         if let Some(backlog) = self.0.as_mut() {
             if !cork.is_empty() {
-                let at = backlog.buf.len();
-                backlog.buf.extend_from_slice(cork);
-                backlog.note_control(at + raw.min(cork.len()));
+                backlog.append_frames(cork, raw.min(cork.len()));
             }
             return self.write(sock, pool);
         }
@@ -256,34 +435,72 @@ impl Queue {
         sent
     }
 
+    /// Writes `cork` and then the shared whole `frame` in one vectored write, with no backlog;
+    /// what the kernel does not take of the frame waits in the queue by reference. As
+    /// [`write_direct`](Self::write_direct) otherwise.
+    pub(crate) fn write_shared(
+        &mut self,
+        cork: &mut Vec<u8>,
+        raw: usize,
+        frame: &Shared,
+        sock: &mut impl Sock,
+    ) -> usize {
+        debug_assert!(self.is_empty(), "a direct write with a backlog");
+        let sent = if cork.is_empty() {
+            sock.write(frame)
+        } else {
+            sock.write_vectored(&[IoSlice::new(cork), IoSlice::new(frame)])
+        }
+        .unwrap_or(0);
+        let corked = cork.len();
+        if sent < corked {
+            self.take_rest(cork, sent, raw);
+            self.push_shared(frame);
+        } else if sent < corked + frame.len() {
+            self.0 = Some(Backlog::shared(frame, sent - corked));
+        }
+        sent
+    }
+
     /// Writes what waits, once: the rest of the frame being written, the control lane, then the
     /// data behind. Gives the buffer back to `pool` when all is written.
     pub(crate) fn write(&mut self, sock: &mut impl Sock, pool: &mut Pool) -> io::Result<usize> {
         let Some(backlog) = self.0.as_mut() else {
             return Ok(0);
         };
-        let n = if backlog.control.is_empty() {
-            let n = sock.write(&backlog.buf[backlog.head..])?;
-            backlog.head += n;
-            n
+        let n = if backlog.control.is_empty() && backlog.rest.is_empty() {
+            sock.write(&backlog.cur()[backlog.head..])?
         } else {
-            let edge = backlog.boundary();
-            let b = &backlog.buf;
-            let slices = [
-                IoSlice::new(&b[backlog.head..edge]),
-                IoSlice::new(&backlog.control),
-                IoSlice::new(&b[edge..]),
-            ];
-            let n = sock.write_vectored(&slices)?;
-            backlog.advance_around_control(n);
-            n
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_SLICES);
+            let b = &mut **backlog;
+            let edge = if b.control.is_empty() {
+                b.head
+            } else {
+                b.boundary()
+            };
+            let cur = b.cur.bytes();
+            slices.push(IoSlice::new(&cur[b.head..edge]));
+            if !b.control.is_empty() {
+                slices.push(IoSlice::new(&b.control));
+            }
+            slices.push(IoSlice::new(&cur[edge..]));
+            for chunk in b.rest.iter().take(MAX_SLICES - slices.len()) {
+                slices.push(IoSlice::new(chunk.bytes()));
+            }
+            sock.write_vectored(&slices)?
         };
+        backlog.advance(n, pool);
         if backlog.is_done() {
             // An idle connection owns no send buffer.
             if let Some(backlog) = self.0.take() {
-                pool.give(backlog.buf);
+                if let Chunk::Owned(buf) = backlog.cur {
+                    pool.give(buf);
+                }
             }
-        } else if backlog.head > 0 && backlog.head >= backlog.buf.len() / 2 {
+        } else if matches!(backlog.cur, Chunk::Owned(_))
+            && backlog.head > 0
+            && backlog.head >= backlog.cur().len() / 2
+        {
             // Shift the rest (the smaller part) so the buffer does not grow without bound while
             // frames keep arriving behind it.
             backlog.compact();
@@ -325,6 +542,18 @@ fn frame_len(bytes: &[u8]) -> usize {
 /// Whether a frame whose first byte is `first` is a control frame.
 fn is_control(first: u8) -> bool {
     first & 0x08 != 0
+}
+
+/// Whether the whole frames in `frames` include a control frame.
+fn has_control(frames: &[u8]) -> bool {
+    let mut at = 0;
+    while at < frames.len() {
+        if is_control(frames[at]) {
+            return true;
+        }
+        at += frame_len(&frames[at..]);
+    }
+    false
 }
 
 /// Whether the whole frames in `control` include a close frame.
@@ -673,7 +902,7 @@ mod tests {
         assert_eq!(queue.len(), len - 1000);
         assert_eq!(cork.capacity(), 0, "the cork gave its buffer away");
         let backlog = queue.0.as_ref().unwrap();
-        assert_eq!((backlog.buf.as_ptr(), backlog.head), (ptr, 1000));
+        assert_eq!((backlog.cur().as_ptr(), backlog.head), (ptr, 1000));
     }
 
     #[test]
@@ -683,5 +912,145 @@ mod tests {
         queue.take_rest(&mut cork, 6, 0);
         assert_eq!(queue.len(), 16);
         assert_eq!(cork.len(), 22, "the cork keeps its buffer");
+    }
+
+    fn shared(n: u8, len: usize) -> Shared {
+        Arc::from(data(n, len))
+    }
+
+    /// A backlog of `own` bytes, nothing written yet.
+    fn backlogged(own: &[u8], pool: &mut Pool) -> (Queue, Fake) {
+        let mut queue = Queue::default();
+        let mut sock = Fake {
+            full: true,
+            ..Fake::default()
+        };
+        queue.flush(&mut own.to_vec(), 0, &mut sock, pool).unwrap();
+        sock.full = false;
+        (queue, sock)
+    }
+
+    #[test]
+    fn shared_frames_wait_by_reference_in_order_with_owned_ones() {
+        for take in [1, 3, 7, 100, 1000, 5000, usize::MAX] {
+            let mut pool = Pool::default();
+            let (mut queue, mut sock) = backlogged(&data(0, 300), &mut pool);
+            let mut expected = data(0, 300);
+            let frames: Vec<Shared> = (1..=6).map(|i| shared(i, 200 * usize::from(i))).collect();
+            for (i, frame) in frames.iter().enumerate() {
+                queue.push_shared(frame);
+                expected.extend_from_slice(frame);
+                if i % 2 == 1 {
+                    let own = data(100 + i as u8, 50);
+                    queue.data(&mut Vec::new()).extend_from_slice(&own);
+                    expected.extend_from_slice(&own);
+                }
+            }
+            assert_eq!(queue.len(), expected.len(), "take {take}");
+            assert!(
+                frames.iter().all(|f| Arc::strong_count(f) == 2),
+                "not copied"
+            );
+            sock.take = Some(take);
+            let mut writes = 0;
+            while !queue.is_empty() {
+                let before = queue.len();
+                let n = queue.write(&mut sock, &mut pool).unwrap();
+                assert_eq!(queue.len(), before - n, "take {take}");
+                writes += 1;
+                assert!(writes < 100_000);
+            }
+            assert_eq!(sock.wire, expected, "take {take}");
+            assert!(frames.iter().all(|f| Arc::strong_count(f) == 1), "released");
+        }
+    }
+
+    #[test]
+    fn a_pong_overtakes_shared_frames_at_the_next_boundary() {
+        for take in [1, 150, 305, 306, 450, 713] {
+            let mut pool = Pool::default();
+            let (mut queue, mut sock) = backlogged(&data(0, 100), &mut pool);
+            for i in 1..=3 {
+                queue.push_shared(&shared(i, 200));
+            }
+            sock.take = Some(take);
+            queue.write(&mut sock, &mut pool).unwrap();
+            let pong = frame(OpCode::Pong, b"p");
+            queue.control(&mut Vec::new(), |buf| buf.extend_from_slice(&pong));
+            sock.take = Some(usize::MAX);
+            while !queue.is_empty() {
+                queue.write(&mut sock, &mut pool).unwrap();
+            }
+            let got = frames(&sock.wire);
+            let ops: Vec<u8> = got.iter().map(|(op, _)| *op).collect();
+            let data_before = ops.iter().position(|&op| op == 0xA).unwrap();
+            // Frame 0 (102 bytes) and three of 204: the pong follows the frames started.
+            let in_progress = [0, 102, 306, 510]
+                .iter()
+                .filter(|&&start| start < take)
+                .count();
+            assert_eq!(data_before, in_progress, "take {take}: {ops:?}");
+            assert_eq!(ops.len(), 5);
+        }
+    }
+
+    #[test]
+    fn a_close_drops_the_shared_frames_behind_the_frame_in_progress() {
+        let mut pool = Pool::default();
+        let frame_a = shared(1, 200);
+        let mut queue = Queue::default();
+        let mut sock = Fake {
+            take: Some(50),
+            ..Fake::default()
+        };
+        queue.write_shared(&mut Vec::new(), 0, &frame_a, &mut sock);
+        assert_eq!(queue.len(), 204 - 50, "the rest waits by reference");
+        assert_eq!(Arc::strong_count(&frame_a), 2);
+        let frame_b = shared(2, 200);
+        queue.push_shared(&frame_b);
+        let close = frame(OpCode::Close, &[0x03, 0xe8]);
+        queue.control(&mut Vec::new(), |buf| buf.extend_from_slice(&close));
+        assert_eq!(Arc::strong_count(&frame_b), 1, "dropped: behind the close");
+        sock.take = None;
+        while !queue.is_empty() {
+            queue.write(&mut sock, &mut pool).unwrap();
+        }
+        let ops: Vec<u8> = frames(&sock.wire).iter().map(|(op, _)| *op).collect();
+        assert_eq!(ops, [0x2, 0x8]);
+    }
+
+    #[test]
+    fn control_frames_corked_behind_shared_frames_keep_their_place() {
+        let mut pool = Pool::default();
+        let (mut queue, mut sock) = backlogged(&data(0, 100), &mut pool);
+        queue.push_shared(&shared(1, 300));
+        // A turn's cork with a ping in order with data, behind the shared frame.
+        let mut cork = [data(2, 10), frame(OpCode::Ping, b"1"), data(3, 10)].concat();
+        queue
+            .flush(
+                &mut cork,
+                0,
+                &mut Fake {
+                    full: true,
+                    ..Fake::default()
+                },
+                &mut pool,
+            )
+            .unwrap();
+        queue.control(&mut Vec::new(), |buf| {
+            buf.extend_from_slice(&frame(OpCode::Ping, b"2"))
+        });
+        sock.take = Some(9);
+        while !queue.is_empty() {
+            queue.write(&mut sock, &mut pool).unwrap();
+        }
+        let got = frames(&sock.wire);
+        let ops: Vec<u8> = got.iter().map(|(op, _)| *op).collect();
+        assert_eq!(
+            ops,
+            [0x2, 0x2, 0x2, 0x9, 0x9, 0x2],
+            "ping 2 waits for ping 1"
+        );
+        assert_eq!((&got[3].1[..], &got[4].1[..]), (&b"1"[..], &b"2"[..]));
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! Delivery, for each subscriber: the frame variant its compression wants (encoded once per
 //! publish), the slow-consumer policy, then either one write straight from the shared bytes
-//! (nothing queued: the common case) or the frame behind its backlog.
+//! (nothing queued: the common case; what the kernel leaves of it waits by reference) or the
+//! frame behind its backlog (by reference, unless it is small).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,10 @@ use crate::topics::{
     validate_pattern,
 };
 use crate::transport::Transport;
+
+/// Frames at least this large wait in a slow subscriber's backlog by reference; smaller ones
+/// are copied (cheaper than a chunk and a shared count for a few bytes).
+const SHARE_MIN: usize = 256;
 
 /// A subscriber in a topic's entry.
 #[derive(Debug, Clone, Copy)]
@@ -388,7 +393,7 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         let ext = slot.link.proto.extension().as_deref();
         let settings = ext.and_then(PerMessageDeflate::send_settings);
         let compressed = settings.and_then(|s| variants.get(s, p, &self.compressor));
-        let (frame, rsv): (&[u8], Rsv) = match compressed {
+        let (frame, rsv): (&Arc<[u8]>, Rsv) = match compressed {
             Some(frame) => (frame, Rsv::RSV1),
             None => (p.frame(), Rsv::NONE),
         };
@@ -439,18 +444,19 @@ impl<H: Handler, S: Transport> Driver<H, S> {
                 stream: &mut slot.stream,
                 scratch: &mut bufs.scratch,
             };
-            let sent = slot.link.queue.write_direct(
-                &mut bufs.cork,
-                bufs.raw,
-                frame,
-                &mut wire,
-                &mut bufs.pool,
-            );
+            let sent = slot
+                .link
+                .queue
+                .write_shared(&mut bufs.cork, bufs.raw, frame, &mut wire);
             stats.bytes_out += sent as u64;
+        } else if frame.len() >= SHARE_MIN {
+            // Behind the backlog, by reference (a control frame owed went to the control lane).
+            slot.link.queue.push_shared(frame);
         } else {
-            // Behind the backlog (a control frame owed went to the control lane).
-            let backlog = slot.link.queue.data(&mut bufs.cork);
-            backlog.extend_from_slice(frame);
+            slot.link
+                .queue
+                .data(&mut bufs.cork)
+                .extend_from_slice(frame);
         }
         bufs.reset_cork();
         if !rsv.is_empty() {
@@ -484,7 +490,7 @@ impl Variants {
         settings: SendSettings,
         p: &Publication,
         compressor: &sockeye_deflate::SharedCompressor,
-    ) -> Option<&[u8]> {
+    ) -> Option<&Arc<[u8]>> {
         let at = match self.0.iter().position(|(s, _)| *s == settings) {
             Some(at) => at,
             None => {
@@ -493,7 +499,7 @@ impl Variants {
                 self.0.len() - 1
             }
         };
-        self.0[at].1.as_deref()
+        self.0[at].1.as_ref()
     }
 }
 

@@ -71,7 +71,7 @@ fn a_publish_is_written_at_once_from_the_shared_frame() {
     let p = Arc::new(Publication::new("t", Message::Text("now")).unwrap());
     sim.driver.publish(&p);
     // No turn's end was needed, and nothing was queued.
-    assert_eq!(script.peer().wire, p.frame());
+    assert_eq!(script.peer().wire, &p.frame()[..]);
     assert!(sim.driver.conns.get(idx).unwrap().link.queue.is_empty());
 }
 
