@@ -90,7 +90,8 @@ class Page:
             f"document.getElementById({json.dumps(k)}).value = {json.dumps(v)};"
             for k, v in fields.items()
         )
-        await self.evaluate(f"{sets} document.getElementById({json.dumps(form)}).requestSubmit(); true")
+        submit = f"document.getElementById({json.dumps(form)}).requestSubmit();"
+        await self.evaluate(f"{sets} {submit} true")
 
 
 def http_json(port, path):

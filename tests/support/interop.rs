@@ -461,6 +461,113 @@ impl Drop for TempDir {
     }
 }
 
+/// A headless Chromium in a fresh profile with its DevTools port open (`about:blank` loaded),
+/// killed with the helpers it forked on drop. Over TLS, it trusts the test server's
+/// certificate by its key (`--ignore-certificate-errors-spki-list`).
+#[derive(Debug)]
+pub struct Chromium {
+    /// Killed on drop.
+    _browser: ProcessGroup,
+    port: u16,
+    log: PathBuf,
+    /// Holds the profile and the log; removed after the browser is gone (fields drop in order).
+    _dir: TempDir,
+}
+
+impl Chromium {
+    /// How long the browser may take to open its DevTools port.
+    pub const STARTUP: Duration = Duration::from_secs(20);
+
+    /// Starts `chromium` (from [`chromium()`]); `spki`: the base64 SHA-256 of a server
+    /// certificate's public key that the browser then trusts.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot start, exits, or opens no DevTools port within [`Chromium::STARTUP`],
+    /// with its log.
+    pub fn start(chromium: &Path, spki: Option<&str>) -> Chromium {
+        let dir = TempDir::new("chromium");
+        let profile = dir.path().join("profile");
+        let log_path = dir.path().join("chromium.log");
+        let log = fs::File::create(&log_path).expect("create the browser log");
+        let mut command = Command::new(chromium);
+        command
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(spki.map(|spki| format!("--ignore-certificate-errors-spki-list={spki}")))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("share the browser log"))
+            .stderr(log);
+        let mut browser = ProcessGroup::spawn(command).expect("start chromium");
+        let port = devtools_port(&profile, &mut browser, &log_path);
+        Chromium {
+            _browser: browser,
+            port,
+            log: log_path,
+            _dir: dir,
+        }
+    }
+
+    /// Its DevTools port on 127.0.0.1.
+    pub fn devtools_port(&self) -> u16 {
+        self.port
+    }
+
+    /// What it printed so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The port from `<profile>/DevToolsActivePort` (its first line), once the browser wrote it.
+///
+/// # Panics
+///
+/// When the browser exits first or takes longer than [`Chromium::STARTUP`], with its log.
+fn devtools_port(profile: &Path, browser: &mut ProcessGroup, log: &Path) -> u16 {
+    /// How often the file is looked for while the browser starts.
+    const POLL: Duration = Duration::from_millis(20);
+    let file = profile.join("DevToolsActivePort");
+    let started = Instant::now();
+    loop {
+        let text = fs::read_to_string(&file).unwrap_or_default();
+        // The file is complete once its second line (the browser's target path) is there.
+        if let Some((port, _)) = text.split_once('\n') {
+            if let Ok(port) = port.trim().parse() {
+                return port;
+            }
+        }
+        let log = || fs::read_to_string(log).unwrap_or_default();
+        if let Some(status) = browser.exited() {
+            panic!(
+                "chromium exited ({status}) before opening DevTools\n{}",
+                log()
+            );
+        }
+        assert!(
+            started.elapsed() < Chromium::STARTUP,
+            "chromium (pid {}) wrote no {} within {:?}\n{}",
+            browser.id(),
+            file.display(),
+            Chromium::STARTUP,
+            log()
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
 /// Asserts that every check of a client's results for one run is `true`.
 ///
 /// # Panics

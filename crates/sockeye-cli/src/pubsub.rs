@@ -61,6 +61,8 @@ fn parse(text: &str) -> Result<Command<'_>, String> {
 }
 
 /// Runs one message of a `/pubsub` connection; bad commands are answered with `error ...`.
+/// Out of line, so that the echo path it branches off stays small.
+#[inline(never)]
 pub(crate) fn on_message(msg: Message<'_>, out: &mut Outbox<'_>) {
     let reply = match msg {
         Message::Text(text) => run(text, out),

@@ -142,6 +142,7 @@ impl Handler for Echo {
         })
     }
 
+    #[inline]
     fn on_message(&mut self, conn: &mut Conn, msg: Message<'_>, out: &mut Outbox<'_>) {
         if conn.pubsub {
             crate::pubsub::on_message(msg, out);

@@ -409,14 +409,15 @@ pub(crate) trait Sink {
     /// policy.
     fn subscribe(
         &mut self,
+        id: ConnId,
         pattern: &str,
         policy: Option<SlowConsumer>,
     ) -> Result<bool, TopicError>;
-    fn unsubscribe(&mut self, pattern: &str) -> bool;
-    fn is_subscribed(&self, topic: &str) -> bool;
+    fn unsubscribe(&mut self, id: ConnId, pattern: &str) -> bool;
+    fn is_subscribed(&self, id: ConnId, topic: &str) -> bool;
     /// Publishes: to this worker's subscribers at the end of the turn, to the others through
     /// their channels.
-    fn publish(&mut self, p: Publication) -> Result<(), PublishError>;
+    fn publish(&mut self, id: ConnId, handle: &Handle, p: Publication) -> Result<(), PublishError>;
 }
 
 impl Outbox<'_> {
@@ -470,7 +471,7 @@ impl Outbox<'_> {
     ///
     /// A [`TopicError`] for a pattern that is not valid.
     pub fn subscribe(&mut self, pattern: &str) -> Result<bool, TopicError> {
-        self.sink.subscribe(pattern, None)
+        self.sink.subscribe(self.id, pattern, None)
     }
 
     /// Subscribes this connection to `pattern`, with `policy` for when it cannot keep up;
@@ -491,13 +492,13 @@ impl Outbox<'_> {
         pattern: &str,
         policy: SlowConsumer,
     ) -> Result<bool, TopicError> {
-        self.sink.subscribe(pattern, Some(policy))
+        self.sink.subscribe(self.id, pattern, Some(policy))
     }
 
     /// Unsubscribes this connection from `pattern` (the text it subscribed with); `false` when
     /// it was not subscribed.
     pub fn unsubscribe(&mut self, pattern: &str) -> bool {
-        self.sink.unsubscribe(pattern)
+        self.sink.unsubscribe(self.id, pattern)
     }
 
     /// Publishes `msg` to every subscriber of `topic` on every worker, this connection
@@ -511,10 +512,10 @@ impl Outbox<'_> {
     /// As [`Handle::publish`].
     pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> Result<(), PublishError> {
         let p = Publication::new(topic, msg)?;
-        if self.sink.is_subscribed(topic) {
+        if self.sink.is_subscribed(self.id, topic) {
             let _ = self.sink.send(msg);
         }
-        self.sink.publish(p)
+        self.sink.publish(self.id, self.handle, p)
     }
 
     /// Publishes `msg` to every subscriber of `topic` but this connection (a chat room).
@@ -524,6 +525,6 @@ impl Outbox<'_> {
     /// As [`Handle::publish`].
     pub fn publish_to_others(&mut self, topic: &str, msg: Message<'_>) -> Result<(), PublishError> {
         let p = Publication::new(topic, msg)?;
-        self.sink.publish(p)
+        self.sink.publish(self.id, self.handle, p)
     }
 }

@@ -23,7 +23,8 @@ pub const DEMO_PAGE: &str = r#"<!doctype html>
 <title>sockeye echo</title>
 <style>
 body { font: 15px/1.4 system-ui, sans-serif; max-width: 42rem; margin: 2rem auto; padding: 0 1rem; }
-#log, #chat-log { border: 1px solid #ccc; height: 18rem; overflow-y: auto; padding: .5rem; font-family: monospace; }
+#log, #chat-log { border: 1px solid #ccc; height: 18rem; overflow-y: auto; padding: .5rem;
+  font-family: monospace; }
 #chat-log { height: 12rem; }
 .in { color: #05620f; } .out { color: #1d3f99; } .sys { color: #777; }
 </style>

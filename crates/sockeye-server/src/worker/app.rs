@@ -48,7 +48,7 @@ impl<H: Handler> App<H> {
             handle,
             stats,
             topics,
-            index,
+            ..
         } = self;
         let Bufs {
             cork,
@@ -66,9 +66,6 @@ impl<H: Handler> App<H> {
             direct: stream.map(|stream| Wire { stream, scratch }),
             pool,
             topics,
-            worker: *index,
-            id,
-            handle,
         };
         let mut out = Outbox {
             id,
@@ -171,9 +168,6 @@ struct ConnSink<'a, S> {
     direct: Option<Wire<'a, S>>,
     pool: &'a mut super::io::Pool,
     topics: &'a mut Topics,
-    worker: usize,
-    id: ConnId,
-    handle: &'a Handle,
 }
 
 impl<S: Transport> ConnSink<'_, S> {
@@ -255,6 +249,7 @@ impl<S: Transport> Sink for ConnSink<'_, S> {
 
     fn subscribe(
         &mut self,
+        id: ConnId,
         pattern: &str,
         policy: Option<SlowConsumer>,
     ) -> Result<bool, TopicError> {
@@ -263,25 +258,30 @@ impl<S: Transport> Sink for ConnSink<'_, S> {
             BackpressurePolicy::Close(code) => SlowConsumer::Close(code),
             _ => SlowConsumer::Fail,
         });
-        let added = self.topics.subscribe(self.id.index(), pattern, policy)?;
+        let added = self.topics.subscribe(id.index(), pattern, policy)?;
         self.stats.subscriptions = self.topics.subscriptions() as u64;
         Ok(added)
     }
 
-    fn unsubscribe(&mut self, pattern: &str) -> bool {
-        let removed = self.topics.unsubscribe(self.id.index(), pattern);
+    fn unsubscribe(&mut self, id: ConnId, pattern: &str) -> bool {
+        let removed = self.topics.unsubscribe(id.index(), pattern);
         self.stats.subscriptions = self.topics.subscriptions() as u64;
         removed
     }
 
-    fn is_subscribed(&self, topic: &str) -> bool {
-        self.topics.is_subscribed(self.id.index(), topic)
+    fn is_subscribed(&self, id: ConnId, topic: &str) -> bool {
+        self.topics.is_subscribed(id.index(), topic)
     }
 
-    fn publish(&mut self, mut p: Publication) -> Result<(), PublishError> {
+    fn publish(
+        &mut self,
+        id: ConnId,
+        handle: &Handle,
+        mut p: Publication,
+    ) -> Result<(), PublishError> {
         // This connection has its copy (or asked for none): the worker's delivery skips it.
-        p.skip = Some(self.id);
-        let local = Some((self.worker, &mut self.topics.deferred));
-        self.handle.dispatch(p, local).map(drop)
+        p.skip = Some(id);
+        let local = Some((id.worker(), &mut self.topics.deferred));
+        handle.dispatch(p, local).map(drop)
     }
 }
