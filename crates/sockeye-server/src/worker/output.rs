@@ -1053,4 +1053,122 @@ mod tests {
         );
         assert_eq!((&got[3].1[..], &got[4].1[..]), (&b"1"[..], &b"2"[..]));
     }
+
+    mod model {
+        //! Random chains of owned frames, shared frames, control frames and short writes,
+        //! checked against the ordering rule.
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Own(usize),
+            Shared(usize),
+            Pong,
+            Close,
+            Write(usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0usize..400).prop_map(Op::Own),
+                4 => (0usize..400).prop_map(Op::Shared),
+                1 => Just(Op::Pong),
+                1 => Just(Op::Close),
+                4 => (0usize..700).prop_map(Op::Write),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn the_ordering_rule_holds(first in 1usize..300, ops in prop::collection::vec(op(), 1..60)) {
+                let mut pool = Pool::default();
+                // Data frames carry their number in every payload byte (frame 0 is the first).
+                let (mut queue, mut sock) = backlogged(&data(0, first), &mut pool);
+                let mut next = 1u8;
+                let mut pongs = 0u8;
+                let mut closed = false;
+                let mut held = Vec::new();
+                for op in ops {
+                    if queue.is_empty() && !closed {
+                        // Written out: a fresh backlog, as after a short write.
+                        sock.full = true;
+                        queue.flush(&mut data(next, 3), 0, &mut sock, &mut pool).unwrap();
+                        sock.full = false;
+                        next += 1;
+                    }
+                    match op {
+                        Op::Own(len) if !closed => {
+                            queue.data(&mut Vec::new()).extend_from_slice(&data(next, len));
+                            next += 1;
+                        }
+                        Op::Shared(len) if !closed => {
+                            let frame = shared(next, len);
+                            queue.push_shared(&frame);
+                            held.push(frame);
+                            next += 1;
+                        }
+                        Op::Pong if !closed => {
+                            let pong = frame(OpCode::Pong, &[pongs]);
+                            queue.control(&mut Vec::new(), |b| b.extend_from_slice(&pong));
+                            pongs += 1;
+                        }
+                        Op::Close if !closed => {
+                            let close = frame(OpCode::Close, &[0x03, 0xe8]);
+                            queue.control(&mut Vec::new(), |b| b.extend_from_slice(&close));
+                            closed = true;
+                        }
+                        Op::Write(take) => {
+                            sock.take = Some(take);
+                            let before = queue.len();
+                            let n = queue.write(&mut sock, &mut pool).unwrap();
+                            prop_assert_eq!(queue.len(), before - n);
+                        }
+                        _ => {}
+                    }
+                    if next > 250 {
+                        break;
+                    }
+                }
+                sock.take = None;
+                while !queue.is_empty() {
+                    queue.write(&mut sock, &mut pool).unwrap();
+                }
+                let got = frames(&sock.wire);
+                let mut last_data = None;
+                let mut last_pong = None;
+                let mut saw_close = false;
+                for (op, payload) in &got {
+                    prop_assert!(!saw_close, "nothing after the close");
+                    match op {
+                        0x2 => {
+                            let n = payload.first().copied();
+                            prop_assert!(payload.iter().all(|&b| Some(b) == n), "a frame intact");
+                            if let Some(n) = n {
+                                prop_assert!(last_data.is_none_or(|l| l < n), "data in order");
+                                last_data = Some(n);
+                            }
+                        }
+                        0xA => {
+                            prop_assert!(last_pong.is_none_or(|l| l + 1 == payload[0]), "pongs in order");
+                            last_pong = Some(payload[0]);
+                        }
+                        0x8 => saw_close = true,
+                        _ => prop_assert!(false, "unexpected opcode {}", op),
+                    }
+                }
+                prop_assert_eq!(saw_close, closed);
+                prop_assert_eq!(last_pong.map_or(0, |p| p + 1), pongs, "every pong");
+                if !closed {
+                    // Nothing dropped without a close: every data frame arrived.
+                    let datas = got.iter().filter(|(op, _)| *op == 0x2).count();
+                    prop_assert_eq!(datas, usize::from(next));
+                }
+                drop(queue);
+                prop_assert!(held.iter().all(|f| Arc::strong_count(f) == 1), "shared frames released");
+            }
+        }
+    }
 }
