@@ -1,5 +1,5 @@
-//! One client connection: its socket, the sockeye-proto client state machine, and the echo flow
-//! on top (what is outstanding, what to send next).
+//! One client connection: its socket, the sockeye-proto client state machine, and what the run
+//! does on top: the echo flow (what is outstanding, what to send next) or a fanout [`Peer`].
 //!
 //! IO follows the edge-triggered rules of `mio`: read until `WouldBlock` or a short read (at
 //! most [`MAX_READS_PER_TURN`] reads, then the engine comes back next turn), one write per turn
@@ -7,11 +7,11 @@
 //! rules hold for the plaintext ([`Stream`]); the connection opens only once the upgrade has
 //! completed over TLS.
 //!
-//! Modules: [`fail`] (why a connection ends early).
+//! Modules: [`echo`] (the echo flow), [`fail`] (why a connection ends early).
 
+mod echo;
 mod fail;
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -20,11 +20,13 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use sockeye_deflate::PerMessageDeflate;
 use sockeye_proto::handshake::{ClientRequest, ResponseError, parse_response};
-use sockeye_proto::{CloseCode, Config, Connection, Event, State, Status};
+use sockeye_proto::{CloseCode, Config, Connection, Event, Message, State, Status};
 
+pub(super) use self::echo::Flow;
 pub(super) use self::fail::Fail;
 use super::deflate;
-use super::payload::{Mismatch, Payload};
+use super::fanout::{Peer, Setup};
+use super::payload::Payload;
 use super::report::{Stats, Traffic};
 use super::stream::{Connector, Input, Stream};
 use super::url::WsUrl;
@@ -83,6 +85,8 @@ pub(super) struct Ctx<'a> {
     pub(super) url: &'a WsUrl,
     /// The `Sec-WebSocket-Extensions` offer of the upgrade request (empty for none).
     pub(super) offer: &'a str,
+    /// The fanout run's layout (fanout runs only).
+    pub(super) fanout: Option<&'a Setup>,
 }
 
 /// What one turn on a connection produced.
@@ -108,17 +112,43 @@ enum Io {
     Blocked,
 }
 
-/// The echo flow of one connection.
+/// What a connection does with the messages it gets.
 #[derive(Debug)]
-struct Flow {
-    /// The connection's id, stamped into its messages.
-    id: u64,
-    /// Messages sent so far.
-    sent: u64,
-    /// Stamp and send time of each message not yet echoed, oldest first.
-    outstanding: VecDeque<(u64, Instant)>,
-    /// Bytes on the wire and in messages, both ways.
-    traffic: Traffic,
+pub(super) enum Role {
+    /// Echo and latency runs: check each echo against what was sent, send the next.
+    Echo(Flow),
+    /// Fanout runs: subscribe, publish, check deliveries.
+    Fanout(Box<Peer>),
+}
+
+/// Where the messages of a connection go: its state machine and output queue, with the count
+/// of payload bytes sent.
+#[derive(Debug)]
+pub(super) struct Outbox<'a> {
+    ws: &'a mut Connection<PerMessageDeflate>,
+    out: &'a mut Vec<u8>,
+    traffic: &'a mut Traffic,
+}
+
+impl Outbox<'_> {
+    /// Queues a text message.
+    ///
+    /// # Errors
+    ///
+    /// When the connection refuses to send (a close is already queued) or compression fails.
+    pub(super) fn send_text(&mut self, text: &str) -> Result<(), Fail> {
+        self.ws
+            .send(Message::Text(text), self.out)
+            .map_err(Fail::Send)?;
+        self.traffic.payload_sent += text.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes queued and not yet taken by the socket (at most; what a partial write took may be
+    /// counted).
+    pub(super) fn backlog(&self) -> usize {
+        self.out.len()
+    }
 }
 
 /// One connection.
@@ -136,7 +166,9 @@ pub(super) struct Client {
     out: Vec<u8>,
     out_pos: usize,
     started: Instant,
-    flow: Flow,
+    role: Role,
+    /// Bytes on the wire and in messages, both ways.
+    traffic: Traffic,
     close_echoed: bool,
 }
 
@@ -150,7 +182,7 @@ impl Client {
     /// the TLS session cannot start.
     pub(super) fn connect(
         addr: SocketAddr,
-        id: u64,
+        role: Role,
         key: [u8; 24],
         ws: Connection<PerMessageDeflate>,
         connector: &Connector,
@@ -173,12 +205,8 @@ impl Client {
             out: Vec::new(),
             out_pos: 0,
             started: Instant::now(),
-            flow: Flow {
-                id,
-                sent: 0,
-                outstanding: VecDeque::new(),
-                traffic: Traffic::default(),
-            },
+            role,
+            traffic: Traffic::default(),
             close_echoed: false,
         })
     }
@@ -200,7 +228,38 @@ impl Client {
 
     /// The bytes this connection wrote and read, on the wire and in messages.
     pub(super) fn traffic(&self) -> Traffic {
-        self.flow.traffic
+        self.traffic
+    }
+
+    /// The fanout peer of this connection (`None` in echo runs).
+    pub(super) fn peer(&self) -> Option<&Peer> {
+        match &self.role {
+            Role::Fanout(peer) => Some(peer),
+            Role::Echo(_) => None,
+        }
+    }
+
+    /// Runs `f` on the fanout peer with the connection's outbox, then writes what it queued;
+    /// `Ok(None)` in echo runs.
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or a failed write.
+    pub(super) fn with_peer<T>(
+        &mut self,
+        f: impl FnOnce(&mut Peer, &mut Outbox<'_>) -> Result<T, Fail>,
+    ) -> Result<Option<T>, Fail> {
+        let Role::Fanout(peer) = &mut self.role else {
+            return Ok(None);
+        };
+        let mut outbox = Outbox {
+            ws: &mut self.ws,
+            out: &mut self.out,
+            traffic: &mut self.traffic,
+        };
+        let value = f(peer, &mut outbox)?;
+        self.flush()?;
+        Ok(Some(value))
     }
 
     /// Serves a readiness event (or a turn left over from the read budget).
@@ -238,7 +297,7 @@ impl Client {
         Ok(turn)
     }
 
-    /// Sends `n` messages now (the start of the measurement).
+    /// Sends `n` messages now (the start of the measurement of an echo run).
     ///
     /// # Errors
     ///
@@ -249,9 +308,16 @@ impl Client {
         payload: &mut Payload,
         now: Instant,
     ) -> Result<(), Fail> {
+        let Role::Echo(flow) = &mut self.role else {
+            return Ok(());
+        };
+        let mut outbox = Outbox {
+            ws: &mut self.ws,
+            out: &mut self.out,
+            traffic: &mut self.traffic,
+        };
         for _ in 0..n {
-            self.flow
-                .send_next(now, &mut self.ws, &mut self.out, payload)?;
+            flow.send_next(now, &mut outbox, payload)?;
         }
         self.flush()
     }
@@ -417,7 +483,7 @@ impl Client {
             .map_err(Fail::stream)?
         {
             Input::Data { len, drained } => {
-                self.flow.traffic.wire_read += len as u64;
+                self.traffic.wire_read += len as u64;
                 Ok(Io::Data {
                     len: carried + len,
                     more: !drained,
@@ -440,7 +506,8 @@ impl Client {
             ws,
             msg,
             out,
-            flow,
+            role,
+            traffic,
             phase,
             close_echoed,
             ..
@@ -459,12 +526,22 @@ impl Client {
             };
             match event {
                 Event::Text(text) => {
-                    flow.traffic.payload_received += text.len() as u64;
-                    flow.on_echo(text.as_bytes(), true, now, ws, out, ctx)?;
+                    traffic.payload_received += text.len() as u64;
+                    let mut outbox = Outbox { ws, out, traffic };
+                    match role {
+                        Role::Echo(flow) => {
+                            flow.on_echo(text.as_bytes(), true, now, &mut outbox, ctx)?;
+                        }
+                        Role::Fanout(peer) => peer.on_text(text, now, &mut outbox, ctx)?,
+                    }
                 }
                 Event::Binary(bytes) => {
-                    flow.traffic.payload_received += bytes.len() as u64;
-                    flow.on_echo(bytes, false, now, ws, out, ctx)?;
+                    traffic.payload_received += bytes.len() as u64;
+                    let mut outbox = Outbox { ws, out, traffic };
+                    match role {
+                        Role::Echo(flow) => flow.on_echo(bytes, false, now, &mut outbox, ctx)?,
+                        Role::Fanout(peer) => peer.on_binary(ctx),
+                    }
                 }
                 Event::Ping(_) | Event::Pong(_) => {}
                 Event::Close(_) if *phase == Phase::Closing => *close_echoed = true,
@@ -476,7 +553,7 @@ impl Client {
     }
 
     /// One write of the output queue (after the TLS records still pending, if any).
-    fn flush(&mut self) -> Result<(), Fail> {
+    pub(super) fn flush(&mut self) -> Result<(), Fail> {
         // Records the socket did not take go first; while some wait, the socket is full.
         if !self.stream.flush_pending().map_err(Fail::stream)? {
             return Ok(());
@@ -487,7 +564,7 @@ impl Client {
                 .write(&self.out[self.out_pos..])
                 .map_err(Fail::stream)?;
             self.out_pos += n;
-            self.flow.traffic.wire_written += n as u64;
+            self.traffic.wire_written += n as u64;
         }
         if self.out_pos == self.out.len() {
             self.out.clear();
@@ -497,54 +574,8 @@ impl Client {
     }
 }
 
-impl Flow {
-    /// Verifies an echo against the oldest message outstanding, counts it, and sends the next.
-    fn on_echo(
-        &mut self,
-        got: &[u8],
-        got_text: bool,
-        now: Instant,
-        ws: &mut Connection<PerMessageDeflate>,
-        out: &mut Vec<u8>,
-        ctx: &mut Ctx<'_>,
-    ) -> Result<(), Fail> {
-        let Some((value, sent_at)) = self.outstanding.pop_front() else {
-            return Err(Fail::Mismatch(Mismatch::Unexpected));
-        };
-        ctx.payload
-            .verify(value, got, got_text)
-            .map_err(Fail::Mismatch)?;
-        let stats = &mut *ctx.stats;
-        stats.verified += 1;
-        if now >= ctx.window.count_from && now < ctx.window.end {
-            stats.echoes += 1;
-            stats.echo_bytes += got.len() as u64;
-            Stats::record(&mut stats.rtt, now - sent_at);
-        }
-        if ctx.window.sending && now < ctx.window.end {
-            self.send_next(now, ws, out, ctx.payload)?;
-        }
-        Ok(())
-    }
-
-    fn send_next(
-        &mut self,
-        now: Instant,
-        ws: &mut Connection<PerMessageDeflate>,
-        out: &mut Vec<u8>,
-        payload: &mut Payload,
-    ) -> Result<(), Fail> {
-        let value = Payload::stamp_value(self.id, self.sent);
-        payload.send(value, ws, out).map_err(Fail::Send)?;
-        self.traffic.payload_sent += payload.len() as u64;
-        self.sent += 1;
-        self.outstanding.push_back((value, now));
-        Ok(())
-    }
-}
-
 /// A client-role state machine with `ext` (unnegotiated until the server's answer; it stays
-/// inert without `--deflate`), limits raised to fit `size`-byte echoes.
+/// inert without `--deflate`), limits raised to fit `size`-byte messages.
 pub(super) fn new_connection(
     size: usize,
     ext: PerMessageDeflate,

@@ -43,6 +43,8 @@ pub(crate) enum Fail {
     Mismatch(Mismatch),
     /// The server sent a close frame before we did.
     ServerClosed(Option<CloseCode>, String),
+    /// Fanout: not every `sub` was answered in time.
+    SubscribeTimeout,
 }
 
 impl Fail {
@@ -78,6 +80,7 @@ impl fmt::Display for Fail {
                 let code = code.map_or_else(|| "no code".to_owned(), |c| c.to_string());
                 write!(f, "the server closed the connection ({code} {reason:?})")
             }
+            Fail::SubscribeTimeout => f.write_str("no `ok sub` reply to every `sub` in time"),
         }
     }
 }
