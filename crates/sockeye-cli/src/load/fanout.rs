@@ -255,8 +255,11 @@ pub(super) struct Counts {
     pub(super) skipped: u64,
     /// Deliveries to subscribers of messages published inside the window.
     pub(super) deliveries: u64,
-    /// Sequence numbers that never arrived.
+    /// Sequence numbers that never arrived: skipped (a later one arrived first) or in the tail.
     pub(super) lost: u64,
+    /// The part of `lost` still missing when the drain ended: published after the last number
+    /// a subscriber got (a server still behind, or messages dropped at the end).
+    pub(super) lost_tail: u64,
     /// Arrivals of the last number seen, again.
     pub(super) duplicated: u64,
     /// Arrivals below the last number seen.
@@ -275,6 +278,7 @@ impl Counts {
             skipped: 0,
             deliveries: 0,
             lost: 0,
+            lost_tail: 0,
             duplicated: 0,
             out_of_order: 0,
             error_replies: 0,
@@ -292,6 +296,7 @@ impl Counts {
         self.skipped += other.skipped;
         self.deliveries += other.deliveries;
         self.lost += other.lost;
+        self.lost_tail += other.lost_tail;
         self.duplicated += other.duplicated;
         self.out_of_order += other.out_of_order;
         self.error_replies += other.error_replies;

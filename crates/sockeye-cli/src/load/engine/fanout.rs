@@ -170,7 +170,7 @@ impl Engine<'_> {
 
     /// Waits up to [`DRAIN_WAIT`] until every thread stopped publishing and each of this
     /// thread's subscriptions got everything published on it, then counts what is missing as
-    /// lost.
+    /// lost (the lost tail).
     fn drain(&mut self, shared: &Shared) -> Result<(), String> {
         let deadline = Instant::now() + DRAIN_WAIT;
         let caught_up = |engine: &Engine<'_>| {
@@ -190,7 +190,9 @@ impl Engine<'_> {
         }
         for client in self.clients.iter().flatten() {
             if let Some(peer) = client.peer() {
-                self.stats.fanout.lost += peer.missing(&shared.published);
+                let missing = peer.missing(&shared.published);
+                self.stats.fanout.lost += missing;
+                self.stats.fanout.lost_tail += missing;
             }
         }
         Ok(())

@@ -40,10 +40,13 @@ pub(super) fn human(plan: &Plan, stats: &Stats) -> String {
         }
         let _ = write!(line, " max {}", human_ns(latency.max()));
     }
+    let _ = write!(line, "; {} lost", counts.lost);
+    if counts.lost_tail > 0 {
+        let _ = write!(line, " ({} of them {TAIL})", counts.lost_tail);
+    }
     let _ = write!(
         line,
-        "; {} lost, {} duplicated, {} out of order, {} invalid, {} errors",
-        counts.lost,
+        ", {} duplicated, {} out of order, {} invalid, {} errors",
         counts.duplicated,
         counts.out_of_order,
         stats.mismatches,
@@ -51,6 +54,9 @@ pub(super) fn human(plan: &Plan, stats: &Stats) -> String {
     );
     line
 }
+
+/// What the lost tail is.
+const TAIL: &str = "not delivered 2 s after publishing stopped";
 
 /// How the publishers pace themselves.
 fn pacing(setup: &Setup) -> String {
@@ -79,7 +85,7 @@ pub(super) fn json(out: &mut String, plan: &Plan, stats: &Stats) {
          \"topic_prefix\":{},\"rate\":{},\"in_flight\":{},\"size\":{},\"warmup_s\":{:.3},\
          \"duration_s\":{secs:.3},\"publishes\":{},\"publishes_per_sec\":{:.1},\
          \"publishes_skipped\":{},\"deliveries\":{},\"deliveries_per_sec\":{:.1},\"verified\":{},\
-         \"lost\":{},\"duplicated\":{},\"out_of_order\":{},\"mismatches\":{},\
+         \"lost\":{},\"lost_tail\":{},\"duplicated\":{},\"out_of_order\":{},\"mismatches\":{},\
          \"error_replies\":{},\"errors\":{}",
         setup.subscribers,
         setup.publishers,
@@ -97,6 +103,7 @@ pub(super) fn json(out: &mut String, plan: &Plan, stats: &Stats) {
         counts.deliveries as f64 / secs,
         stats.verified,
         counts.lost,
+        counts.lost_tail,
         counts.duplicated,
         counts.out_of_order,
         stats.mismatches,
@@ -135,8 +142,12 @@ pub(super) fn verdict(stats: &Stats) -> Result<(), String> {
         return Err(format!("{what} (first: {})", first(&stats.first_error)));
     }
     if counts.lost + counts.duplicated + counts.out_of_order > 0 {
+        let tail = match counts.lost_tail {
+            0 => String::new(),
+            n => format!(" ({n} of them {TAIL})"),
+        };
         return Err(format!(
-            "deliveries went wrong: {} lost, {} duplicated, {} out of order",
+            "deliveries went wrong: {} lost{tail}, {} duplicated, {} out of order",
             counts.lost, counts.duplicated, counts.out_of_order
         ));
     }
