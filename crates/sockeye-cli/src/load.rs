@@ -1,10 +1,12 @@
-//! `sockeye load`: a load generator for WebSocket echo servers, on the client role of
-//! sockeye-proto and `mio`.
+//! `sockeye load`: a load generator for WebSocket echo servers and /pubsub servers, on the
+//! client role of sockeye-proto and `mio`.
 //!
 //! ```text
 //!  main thread ── spawns ──▶ load thread × --threads (one mio Poll each, its share of connections)
 //!      │                        connect (≤ --concurrency handshakes in flight, 10 s timeout each)
-//!      │ progress line (tty)     ─ barrier ─ warmup ▸ measure (echo, latency) │ hold (connect)
+//!      │                        subscribe (fanout: every `sub` answered, ≤ 10 s)
+//!      │ progress line (tty)     ─ barrier ─ warmup ▸ measure (echo, latency, fanout) │ hold (connect)
+//!      │                        drain (fanout: ≤ 2 s for the last deliveries)
 //!      ▼                        close 1000, ≤ 2 s for the echoes
 //!  merge Stats ──▶ one-line summary (human or --json) ──▶ exit status
 //! ```
@@ -13,11 +15,13 @@
 //! fd limit), [`payload`] (stamped messages and their check), [`deflate`] (the
 //! permessage-deflate offer and the check of the answer), [`stream`] (the socket, or TLS over
 //! it), `tls` (the TLS client configuration, with the `tls` feature), [`client`] (one
-//! connection), [`engine`] (one thread's event loop), [`report`] (counts and output).
+//! connection), [`engine`] (one thread's event loop), [`fanout`] (the publish/subscribe mode's
+//! connections and checks), [`report`] (counts and output).
 
 mod client;
 mod deflate;
 mod engine;
+mod fanout;
 mod payload;
 mod report;
 mod stream;
@@ -29,7 +33,8 @@ mod url;
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,8 +61,16 @@ Start an echo server first (for example `sockeye serve` in another terminal), th
   sockeye load echo --url wss://127.0.0.1:9001/ --tls-ca ca.pem --tls-server-name localhost
       (against `sockeye serve --tls-cert cert.pem --tls-key key.pem`)
 
-Every echo is checked byte for byte; the command exits non-zero when any echo differs, any
-connection fails, or nothing comes back. Use --json for a machine-readable summary.";
+Against a /pubsub server: 1000 subscribers on 2 of 10 topics each, 5 publishers at 100
+publishes/s per topic (or, without --rate, as fast as 16 in flight per publisher allow):
+
+  sockeye load fanout --url ws://127.0.0.1:9001/pubsub --subscribers 1000 --topics 10 \\
+      --per-subscriber 2 --publishers 5 --rate 100 --size 64
+
+Every echo is checked byte for byte, every delivery for its topic, publisher, sequence number
+and filler; the command exits non-zero when any echo differs, any delivery is invalid, lost,
+duplicated or out of order, any connection fails, the server answers `error`, or nothing comes
+back. Use --json for a machine-readable summary.";
 
 #[derive(Debug, clap::Subcommand)]
 enum ModeArgs {
@@ -72,6 +85,12 @@ enum ModeArgs {
     /// many stay open. Needs `ulimit -n` above --connections.
     #[command(after_help = EXAMPLES)]
     Connect(ConnectArgs),
+    /// Publish/subscribe against a /pubsub server (`sub`, `pub`, `msg`): subscribers on
+    /// topics, publishers paced by --rate or in a closed loop; checks every delivery (topic,
+    /// publisher, sequence, filler) and reports deliveries/s, publish-to-delivery latency
+    /// p50/p90/p99/p99.9/max, lost, duplicated and out-of-order messages.
+    #[command(after_help = EXAMPLES)]
+    Fanout(fanout::FanoutArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,7 +133,7 @@ struct ConnectArgs {
     common: CommonArgs,
 }
 
-/// The messages of echo and latency runs.
+/// The messages of echo and latency runs (fanout runs have their own flags).
 #[derive(Debug, clap::Args)]
 struct MessageArgs {
     /// Payload bytes per message; suffixes KiB, MiB, GiB (powers of 1024), e.g. 4KiB.
@@ -135,7 +154,7 @@ struct MessageArgs {
 /// Options of every mode.
 #[derive(Debug, clap::Args)]
 struct CommonArgs {
-    /// The echo server: ws://HOST:PORT/PATH, or wss://HOST:PORT/PATH over TLS (IPv6 as
+    /// The server: ws://HOST:PORT/PATH, or wss://HOST:PORT/PATH over TLS (IPv6 as
     /// ws://[::1]:9001/).
     #[arg(
         short,
@@ -200,6 +219,7 @@ enum Mode {
     Echo,
     Latency,
     Connect,
+    Fanout,
 }
 
 /// A validated run.
@@ -223,6 +243,8 @@ struct Plan {
     json: bool,
     /// The permessage-deflate offer, when `--deflate` was given.
     deflate: Option<deflate::Offer>,
+    /// The layout of a fanout run.
+    fanout: Option<fanout::Setup>,
 }
 
 /// The handshakes in flight at most while echo and latency runs connect (connect mode has
@@ -251,6 +273,7 @@ impl Plan {
                     ..plan
                 });
             }
+            ModeArgs::Fanout(a) => return a.into_plan(),
         };
         Plan::with(mode, connections, in_flight, messages, common)
     }
@@ -312,18 +335,29 @@ impl Plan {
             hold: Duration::ZERO,
             json: common.json,
             deflate: deflate.transpose()?,
+            fanout: None,
         })
     }
 
-    /// Thread `index`'s part of the connections and of the handshake concurrency.
+    /// Thread `index`'s part of the connections and of the handshake concurrency; in fanout
+    /// runs, its part of the subscribers and its part of the publishers.
     fn share(&self, index: usize) -> Share {
         let split =
             |total: usize, i: usize| total / self.threads + usize::from(i < total % self.threads);
-        let first: usize = (0..index).map(|i| split(self.connections, i)).sum();
+        let first = |total: usize| (0..index).map(|i| split(total, i)).sum::<usize>();
+        let members = self.fanout.as_ref().map(|setup| fanout::Members {
+            first_subscriber: first(setup.subscribers),
+            subscribers: split(setup.subscribers, index),
+            first_publisher: first(setup.publishers),
+            publishers: split(setup.publishers, index),
+        });
         Share {
-            connections: split(self.connections, index),
+            connections: members.map_or(split(self.connections, index), |m| {
+                m.subscribers + m.publishers
+            }),
             concurrency: split(self.concurrency, index).max(1),
-            first_id: first as u64,
+            first_id: first(self.connections) as u64,
+            members,
         }
     }
 }
@@ -348,6 +382,11 @@ fn run_threads(plan: &Plan) -> Result<Stats, String> {
         arrived: AtomicUsize::new(0),
         abort: AtomicBool::new(false),
         live: (0..plan.threads).map(|_| Live::default()).collect(),
+        start: OnceLock::new(),
+        published: (0..plan.fanout.as_ref().map_or(0, |f| f.topics))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+        stopped: AtomicUsize::new(0),
     };
     let results = thread::scope(|scope| {
         let mut handles = Vec::with_capacity(plan.threads);

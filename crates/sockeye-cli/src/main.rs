@@ -23,7 +23,8 @@ enum Command {
     /// Run an echo server with a publish/subscribe endpoint (/pubsub); open http://ADDR/
     /// (https:// with --tls-cert) in a browser for a demo page.
     Serve(serve::ServeArgs),
-    /// Generate load against a WebSocket echo server (echo, latency or connect).
+    /// Generate load against a WebSocket echo server (echo, latency or connect) or a /pubsub
+    /// server (fanout).
     Load(load::LoadArgs),
 }
 

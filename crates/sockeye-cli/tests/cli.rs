@@ -269,6 +269,28 @@ fn load_names_what_is_wrong_with_its_url() {
 }
 
 #[test]
+fn load_fanout_refuses_impossible_layouts() {
+    // (arguments, what the error says)
+    let table: [(&[&str], &str); 5] = [
+        (
+            &["--topics", "2", "--per-subscriber", "3"],
+            "--per-subscriber 3 is more than --topics 2",
+        ),
+        (
+            &["--topics", "2", "--publishers", "3"],
+            "--publishers 3 is more than --topics 2",
+        ),
+        (&["--size", "15"], "--size must be at least 16"),
+        (&["--subscribers", "0"], "--subscribers must be at least 1"),
+        (&["--topic-prefix", "a b"], "no whitespace or wildcards"),
+    ];
+    for (args, expected) in table {
+        let err = load_err(&[&["fanout"], args].concat());
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn help_explains_both_commands() {
     let output = Command::new(BIN).arg("--help").output().expect("help");
     let help = String::from_utf8_lossy(&output.stdout);

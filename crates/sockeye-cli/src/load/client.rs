@@ -1,14 +1,17 @@
-//! One client connection: its socket, the sockeye-proto client state machine, and the echo flow
-//! on top (what is outstanding, what to send next).
+//! One client connection: its socket, the sockeye-proto client state machine, and what the run
+//! does on top: the echo flow (what is outstanding, what to send next) or a fanout [`Peer`].
 //!
 //! IO follows the edge-triggered rules of `mio`: read until `WouldBlock` or a short read (at
 //! most [`MAX_READS_PER_TURN`] reads, then the engine comes back next turn), one write per turn
 //! of whatever the output queue holds, the rest on the next `WRITABLE`. Over TLS the same
 //! rules hold for the plaintext ([`Stream`]); the connection opens only once the upgrade has
 //! completed over TLS.
+//!
+//! Modules: [`echo`] (the echo flow), [`fail`] (why a connection ends early).
 
-use core::fmt;
-use std::collections::VecDeque;
+mod echo;
+mod fail;
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -16,15 +19,16 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use sockeye_deflate::PerMessageDeflate;
-use sockeye_proto::handshake::{ClientRequest, ResponseError, WriteError, parse_response};
-use sockeye_proto::{
-    CloseCode, Config, Connection, Event, NegotiationError, ProtocolError, SendError, State, Status,
-};
+use sockeye_proto::handshake::{ClientRequest, ResponseError, parse_response};
+use sockeye_proto::{CloseCode, Config, Connection, Event, Message, State, Status};
 
+pub(super) use self::echo::Flow;
+pub(super) use self::fail::Fail;
 use super::deflate;
-use super::payload::{Mismatch, Payload};
+use super::fanout::{Peer, Setup};
+use super::payload::Payload;
 use super::report::{Stats, Traffic};
-use super::stream::{self, Connector, Input, Stream};
+use super::stream::{Connector, Input, Stream};
 use super::url::WsUrl;
 
 /// Reads per connection per loop turn before the engine serves the others.
@@ -44,79 +48,6 @@ pub(super) enum Phase {
     Open,
     /// Our close is sent; waiting for its echo and the server's TCP close.
     Closing,
-}
-
-/// Why a connection ended early.
-#[derive(Debug)]
-pub(super) enum Fail {
-    /// The TCP connect failed.
-    Connect(io::Error),
-    /// A socket error after connecting.
-    Io(io::Error),
-    /// The TLS handshake failed, or a TLS record was refused.
-    Tls(String),
-    /// The upgrade request could not be written (a URL the request grammar refuses).
-    Request(WriteError),
-    /// The server's answer to the upgrade was refused.
-    Handshake(ResponseError),
-    /// The server's permessage-deflate answer is not one our offer allows.
-    Deflate {
-        /// What is wrong with it.
-        error: NegotiationError,
-        /// The server's `Sec-WebSocket-Extensions` value.
-        answer: String,
-    },
-    /// The server closed TCP before answering the upgrade.
-    HandshakeEof,
-    /// No 101 within the handshake timeout.
-    HandshakeTimeout,
-    /// The server closed TCP without a close frame.
-    Eof,
-    /// The server broke the protocol.
-    Protocol(ProtocolError),
-    /// A message could not be queued.
-    Send(SendError),
-    /// An echo differed from what was sent.
-    Mismatch(Mismatch),
-    /// The server sent a close frame before we did.
-    ServerClosed(Option<CloseCode>, String),
-}
-
-impl Fail {
-    /// A failure of the stream: TLS when it carries one, else the socket's.
-    fn stream(err: io::Error) -> Fail {
-        match stream::tls_failure(&err) {
-            Some(text) => Fail::Tls(text),
-            None => Fail::Io(err),
-        }
-    }
-}
-
-impl fmt::Display for Fail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Fail::Connect(e) => write!(f, "connect: {e}"),
-            Fail::Io(e) => write!(f, "socket: {e}"),
-            Fail::Tls(e) => write!(f, "tls: {e}"),
-            Fail::Request(e) => write!(f, "upgrade request: {e}"),
-            Fail::Handshake(e) => write!(f, "handshake: {e}"),
-            Fail::Deflate { error, answer } => write!(
-                f,
-                "handshake: refused the server's permessage-deflate answer \
-                 `Sec-WebSocket-Extensions: {answer}`: {error}"
-            ),
-            Fail::HandshakeEof => f.write_str("handshake: the server closed the connection"),
-            Fail::HandshakeTimeout => f.write_str("handshake: no answer in time"),
-            Fail::Eof => f.write_str("the server closed TCP without a close frame"),
-            Fail::Protocol(e) => write!(f, "protocol error from the server: {e}"),
-            Fail::Send(e) => write!(f, "send: {e}"),
-            Fail::Mismatch(m) => write!(f, "echo mismatch: {m}"),
-            Fail::ServerClosed(code, reason) => {
-                let code = code.map_or_else(|| "no code".to_owned(), |c| c.to_string());
-                write!(f, "the server closed the connection ({code} {reason:?})")
-            }
-        }
-    }
 }
 
 /// When echoes count and when new messages go out.
@@ -154,6 +85,8 @@ pub(super) struct Ctx<'a> {
     pub(super) url: &'a WsUrl,
     /// The `Sec-WebSocket-Extensions` offer of the upgrade request (empty for none).
     pub(super) offer: &'a str,
+    /// The fanout run's layout (fanout runs only).
+    pub(super) fanout: Option<&'a Setup>,
 }
 
 /// What one turn on a connection produced.
@@ -179,17 +112,43 @@ enum Io {
     Blocked,
 }
 
-/// The echo flow of one connection.
+/// What a connection does with the messages it gets.
 #[derive(Debug)]
-struct Flow {
-    /// The connection's id, stamped into its messages.
-    id: u64,
-    /// Messages sent so far.
-    sent: u64,
-    /// Stamp and send time of each message not yet echoed, oldest first.
-    outstanding: VecDeque<(u64, Instant)>,
-    /// Bytes on the wire and in messages, both ways.
-    traffic: Traffic,
+pub(super) enum Role {
+    /// Echo and latency runs: check each echo against what was sent, send the next.
+    Echo(Flow),
+    /// Fanout runs: subscribe, publish, check deliveries.
+    Fanout(Box<Peer>),
+}
+
+/// Where the messages of a connection go: its state machine and output queue, with the count
+/// of payload bytes sent.
+#[derive(Debug)]
+pub(super) struct Outbox<'a> {
+    ws: &'a mut Connection<PerMessageDeflate>,
+    out: &'a mut Vec<u8>,
+    traffic: &'a mut Traffic,
+}
+
+impl Outbox<'_> {
+    /// Queues a text message.
+    ///
+    /// # Errors
+    ///
+    /// When the connection refuses to send (a close is already queued) or compression fails.
+    pub(super) fn send_text(&mut self, text: &str) -> Result<(), Fail> {
+        self.ws
+            .send(Message::Text(text), self.out)
+            .map_err(Fail::Send)?;
+        self.traffic.payload_sent += text.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes queued and not yet taken by the socket (at most; what a partial write took may be
+    /// counted).
+    pub(super) fn backlog(&self) -> usize {
+        self.out.len()
+    }
 }
 
 /// One connection.
@@ -207,7 +166,9 @@ pub(super) struct Client {
     out: Vec<u8>,
     out_pos: usize,
     started: Instant,
-    flow: Flow,
+    role: Role,
+    /// Bytes on the wire and in messages, both ways.
+    traffic: Traffic,
     close_echoed: bool,
 }
 
@@ -221,7 +182,7 @@ impl Client {
     /// the TLS session cannot start.
     pub(super) fn connect(
         addr: SocketAddr,
-        id: u64,
+        role: Role,
         key: [u8; 24],
         ws: Connection<PerMessageDeflate>,
         connector: &Connector,
@@ -244,12 +205,8 @@ impl Client {
             out: Vec::new(),
             out_pos: 0,
             started: Instant::now(),
-            flow: Flow {
-                id,
-                sent: 0,
-                outstanding: VecDeque::new(),
-                traffic: Traffic::default(),
-            },
+            role,
+            traffic: Traffic::default(),
             close_echoed: false,
         })
     }
@@ -271,7 +228,38 @@ impl Client {
 
     /// The bytes this connection wrote and read, on the wire and in messages.
     pub(super) fn traffic(&self) -> Traffic {
-        self.flow.traffic
+        self.traffic
+    }
+
+    /// The fanout peer of this connection (`None` in echo runs).
+    pub(super) fn peer(&self) -> Option<&Peer> {
+        match &self.role {
+            Role::Fanout(peer) => Some(peer),
+            Role::Echo(_) => None,
+        }
+    }
+
+    /// Runs `f` on the fanout peer with the connection's outbox, then writes what it queued;
+    /// `Ok(None)` in echo runs.
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or a failed write.
+    pub(super) fn with_peer<T>(
+        &mut self,
+        f: impl FnOnce(&mut Peer, &mut Outbox<'_>) -> Result<T, Fail>,
+    ) -> Result<Option<T>, Fail> {
+        let Role::Fanout(peer) = &mut self.role else {
+            return Ok(None);
+        };
+        let mut outbox = Outbox {
+            ws: &mut self.ws,
+            out: &mut self.out,
+            traffic: &mut self.traffic,
+        };
+        let value = f(peer, &mut outbox)?;
+        self.flush()?;
+        Ok(Some(value))
     }
 
     /// Serves a readiness event (or a turn left over from the read budget).
@@ -309,7 +297,7 @@ impl Client {
         Ok(turn)
     }
 
-    /// Sends `n` messages now (the start of the measurement).
+    /// Sends `n` messages now (the start of the measurement of an echo run).
     ///
     /// # Errors
     ///
@@ -320,9 +308,16 @@ impl Client {
         payload: &mut Payload,
         now: Instant,
     ) -> Result<(), Fail> {
+        let Role::Echo(flow) = &mut self.role else {
+            return Ok(());
+        };
+        let mut outbox = Outbox {
+            ws: &mut self.ws,
+            out: &mut self.out,
+            traffic: &mut self.traffic,
+        };
         for _ in 0..n {
-            self.flow
-                .send_next(now, &mut self.ws, &mut self.out, payload)?;
+            flow.send_next(now, &mut outbox, payload)?;
         }
         self.flush()
     }
@@ -488,7 +483,7 @@ impl Client {
             .map_err(Fail::stream)?
         {
             Input::Data { len, drained } => {
-                self.flow.traffic.wire_read += len as u64;
+                self.traffic.wire_read += len as u64;
                 Ok(Io::Data {
                     len: carried + len,
                     more: !drained,
@@ -511,7 +506,8 @@ impl Client {
             ws,
             msg,
             out,
-            flow,
+            role,
+            traffic,
             phase,
             close_echoed,
             ..
@@ -530,12 +526,22 @@ impl Client {
             };
             match event {
                 Event::Text(text) => {
-                    flow.traffic.payload_received += text.len() as u64;
-                    flow.on_echo(text.as_bytes(), true, now, ws, out, ctx)?;
+                    traffic.payload_received += text.len() as u64;
+                    let mut outbox = Outbox { ws, out, traffic };
+                    match role {
+                        Role::Echo(flow) => {
+                            flow.on_echo(text.as_bytes(), true, now, &mut outbox, ctx)?;
+                        }
+                        Role::Fanout(peer) => peer.on_text(text, now, &mut outbox, ctx)?,
+                    }
                 }
                 Event::Binary(bytes) => {
-                    flow.traffic.payload_received += bytes.len() as u64;
-                    flow.on_echo(bytes, false, now, ws, out, ctx)?;
+                    traffic.payload_received += bytes.len() as u64;
+                    let mut outbox = Outbox { ws, out, traffic };
+                    match role {
+                        Role::Echo(flow) => flow.on_echo(bytes, false, now, &mut outbox, ctx)?,
+                        Role::Fanout(peer) => peer.on_binary(ctx),
+                    }
                 }
                 Event::Ping(_) | Event::Pong(_) => {}
                 Event::Close(_) if *phase == Phase::Closing => *close_echoed = true,
@@ -547,7 +553,7 @@ impl Client {
     }
 
     /// One write of the output queue (after the TLS records still pending, if any).
-    fn flush(&mut self) -> Result<(), Fail> {
+    pub(super) fn flush(&mut self) -> Result<(), Fail> {
         // Records the socket did not take go first; while some wait, the socket is full.
         if !self.stream.flush_pending().map_err(Fail::stream)? {
             return Ok(());
@@ -558,7 +564,7 @@ impl Client {
                 .write(&self.out[self.out_pos..])
                 .map_err(Fail::stream)?;
             self.out_pos += n;
-            self.flow.traffic.wire_written += n as u64;
+            self.traffic.wire_written += n as u64;
         }
         if self.out_pos == self.out.len() {
             self.out.clear();
@@ -568,54 +574,8 @@ impl Client {
     }
 }
 
-impl Flow {
-    /// Verifies an echo against the oldest message outstanding, counts it, and sends the next.
-    fn on_echo(
-        &mut self,
-        got: &[u8],
-        got_text: bool,
-        now: Instant,
-        ws: &mut Connection<PerMessageDeflate>,
-        out: &mut Vec<u8>,
-        ctx: &mut Ctx<'_>,
-    ) -> Result<(), Fail> {
-        let Some((value, sent_at)) = self.outstanding.pop_front() else {
-            return Err(Fail::Mismatch(Mismatch::Unexpected));
-        };
-        ctx.payload
-            .verify(value, got, got_text)
-            .map_err(Fail::Mismatch)?;
-        let stats = &mut *ctx.stats;
-        stats.verified += 1;
-        if now >= ctx.window.count_from && now < ctx.window.end {
-            stats.echoes += 1;
-            stats.echo_bytes += got.len() as u64;
-            Stats::record(&mut stats.rtt, now - sent_at);
-        }
-        if ctx.window.sending && now < ctx.window.end {
-            self.send_next(now, ws, out, ctx.payload)?;
-        }
-        Ok(())
-    }
-
-    fn send_next(
-        &mut self,
-        now: Instant,
-        ws: &mut Connection<PerMessageDeflate>,
-        out: &mut Vec<u8>,
-        payload: &mut Payload,
-    ) -> Result<(), Fail> {
-        let value = Payload::stamp_value(self.id, self.sent);
-        payload.send(value, ws, out).map_err(Fail::Send)?;
-        self.traffic.payload_sent += payload.len() as u64;
-        self.sent += 1;
-        self.outstanding.push_back((value, now));
-        Ok(())
-    }
-}
-
 /// A client-role state machine with `ext` (unnegotiated until the server's answer; it stays
-/// inert without `--deflate`), limits raised to fit `size`-byte echoes.
+/// inert without `--deflate`), limits raised to fit `size`-byte messages.
 pub(super) fn new_connection(
     size: usize,
     ext: PerMessageDeflate,

@@ -1,14 +1,19 @@
 //! One load thread: a `mio` event loop over its share of the connections, run in phases
-//! (connect, measure or hold, close), each bounded in time.
+//! (connect, measure or hold, close), each bounded in time; the fanout phases (subscribe,
+//! publish, drain) in [`fanout`].
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod fanout;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
 use sockeye_proto::handshake::encode_key;
 
-use super::client::{self, Client, Ctx, Fail, Phase, Window};
+use super::client::{self, Client, Ctx, Fail, Flow, Phase, Role, Window};
+use super::fanout::{Members, Peer};
 use super::payload::Payload;
 use super::report::{Live, PhaseCode, Stats};
 use super::sys::Entropy;
@@ -38,6 +43,8 @@ pub(super) struct Share {
     pub(super) concurrency: usize,
     /// The id of its first connection (ids are unique across threads).
     pub(super) first_id: u64,
+    /// Its subscribers and publishers (fanout runs).
+    pub(super) members: Option<Members>,
 }
 
 /// What the threads of a run share.
@@ -51,6 +58,13 @@ pub(super) struct Shared {
     pub(super) abort: AtomicBool,
     /// One progress record per thread.
     pub(super) live: Vec<Live>,
+    /// Fanout: the start of the warmup, the same for every thread (set by the first one past
+    /// the start line).
+    pub(super) start: OnceLock<Instant>,
+    /// Fanout: publishes per topic, stored by each publisher when it stops.
+    pub(super) published: Vec<AtomicU64>,
+    /// Fanout: threads done publishing (their counts are in `published`).
+    pub(super) stopped: AtomicUsize,
 }
 
 /// Waits at the start line exactly once, on drop at the latest, so that a thread that fails
@@ -99,21 +113,25 @@ pub(super) fn run_thread(
     };
     let live = shared.live.get(index).ok_or("no progress record")?;
     let mut engine = Engine::new(plan, share, live)?;
-    if plan.mode == Mode::Connect {
-        gate.pass();
-        if !shared.abort.load(Ordering::Acquire) {
+    match plan.mode {
+        Mode::Connect => {
+            gate.pass();
+            if !shared.abort.load(Ordering::Acquire) {
+                engine.connect_all()?;
+                engine.hold()?;
+            }
+        }
+        Mode::Echo | Mode::Latency => {
             engine.connect_all()?;
-            engine.hold()?;
+            if engine.stats.connect_failed > 0 {
+                shared.abort.store(true, Ordering::Release);
+            }
+            gate.pass();
+            if !shared.abort.load(Ordering::Acquire) {
+                engine.measure()?;
+            }
         }
-    } else {
-        engine.connect_all()?;
-        if engine.stats.connect_failed > 0 {
-            shared.abort.store(true, Ordering::Release);
-        }
-        gate.pass();
-        if !shared.abort.load(Ordering::Acquire) {
-            engine.measure()?;
-        }
+        Mode::Fanout => engine.run_fanout(shared, &mut gate)?,
     }
     engine.close_all()?;
     Ok(engine.stats)
@@ -162,7 +180,13 @@ impl<'a> Engine<'a> {
             again: Vec::new(),
             ready: Vec::new(),
             rbuf: vec![0; READ_BUF],
-            payload: Payload::new(plan.size, plan.text, plan.deflate.is_some(), seed),
+            // Fanout runs write their own messages.
+            payload: Payload::new(
+                if plan.fanout.is_some() { 0 } else { plan.size },
+                plan.text,
+                plan.deflate.is_some(),
+                seed,
+            ),
             stats: Stats::new()?,
             entropy,
             window: Window::closed(Instant::now()),
@@ -208,12 +232,21 @@ impl<'a> Engine<'a> {
             Some(offer) => offer.extension(),
             None => PerMessageDeflate::client(DeflateConfig::default()),
         };
-        let ws = client::new_connection(self.plan.size, ext, u64::from_le_bytes(seed8));
-        let id = self.share.first_id + index as u64;
+        let (role, size) = match (&self.plan.fanout, self.share.members) {
+            (Some(setup), Some(members)) => {
+                let peer = Peer::new(setup, members.member(index));
+                (Role::Fanout(Box::new(peer)), setup.max_message())
+            }
+            _ => {
+                let id = self.share.first_id + index as u64;
+                (Role::Echo(Flow::new(id)), self.plan.size)
+            }
+        };
+        let ws = client::new_connection(size, ext, u64::from_le_bytes(seed8));
         let registry = self.poll.registry();
         match Client::connect(
             self.plan.addr,
-            id,
+            role,
             encode_key(nonce16),
             ws,
             &self.plan.connector,
@@ -369,6 +402,7 @@ impl<'a> Engine<'a> {
             window: self.window,
             url: &self.plan.url,
             offer: self.plan.deflate.as_ref().map_or("", |o| o.header()),
+            fanout: self.plan.fanout.as_ref(),
         };
         match client.on_ready(readable, &mut self.rbuf, &mut ctx) {
             Ok(turn) => {

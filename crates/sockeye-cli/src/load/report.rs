@@ -1,4 +1,7 @@
-//! Counting, the live progress line, and the summary (human or JSON).
+//! Counting, the live progress line, and the summary (human or JSON); the fanout mode's parts
+//! in [`fanout`].
+
+mod fanout;
 
 use core::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,6 +9,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::fanout::Counts;
 use super::{Mode, Plan};
 
 /// The largest time a histogram records, in nanoseconds (60 s); longer values saturate.
@@ -82,6 +86,8 @@ pub(super) struct Stats {
     pub(super) deflate_negotiated: u64,
     /// Bytes moved by the connections, added up as each is dropped.
     pub(super) traffic: Traffic,
+    /// Publishes, deliveries and their checks (fanout runs).
+    pub(super) fanout: Counts,
 }
 
 impl Stats {
@@ -111,6 +117,7 @@ impl Stats {
             handshake: hist()?,
             deflate_negotiated: 0,
             traffic: Traffic::default(),
+            fanout: Counts::new(hist()?),
         })
     }
 
@@ -141,6 +148,7 @@ impl Stats {
         self.first_mismatch = self.first_mismatch.take().or(other.first_mismatch);
         self.deflate_negotiated += other.deflate_negotiated;
         self.traffic.add(other.traffic);
+        self.fanout.merge(other.fanout)?;
         self.rtt
             .add(&other.rtt)
             .map_err(|e| format!("histogram: {e}"))?;
@@ -150,7 +158,7 @@ impl Stats {
     }
 
     /// Whether the run passed: every connection established and kept, every echo verified, and
-    /// (for echo and latency) something received.
+    /// (for echo and latency) something received; fanout runs: see [`fanout::verdict`].
     ///
     /// # Errors
     ///
@@ -165,6 +173,9 @@ impl Stats {
                 plan.addr,
                 first(&self.first_error)
             ));
+        }
+        if plan.mode == Mode::Fanout {
+            return fanout::verdict(self);
         }
         if self.mismatches > 0 {
             return Err(format!(
@@ -192,26 +203,32 @@ impl Stats {
 pub(super) enum PhaseCode {
     /// Opening connections.
     Connecting = 0,
+    /// Sending `sub` commands and waiting for their replies (fanout).
+    Subscribing = 1,
     /// Sending, not counting yet.
-    Warmup = 1,
+    Warmup = 2,
     /// Sending and counting.
-    Measuring = 2,
+    Measuring = 3,
+    /// Publishing is over; waiting for the last deliveries (fanout).
+    Draining = 4,
     /// Holding connections idle.
-    Holding = 3,
+    Holding = 5,
     /// Closing connections.
-    Closing = 4,
+    Closing = 6,
     /// Finished.
-    Done = 5,
+    Done = 7,
 }
 
 impl PhaseCode {
     fn name(code: u64) -> &'static str {
         match code {
             0 => "connecting",
-            1 => "warmup",
-            2 => "measuring",
-            3 => "holding",
-            4 => "closing",
+            1 => "subscribing",
+            2 => "warmup",
+            3 => "measuring",
+            4 => "draining",
+            5 => "holding",
+            6 => "closing",
             _ => "done",
         }
     }
@@ -272,7 +289,8 @@ impl Totals {
     }
 }
 
-/// The progress line: `elapsed` since the start, `rate` echoes per second since the last line.
+/// The progress line: `elapsed` since the start, `rate` echoes (deliveries) per second since the
+/// last line.
 pub(super) fn progress_line(plan: &Plan, elapsed: Duration, totals: Totals, rate: u64) -> String {
     let secs = elapsed.as_secs();
     let phase = PhaseCode::name(totals.phase);
@@ -290,6 +308,11 @@ pub(super) fn progress_line(plan: &Plan, elapsed: Duration, totals: Totals, rate
         ),
         Mode::Echo | Mode::Latency => format!(
             "[{secs:>3}s] {phase}: {rate} echoes/s, {verified} verified, {open}/{} open, \
+             {failed} failed",
+            plan.connections
+        ),
+        Mode::Fanout => format!(
+            "[{secs:>3}s] {phase}: {rate} deliveries/s, {verified} delivered, {open}/{} open, \
              {failed} failed",
             plan.connections
         ),
@@ -367,6 +390,7 @@ pub(super) fn human(plan: &Plan, stats: &Stats) -> String {
             );
             line
         }
+        Mode::Fanout => fanout::human(plan, stats),
         Mode::Connect => {
             let connect = stats.connect_time.as_secs_f64();
             let mut line = format!(
@@ -448,6 +472,7 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Echo => "echo",
         Mode::Latency => "latency",
         Mode::Connect => "connect",
+        Mode::Fanout => "fanout",
     }
 }
 
@@ -499,6 +524,7 @@ pub(super) fn json(plan: &Plan, stats: &Stats) -> String {
             );
             write_quantiles(&mut out, "rtt_us", &stats.rtt);
         }
+        Mode::Fanout => fanout::json(&mut out, plan, stats),
     }
     let traffic = &stats.traffic;
     let _ = write!(
