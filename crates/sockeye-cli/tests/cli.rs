@@ -25,9 +25,16 @@ struct Serve {
 }
 
 impl Serve {
+    /// `sockeye serve` on a free port, one worker unless `extra` says `--threads`.
     fn start(extra: &[&str]) -> Serve {
+        let threads: &[&str] = if extra.contains(&"--threads") {
+            &[]
+        } else {
+            &["--threads", "1"]
+        };
         let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--threads", "1"])
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(threads)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -265,6 +272,36 @@ fn load_names_what_is_wrong_with_its_url() {
             "ca.pem",
         ]);
         assert!(err.contains("--tls-ca needs a wss:// URL"), "{err}");
+    }
+}
+
+#[test]
+fn load_fanout_measures_serve_pubsub_across_workers() {
+    let serve = Serve::start(&["--threads", "2"]);
+    let url = format!("ws://{}/pubsub", serve.addr);
+    for pace in [&["--rate", "200"][..], &["--in-flight", "8"][..]] {
+        let layout = [
+            "fanout",
+            "--url",
+            &url,
+            "--subscribers",
+            "40",
+            "--topics",
+            "4",
+            "--per-subscriber",
+            "2",
+            "--publishers",
+            "4",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ];
+        let summary = load_ok(&[&layout[..], pace].concat());
+        assert!(number(&summary, "deliveries") > 0.0, "{summary}");
+        for zero in ["lost", "duplicated", "out_of_order", "mismatches", "errors"] {
+            assert_eq!(number(&summary, zero), 0.0, "{zero}: {summary}");
+        }
     }
 }
 
