@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Side-by-side echo benchmarks: `sockeye load` against sockeye and its peers.
+"""Side-by-side echo and fan-out benchmarks: `sockeye load` against sockeye and its peers.
 
 Servers (benches/README.md says what each one is):
-  sockeye        `sockeye serve` (the root workspace's release build)
+  sockeye        `sockeye serve` (the root workspace's release build, or --sockeye-bin)
   sockeye-shared `sockeye serve --deflate-no-context-takeover` (deflate scenarios only): one
                  compressor per worker, reset after every message
-  floor          benches/peers peer-floor: raw mio, no validation, the floor of this kernel
+  floor          benches/peers peer-floor: raw mio, no validation, the floor of this kernel;
+                 peer-floor-fanout for the fan-out scenarios
   tungstenite    benches/peers peer-tungstenite: tokio + tokio-tungstenite
   fastws         benches/peers peer-fastws: hyper 1 + fastwebsockets
-  py-websockets  benches/peers/ws_echo.py: Python websockets, permessage-deflate
-  node-ws        benches/peers/ws_echo.js: Node ws, permessage-deflate
+  py-websockets  benches/peers/ws_echo.py: Python websockets, permessage-deflate;
+                 ws_pubsub.py for the fan-out scenarios
+  node-ws        benches/peers/ws_echo.js: Node ws, permessage-deflate; ws_pubsub.js for the
+                 fan-out scenarios
 
 The Rust peers have no permessage-deflate, so they run the plain scenarios and the Python and
 Node peers run the deflate ones; sockeye runs all. The `-tls` scenarios (wss://) run sockeye,
@@ -26,17 +29,26 @@ fastwebsockets (to sockeye for deflate); a TLS table also gives each server's CP
 over TLS divided by its own over plain TCP when the plain scenario ran first, and a last table
 sums those ratios up.
 
+The `fanout-` scenarios run `sockeye load fanout` against the /pubsub text protocol (sockeye
+serve's /pubsub path, peer-floor-fanout, ws_pubsub.py, ws_pubsub.js): subscribers on topics,
+publishers publishing to them, every delivery checked for loss, duplicates and order. Their
+tables give deliveries/s, the server's CPU per delivery (as a ratio to the floor and to Node
+ws), the delivery latency's p50 and p99 (as ratios to the floor) and the server's peak RSS; a
+last table gathers the ratios to the floor.
+
     python3 benches/compare.py                              # everything, 3 rounds of 5 s
     python3 benches/compare.py --quick                      # smoke: 1 round of 1 s
     python3 benches/compare.py --only 16B-1,idle --servers sockeye,floor
     python3 benches/compare.py --only 4KiB --workers 1,2,4  # scaling with server workers
     python3 benches/compare.py --only 16B-1,16B-1-tls,idle,idle-tls   # what TLS costs
+    python3 benches/compare.py --only fanout-1x1000-16B,fanout-1x1000-16B-p99
 
-It builds what it runs (`cargo build --release -p sockeye-cli` here and `cargo build --release` in
-benches/peers; --no-build skips that) and installs the deflate peers into target/peers/ (a venv
-with websockets, and ws under target/peers/node) when a deflate scenario needs them. Before
-measuring, each server must pass a short echo check. Loopback only; every process it starts
-is stopped by its PID.
+It builds what it runs (`cargo build --release -p sockeye-cli` here unless --sockeye-bin names
+the binary, and `cargo build --release` in benches/peers; --no-build skips both) and installs
+the Python and Node peers into target/peers/ (a venv with websockets, and ws under
+target/peers/node) when a deflate or fan-out scenario needs them. Before measuring, each
+server must pass a short echo check (a fan-out check for the fan-out scenarios). Loopback only;
+every process it starts is stopped by its PID.
 """
 
 import argparse
@@ -73,8 +85,10 @@ class Scenario:
     """One load shape: the `sockeye load` arguments and sockeye's extra server arguments."""
 
     def __init__(self, load, sockeye=(), deflate=False, window_bits=15, min_duration=0.0,
-                 tls=False, plain=None):
+                 tls=False, plain=None, path="/"):
         self.load = list(load)
+        # The URL path the load connects to: /pubsub for the fan-out scenarios.
+        self.path = path
         self.sockeye = list(sockeye)
         self.deflate = deflate
         self.window_bits = window_bits
@@ -91,11 +105,22 @@ class Scenario:
                 return self.load[i + 1]
         return default
 
+    def set_arg(self, flag, value):
+        self.load[self.load.index(flag) + 1] = str(value)
+
+    @property
+    def fanout(self):
+        return self.mode == "fanout"
+
     @property
     def connections(self):
+        if self.fanout:
+            return int(self.arg("--subscribers")) + int(self.arg("--publishers"))
         return int(self.arg("-c", "--connections"))
 
     def describe(self):
+        if self.fanout:
+            return self.describe_fanout()
         n = self.connections
         if self.mode == "connect":
             text = f"{n} connections opened ({self.arg('--concurrency')} at a time) and held idle"
@@ -112,6 +137,16 @@ class Scenario:
         if self.tls:
             text += ", over TLS (wss://)"
         return text
+
+    def describe_fanout(self):
+        topics, rate = self.arg("--topics"), self.arg("--rate")
+        text = (f"{topics} topic{'s' if topics != '1' else ''}, {self.arg('--subscribers')} "
+                f"subscribers on {self.arg('--per-subscriber')} each, "
+                f"{self.arg('--publishers')} publisher{'s' if self.arg('--publishers') != '1' else ''}"
+                f" x {self.arg('--size')} B, ")
+        if rate == "0":
+            return text + f"as fast as possible ({self.arg('--in-flight')} in flight each)"
+        return text + f"{rate} publishes/s per topic"
 
 
 DEFLATE = ["--deflate", "--deflate-threshold", "0"]
@@ -153,20 +188,65 @@ def over_tls(plain):
 # After the plain ones, so that a full run has the plain figures to compare with.
 SCENARIOS.update({f"{name}-tls": over_tls(name) for name in ["16B-1", "4KiB", "16B-16", "idle"]})
 
+# Fan-out: publishes in flight per publisher when a scenario publishes as fast as it can (the
+# load's closed loop: a publisher sends its next one when an earlier one has been delivered).
+FANOUT_IN_FLIGHT = 8
+# The latency variant's rate, publishes/s on its one topic (x 1000 subscribers = deliveries/s):
+# about half of what the floor saturated at in fanout-1x1000-16B on the 2-core development
+# machine (server on one core). Derive it again on other hardware: half the floor's
+# deliveries/s in fanout-1x1000-16B, over 1000.
+FANOUT_P99_RATE = 500
+# The wide scenarios' rate per topic: 100 topics x 1000 publishes/s x 100 subscribers each is
+# 10M deliveries/s offered, more than one core writes, so they measure each server at its
+# saturation with 10 100 connections open (TCP holds the publishers back).
+FANOUT_WIDE_RATE = 1000
+# Descriptors a process needs besides its connections (listeners, epoll, pipes, libraries).
+FANOUT_FD_SPARE = 256
+
+
+def fanout(topics, subscribers, publishers, size, rate=0, min_duration=0.0):
+    """A fan-out scenario: each subscriber on one topic (spread evenly), `publishers` spread
+    over the topics, `rate` publishes/s per topic (0: as fast as the closed loop goes)."""
+    load = ["fanout", "--topics", str(topics), "--subscribers", str(subscribers),
+            "--per-subscriber", "1", "--publishers", str(publishers), "--size", str(size),
+            "--rate", str(rate)]
+    if rate == 0:
+        load += ["--in-flight", str(FANOUT_IN_FLIGHT)]
+    return Scenario(load, min_duration=min_duration, path="/pubsub")
+
+
+SCENARIOS.update({
+    "fanout-1x1000-16B": fanout(1, 1000, 1, 16),
+    "fanout-1x1000-1KiB": fanout(1, 1000, 1, 1024),
+    "fanout-1x1000-16B-p99": fanout(1, 1000, 1, 16, rate=FANOUT_P99_RATE),
+    # 10 000 subscriptions take a while to set up: as for the 10k echo scenarios.
+    "fanout-100x10000-16B": fanout(100, 10000, 100, 16, rate=FANOUT_WIDE_RATE, min_duration=5),
+    "fanout-100x10000-1KiB": fanout(100, 10000, 100, 1024, rate=FANOUT_WIDE_RATE,
+                                    min_duration=5),
+})
+
 
 class Server:
     """How to start one server; `plain`/`deflate`: the scenarios it runs; `tls`: whether it
-    runs them over TLS too; `multi`: --workers."""
+    runs them over TLS too; `multi`: --workers; `fanout`: how to start its /pubsub server for
+    the fan-out scenarios (None: it runs none)."""
 
-    def __init__(self, name, command, plain, deflate, multi, tls=False):
+    def __init__(self, name, command, plain, deflate, multi, tls=False, fanout=None):
         self.name, self.command = name, command
         self.plain, self.deflate, self.multi, self.tls = plain, deflate, multi, tls
+        self.fanout = fanout
 
     def runs(self, scenario, workers):
-        fits = self.deflate if scenario.deflate else self.plain
+        if scenario.fanout:
+            fits = self.fanout is not None
+        else:
+            fits = self.deflate if scenario.deflate else self.plain
         if scenario.tls and not self.tls:
             return False
         return fits and (workers == 1 or self.multi)
+
+    def command_for(self, scenario):
+        return self.fanout if scenario.fanout else self.command
 
 
 class Certificates:
@@ -232,16 +312,30 @@ def node_command(addr, workers, scenario, level, certs):
             "--window-bits", str(scenario.window_bits)]
 
 
+def python_pubsub_command(addr, workers, scenario, level, certs):
+    return [os.path.join(VENV, "bin", "python"), os.path.join(PEERS, "ws_pubsub.py"),
+            "--addr", addr]
+
+
+def node_pubsub_command(addr, workers, scenario, level, certs):
+    return ["node", os.path.join(PEERS, "ws_pubsub.js"), "--addr", addr]
+
+
 SERVERS = {s.name: s for s in [
-    Server("sockeye", sockeye_command, plain=True, deflate=True, multi=True, tls=True),
+    # `sockeye serve` answers /pubsub itself: the same command runs the fan-out scenarios.
+    Server("sockeye", sockeye_command, plain=True, deflate=True, multi=True, tls=True,
+           fanout=sockeye_command),
     Server("sockeye-shared", sockeye_shared_command, plain=False, deflate=True, multi=True),
-    Server("floor", peer_command("peer-floor"), plain=True, deflate=False, multi=True),
+    Server("floor", peer_command("peer-floor"), plain=True, deflate=False, multi=True,
+           fanout=peer_command("peer-floor-fanout")),
     Server("tungstenite", peer_command("peer-tungstenite"), plain=True, deflate=False, multi=True,
            tls=True),
     Server("fastws", peer_command("peer-fastws"), plain=True, deflate=False, multi=True,
            tls=True),
-    Server("py-websockets", python_command, plain=False, deflate=True, multi=False),
-    Server("node-ws", node_command, plain=False, deflate=True, multi=False),
+    Server("py-websockets", python_command, plain=False, deflate=True, multi=False,
+           fanout=python_pubsub_command),
+    Server("node-ws", node_command, plain=False, deflate=True, multi=False,
+           fanout=node_pubsub_command),
 ]}
 
 
@@ -256,8 +350,11 @@ def run_step(what, args, cwd=ROOT, env=None):
         sys.exit(f"compare.py: {what} failed:\n{(done.stdout + done.stderr)[-3000:]}")
 
 
-def build():
-    run_step("cargo build --release -p sockeye-cli", ["cargo", "build", "--release", "-p", "sockeye-cli"])
+def build(sockeye=True):
+    """`sockeye` false: the sockeye binary was named with --sockeye-bin and is not built here."""
+    if sockeye:
+        run_step("cargo build --release -p sockeye-cli",
+                 ["cargo", "build", "--release", "-p", "sockeye-cli"])
     run_step("cargo build --release (benches/peers)", ["cargo", "build", "--release"], cwd=PEERS)
 
 
@@ -290,6 +387,30 @@ def raise_fd_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def fit_fanout(scenarios):
+    """Scales the fan-out scenarios' subscribers down to what the open-file limit allows (the
+    server and the load each hold one descriptor per connection), with a note; returns the
+    scenarios that still run."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    kept = []
+    for name in scenarios:
+        s = SCENARIOS[name]
+        if s.fanout and s.connections + FANOUT_FD_SPARE > limit:
+            topics, publishers = int(s.arg("--topics")), int(s.arg("--publishers"))
+            wanted = int(s.arg("--subscribers"))
+            # Still the same number on every topic.
+            fit = (limit - FANOUT_FD_SPARE - publishers) // topics * topics
+            if fit < topics:
+                print(f"# {name}: skipped: the open-file limit ({limit}) leaves no room for "
+                      f"{topics} topics (raise it: ulimit -n 20000)", flush=True)
+                continue
+            s.set_arg("--subscribers", fit)
+            print(f"# {name}: {fit} subscribers instead of {wanted}: the open-file limit is "
+                  f"{limit} (raise it: ulimit -n 20000)", flush=True)
+        kept.append(name)
+    return kept
 
 
 def placement(cores, workers):
@@ -329,7 +450,7 @@ class Running:
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         env = dict(os.environ, NODE_PATH=os.path.join(NODE_DIR, "node_modules"))
-        command = server.command(self.addr, workers, scenario, level, certs)
+        command = server.command_for(scenario)(self.addr, workers, scenario, level, certs)
         self.proc = subprocess.Popen(
             ["taskset", "-c", ",".join(map(str, cores))] + command, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -369,11 +490,11 @@ class Running:
 
 def load(args, addr, cores, timeout, scenario, certs):
     """Runs `sockeye load ... --json` (over wss:// for a TLS scenario, trusting peer-cert's
-    CA); returns its summary, or raises with its error."""
+    CA) on the scenario's URL path; returns its summary, or raises with its error."""
     if scenario.tls:
-        target = ["--url", f"wss://{addr}/"] + certs.load_args()
+        target = ["--url", f"wss://{addr}{scenario.path}"] + certs.load_args()
     else:
-        target = ["--url", f"ws://{addr}/"]
+        target = ["--url", f"ws://{addr}{scenario.path}"]
     done = subprocess.run(
         ["taskset", "-c", ",".join(map(str, cores)), SOCKEYE, "load"] + args + target +
         ["--json"], capture_output=True, text=True, timeout=timeout)
@@ -392,6 +513,8 @@ def echo_check(server, scenario, workers, level, cores, certs):
     one, or compressed text for deflate; permessage-deflate must be negotiated. Over TLS for a
     TLS scenario, the server's certificate checked against peer-cert's CA."""
     server_cores, load_cores = placement(cores, workers)
+    if scenario.fanout:
+        return fanout_check(server, scenario, workers, level, server_cores, load_cores)
     if scenario.deflate:
         shapes = [["-s", "1KiB", "--text", "--deflate", "--deflate-level", str(level),
                    "--deflate-window-bits", str(scenario.window_bits)]]
@@ -406,6 +529,23 @@ def echo_check(server, scenario, workers, level, cores, certs):
                 raise RuntimeError("permessage-deflate was not negotiated")
 
 
+def fanout_check(server, scenario, workers, level, server_cores, load_cores):
+    """A short fan-out check on a fresh server: 8 subscribers on 2 topics, 2 publishers, a
+    16-bit and a 64-bit frame length; every publish delivered once, in order."""
+    with Running(server, scenario, workers, level, server_cores, None) as running:
+        running.wait_ready()
+        for size in ["300", "70000"]:
+            result = load(["fanout", "--subscribers", "8", "--topics", "2", "--per-subscriber",
+                           "1", "--publishers", "2", "--rate", "0", "--in-flight", "2",
+                           "--size", size, "--duration", "0.3", "--warmup", "0"],
+                          running.addr, load_cores, 60, scenario, None)
+            bad = {k: result.get(k) for k in ("lost", "duplicated", "out_of_order")
+                   if result.get(k) != 0}
+            if not result.get("deliveries") or bad:
+                raise RuntimeError(f"{size} B publishes: {result.get('deliveries')} deliveries"
+                                   + "".join(f", {k} {v}" for k, v in bad.items()))
+
+
 def run_once(server, scenario, workers, level, duration, cores, certs):
     server_cores, load_cores = placement(cores, workers)
     args = list(scenario.load)
@@ -413,6 +553,9 @@ def run_once(server, scenario, workers, level, duration, cores, certs):
         args += ["--deflate-level", str(level)]
     if scenario.mode == "connect":
         args += ["--hold", str(duration)]
+    elif scenario.fanout:
+        threads = max(1, min(len(load_cores), 2 * workers))
+        args += ["--duration", str(duration), "--warmup", "0", "--threads", str(threads)]
     else:
         threads = max(1, min(len(load_cores), 2 * workers))
         args += ["-d", str(duration), "--warmup", "0", "--threads", str(threads)]
@@ -451,6 +594,8 @@ def run_once(server, scenario, workers, level, duration, cores, certs):
 def figures(r):
     """The per-run numbers the tables show."""
     f = {}
+    if r["mode"] == "fanout":
+        return fanout_figures(r)
     if r["mode"] == "connect":
         f["rate"] = r["handshakes_per_s"]
         f["cpu_us"] = r["server_cpu_s"] / max(r["established"], 1) * 1e6
@@ -467,6 +612,20 @@ def figures(r):
         messages = r["payload_bytes_received"] / max(r["size"], 1)
         f["wire_out"] = r["wire_bytes_read"] / max(messages, 1)
         f["ratio"] = r.get("compression_ratio") or 0.0
+    return f
+
+
+def fanout_figures(r):
+    f = {"rate": r["deliveries_per_sec"]}
+    # Every delivery the load counted against the server's CPU time over the whole run.
+    f["cpu_ns"] = r["server_cpu_s"] / max(r["deliveries"], 1) * 1e9
+    latency = r.get("latency_us") or {}
+    f["p50"], f["p99"] = latency.get("p50", 0.0), latency.get("p99", 0.0)
+    f["rss_mib"] = r["server_rss_peak"] / (1 << 20)
+    f["faults"] = r["lost"] + r["duplicated"] + r["out_of_order"]
+    # At a fixed rate: publishes the load did not send because the connection's queue was full
+    # (the server did not keep up).
+    f["skipped"] = r.get("publishes_skipped", 0)
     return f
 
 
@@ -563,6 +722,62 @@ def summarize(name, scenario, results, worker_counts, measured, plain=None):
     return f"## {name}: {scenario.describe()}\n{table(rows)}"
 
 
+def fanout_table(name, scenario, results, measured):
+    """A fan-out scenario's table: deliveries/s, CPU per delivery against the floor's and Node
+    ws's, latency against the floor's, peak RSS, lost + duplicated + out-of-order, and at a
+    fixed rate the publishes skipped."""
+    keys = [k for k in results if results[k]]
+    if not keys:
+        return f"## {name}: nothing measured"
+    stats = {k: [figures(r) for r in results[k]] for k in keys}
+    servers = {s for s, _ in keys}
+    refs = [s for s in ("floor", "node-ws") if s in servers] or ["sockeye"]
+    header = ["server", "workers", "deliveries/s", "CPU ns/delivery"]
+    header += [f"vs {ref}" for ref in refs]
+    header += ["p50 us", "p99 us", "p50 vs floor", "p99 vs floor", "RSS MiB", "lost/dup/ooo"]
+    fixed = scenario.arg("--rate") != "0"
+    if fixed:
+        header.append("skipped")
+    rows = [header]
+    for key in keys:
+        workers = key[1]
+        f, m = stats[key], measured[key]
+        row = [key[0], str(workers), cell([x["rate"] for x in f]),
+               cell([x["cpu_ns"] for x in f], 1)]
+        for ref in refs:
+            base = measured.get((ref, workers), {}).get("cpu_ns")
+            row.append(f"{m['cpu_ns'] / base:.2f}x" if base else "-")
+        row += [num(m["p50"], 1), num(m["p99"], 1)]
+        floor = measured.get(("floor", workers))
+        for q in ("p50", "p99"):
+            row.append(f"{m[q] / floor[q]:.2f}x" if floor and floor[q] else "-")
+        row += [num(m["rss_mib"], 1), num(max(x["faults"] for x in f))]
+        if fixed:
+            row.append(num(statistics.median(x["skipped"] for x in f)))
+        rows.append(row)
+    return f"## {name}: {scenario.describe()}\n{table(rows)}"
+
+
+def fanout_summary(measured):
+    """Each server against the floor over every fan-out scenario that ran: CPU per delivery,
+    and for the scenarios at a fixed rate the p99 latency. `measured`: name -> `medians`."""
+    names = [n for n in measured if SCENARIOS[n].fanout]
+    keys = list(dict.fromkeys(k for n in names for k in measured[n] if k[0] != "floor"))
+    if not keys or not any(("floor", k[1]) in measured[n] for n in names for k in keys):
+        return None
+    fixed = [n for n in names if SCENARIOS[n].arg("--rate") != "0"]
+    header = ["server", "workers"] + [f"{n} CPU" for n in names] + [f"{n} p99" for n in fixed]
+    rows = [header]
+    for key in keys:
+        row = [key[0], str(key[1])]
+        for n, figure in [(n, "cpu_ns") for n in names] + [(n, "p99") for n in fixed]:
+            a, b = measured[n].get(("floor", key[1])), measured[n].get(key)
+            row.append(f"{b[figure] / a[figure]:.2f}x" if a and b and a[figure] else "-")
+        rows.append(row)
+    return ("## Fan-out / floor: each server's CPU per delivery (and p99 latency at a fixed "
+            "rate) divided by the floor's\n" + table(rows))
+
+
 def tls_summary(measured):
     """TLS against plain per server: CPU per message (per handshake for idle) over TLS divided
     by the same over plain TCP, for every TLS scenario whose plain scenario also ran; and the
@@ -606,7 +821,8 @@ class Session:
     def check(self, server, scenario, workers):
         """Checks a server once per kind of traffic and worker count; `None` when it passed,
         else what went wrong."""
-        key = (server, scenario.deflate, scenario.window_bits, scenario.tls, workers)
+        key = (server, scenario.deflate, scenario.window_bits, scenario.tls, scenario.fanout,
+               workers)
         if key not in self.checked:
             try:
                 echo_check(SERVERS[server], scenario, workers, self.opts.deflate_level,
@@ -614,7 +830,9 @@ class Session:
                 self.checked[key] = None
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 self.checked[key] = str(e)
-                print(f"# {server} ({workers} workers) failed the echo check: {e}", flush=True)
+                what = "fan-out" if scenario.fanout else "echo"
+                print(f"# {server} ({workers} workers) failed the {what} check: {e}",
+                      flush=True)
         return self.checked[key]
 
     def run_scenario(self, name):
@@ -628,7 +846,7 @@ class Session:
             if error is None:
                 results[(server, workers)] = []
             else:
-                self.failed.append(f"{name}/{server}/{workers}: failed the echo check: {error}")
+                self.failed.append(f"{name}/{server}/{workers}: failed the check: {error}")
         duration = max(self.opts.duration, scenario.min_duration)
         for round_ in range(self.opts.rounds):
             for server, workers in results:
@@ -643,6 +861,9 @@ class Session:
                 self.raw.append(dict(scenario=name, server=server, workers=workers,
                                      round=round_, result=result))
         self.measured[name] = medians(results)
+        if scenario.fanout:
+            print(fanout_table(name, scenario, results, self.measured[name]) + "\n", flush=True)
+            return
         plain = self.measured.get(scenario.plain) if scenario.tls else None
         print(summarize(name, scenario, results, counts, self.measured[name], plain) + "\n",
               flush=True)
@@ -677,6 +898,9 @@ def parse_args():
     parser.add_argument("--json", metavar="FILE", help="save every run's raw results here")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 s")
     parser.add_argument("--no-build", action="store_true", help="use the binaries as they are")
+    parser.add_argument("--sockeye-bin", metavar="PATH",
+                        help="the sockeye binary to serve and load with (default: "
+                             "target/release/sockeye, built first); given, it is not built")
     opts = parser.parse_args()
     if opts.quick:
         opts.rounds, opts.duration = 1, 1.0
@@ -684,7 +908,12 @@ def parse_args():
 
 
 def main():
+    global SOCKEYE
     opts = parse_args()
+    if opts.sockeye_bin:
+        SOCKEYE = os.path.abspath(opts.sockeye_bin)
+        if not os.access(SOCKEYE, os.X_OK):
+            sys.exit(f"compare.py: --sockeye-bin {opts.sockeye_bin}: not an executable")
     scenarios = names(opts.only, SCENARIOS, "scenario") or list(SCENARIOS)
     servers = names(opts.servers, SERVERS, "server") or list(SERVERS)
     try:
@@ -698,9 +927,10 @@ def main():
     needed = {s for s in servers for n in scenarios
               if any(SERVERS[s].runs(SCENARIOS[n], w) for w in worker_counts)}
     if not opts.no_build:
-        build()
+        build(sockeye=not opts.sockeye_bin)
     install(needed)
     raise_fd_limit()
+    scenarios = fit_fanout(scenarios)
     tls = any(SCENARIOS[n].tls and SERVERS[s].runs(SCENARIOS[n], w)
               for n in scenarios for s in servers for w in worker_counts)
     certs = Certificates() if tls else None
@@ -722,9 +952,9 @@ def measure(opts, scenarios, servers, worker_counts, cores, certs):
     session = Session(opts, servers, worker_counts, cores, certs)
     for name in scenarios:
         session.run_scenario(name)
-    summary = tls_summary(session.measured)
-    if summary:
-        print(summary + "\n", flush=True)
+    for summary in (tls_summary(session.measured), fanout_summary(session.measured)):
+        if summary:
+            print(summary + "\n", flush=True)
     if opts.json:
         with open(opts.json, "w") as f:
             json.dump({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", started),

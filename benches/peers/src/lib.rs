@@ -1,5 +1,6 @@
-//! What the peer echo servers share: the command line, the listeners, the worker threads, and
-//! (for the two tokio peers) the accept loop.
+//! What the peer servers share: the command line, the listeners, the worker threads, (for the
+//! two tokio peers) the accept loop, and (for the two floors, `peer-floor` and
+//! `peer-floor-fanout`) the minimal WebSocket wire code.
 //!
 //! The tokio peers also serve `wss://` with `--tls-cert FILE --tls-key FILE` (tokio-rustls,
 //! the ring provider); `peer-cert` writes a development CA and a certificate for `localhost`
@@ -20,5 +21,6 @@ pub mod listen;
 pub mod options;
 pub mod tls;
 pub mod tokio_serve;
+pub mod wire;
 
 pub use options::Options;

@@ -46,6 +46,14 @@ pub fn run_workers<F>(name: &str, addr: SocketAddr, workers: usize, worker: F)
 where
     F: Fn(TcpListener) -> io::Result<()> + Send + Clone + 'static,
 {
+    run_numbered(name, addr, workers, move |_, listener| worker(listener));
+}
+
+/// [`run_workers`], telling each worker its number (0 to `workers - 1`).
+pub fn run_numbered<F>(name: &str, addr: SocketAddr, workers: usize, worker: F)
+where
+    F: Fn(usize, TcpListener) -> io::Result<()> + Send + Clone + 'static,
+{
     let listeners = match bind_all(addr, workers) {
         Ok(listeners) => listeners,
         Err(e) => {
@@ -61,7 +69,7 @@ where
             let worker = worker.clone();
             thread::Builder::new()
                 .name(format!("worker-{i}"))
-                .spawn(move || worker(listener))
+                .spawn(move || worker(i, listener))
         })
         .collect::<io::Result<_>>()
         .unwrap_or_else(|e| {

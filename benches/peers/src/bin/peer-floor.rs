@@ -9,38 +9,31 @@
 //!
 //! Per worker one receive buffer; per connection the bytes of an unfinished frame (only when a
 //! frame straddles reads) and the bytes not yet written. One write per connection per turn, and
-//! a read that fills less than the buffer is taken to have drained the socket.
+//! a read that fills less than the buffer is taken to have drained the socket (once the peer
+//! has closed its side, reading goes on to the end of the stream).
 //!
 //! `peer-floor [--addr HOST:PORT] [--workers N]`
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpListener as StdListener;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use sha1::{Digest, Sha1};
 use sockeye_peers::Options;
 use sockeye_peers::listen::run_workers;
+use sockeye_peers::wire::{
+    Header, MAX_HEAD, OP_CLOSE, OP_PING, OP_PONG, head_end, push_frame, upgrade_response,
+};
 
 /// The worker's receive buffer.
 const RECV_BUFFER: usize = 256 * 1024;
-/// The longest upgrade request head kept while waiting for its end.
-const MAX_HEAD: usize = 8 * 1024;
 /// The longest frame echoed; a longer announced length closes the connection.
 const MAX_FRAME: usize = 64 << 20;
 /// Unwritten bytes above which a connection is not read until the peer catches up.
 const HIGH_WATER: usize = 4 << 20;
 /// A buffer larger than this is freed, not kept, once emptied.
 const KEEP_OUT: usize = 64 * 1024;
-/// Appended to the client's key before hashing (RFC 6455, section 1.3).
-const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const LISTENER: Token = Token(usize::MAX);
-
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
 
 fn main() {
     let options = Options::from_args("peer-floor", false);
@@ -72,6 +65,9 @@ struct Conn {
     read_paused: bool,
     /// Registered for writability: only while output waits for the peer.
     write_interest: bool,
+    /// The peer has finished sending: read on to the end of the stream, since a short read
+    /// no longer means that no event will come (the last edge announced the end already).
+    peer_closed: bool,
 }
 
 #[derive(Debug)]
@@ -113,7 +109,8 @@ impl Worker {
                 } else {
                     let readable =
                         event.is_readable() || event.is_read_closed() || event.is_error();
-                    self.turn(event.token().0, readable);
+                    let closed = event.is_read_closed() || event.is_error();
+                    self.turn(event.token().0, readable, closed);
                 }
             }
         }
@@ -147,6 +144,7 @@ impl Worker {
                 written: 0,
                 read_paused: false,
                 write_interest: false,
+                peer_closed: false,
             };
             if index == self.conns.len() {
                 self.conns.push(Some(conn));
@@ -157,10 +155,12 @@ impl Worker {
     }
 
     /// Reads what arrived, echoes it, and writes once; drops the connection when it is done.
-    fn turn(&mut self, index: usize, readable: bool) {
+    /// `closed`: the event says the peer has finished sending.
+    fn turn(&mut self, index: usize, readable: bool, closed: bool) {
         let Some(Some(conn)) = self.conns.get_mut(index) else {
             return;
         };
+        conn.peer_closed |= closed;
         let mut keep = true;
         if readable || conn.read_paused {
             keep = conn.read(&mut self.buf);
@@ -197,8 +197,9 @@ impl Worker {
 }
 
 impl Conn {
-    /// Reads until the socket is drained (a short read) or the output is over the high-water
-    /// mark. `false` when the connection is finished.
+    /// Reads until the socket is drained (a short read, or the end of the stream once the peer
+    /// has closed) or the output is over the high-water mark. `false` when the connection is
+    /// finished.
     fn read(&mut self, buf: &mut [u8]) -> bool {
         loop {
             if self.out.len() - self.written >= HIGH_WATER {
@@ -212,7 +213,7 @@ impl Conn {
                     if !self.absorb(&mut buf[..n]) {
                         return false;
                     }
-                    if n < buf.len() || self.state == State::Closing {
+                    if (n < buf.len() && !self.peer_closed) || self.state == State::Closing {
                         return true;
                     }
                 }
@@ -253,17 +254,17 @@ impl Conn {
 
     /// Collects the request head; once it is whole, answers 101 and echoes what followed it.
     fn handshake(&mut self, data: &[u8]) -> bool {
-        let from = self.carry.len().saturating_sub(3);
+        let searched = self.carry.len();
         self.carry.extend_from_slice(data);
-        let Some(end) = find(&self.carry[from..], b"\r\n\r\n").map(|i| from + i + 4) else {
+        let Some(end) = head_end(&self.carry, searched) else {
             return self.carry.len() <= MAX_HEAD;
         };
         let mut rest = self.carry.split_off(end);
         let head = std::mem::take(&mut self.carry);
-        let Some(key) = header(&head[..end], b"sec-websocket-key") else {
+        let Some(response) = upgrade_response(&head) else {
             return false;
         };
-        if !self.respond(key) {
+        if !self.respond(response) {
             return false;
         }
         self.state = State::Open;
@@ -280,21 +281,7 @@ impl Conn {
 
     /// Writes the 101 straight away (the output is empty before it); what the socket does not
     /// take waits in the output.
-    fn respond(&mut self, key: &[u8]) -> bool {
-        let mut sha1 = Sha1::new();
-        sha1.update(key);
-        sha1.update(GUID);
-        let mut accept = [0; 28];
-        if STANDARD.encode_slice(sha1.finalize(), &mut accept).is_err() {
-            return false;
-        }
-        let mut response = Vec::with_capacity(160);
-        response.extend_from_slice(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-              Connection: Upgrade\r\nSec-WebSocket-Accept: ",
-        );
-        response.extend_from_slice(&accept);
-        response.extend_from_slice(b"\r\n\r\n");
+    fn respond(&mut self, mut response: Vec<u8>) -> bool {
         match self.stream.write(&response) {
             Ok(n) => response.drain(..n),
             Err(e) if e.kind() == ErrorKind::WouldBlock => response.drain(..0),
@@ -360,173 +347,5 @@ impl Conn {
                 Err(_) => return false,
             }
         }
-    }
-}
-
-/// A frame header as it arrived.
-#[derive(Debug, Clone, Copy)]
-struct Header {
-    /// FIN, RSV and opcode, echoed unchanged.
-    first: u8,
-    mask: Option<[u8; 4]>,
-    header_len: usize,
-    payload_len: usize,
-}
-
-impl Header {
-    /// The header at the start of `data`, or `None` when it is not all there yet.
-    fn decode(data: &[u8]) -> Option<Header> {
-        let (&first, rest) = data.split_first()?;
-        let (&second, rest) = rest.split_first()?;
-        let (payload_len, rest) = match second & 0x7F {
-            126 => {
-                let (len, rest) = rest.split_first_chunk::<2>()?;
-                (usize::from(u16::from_be_bytes(*len)), rest)
-            }
-            127 => {
-                let (len, rest) = rest.split_first_chunk::<8>()?;
-                (
-                    usize::try_from(u64::from_be_bytes(*len)).unwrap_or(usize::MAX),
-                    rest,
-                )
-            }
-            len => (usize::from(len), rest),
-        };
-        let (mask, rest) = if second & 0x80 != 0 {
-            let (mask, rest) = rest.split_first_chunk::<4>()?;
-            (Some(*mask), rest)
-        } else {
-            (None, rest)
-        };
-        Some(Header {
-            first,
-            mask,
-            header_len: data.len() - rest.len(),
-            payload_len,
-        })
-    }
-}
-
-/// Appends an unmasked frame: the header, then the payload, unmasked in place first.
-fn push_frame(out: &mut Vec<u8>, first: u8, mask: Option<[u8; 4]>, payload: &mut [u8]) {
-    let len = payload.len();
-    out.reserve(10 + len);
-    out.push(first);
-    match len {
-        0..=125 => out.push(len as u8),
-        126..=0xFFFF => {
-            out.push(126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    if let Some(mask) = mask {
-        unmask(payload, mask);
-    }
-    out.extend_from_slice(payload);
-}
-
-/// XORs the mask over `payload`, eight bytes at a time.
-fn unmask(payload: &mut [u8], mask: [u8; 4]) {
-    let mut wide = [0; 8];
-    wide[..4].copy_from_slice(&mask);
-    wide[4..].copy_from_slice(&mask);
-    let wide = u64::from_ne_bytes(wide);
-    let mut chunks = payload.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let word = u64::from_ne_bytes([
-            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-        ]) ^ wide;
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
-        *byte ^= mask[i & 3];
-    }
-}
-
-/// The value of the first header line called `name` (lowercase), trimmed.
-fn header<'h>(head: &'h [u8], name: &[u8]) -> Option<&'h [u8]> {
-    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
-        let colon = line.iter().position(|&b| b == b':')?;
-        let (field, value) = line.split_at(colon);
-        field
-            .eq_ignore_ascii_case(name)
-            .then(|| value[1..].trim_ascii())
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_are_found_case_insensitively() {
-        let head =
-            b"GET / HTTP/1.1\r\nHost: x\r\nSEC-WebSocket-Key:  dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-        assert_eq!(
-            header(head, b"sec-websocket-key"),
-            Some(&b"dGhlIHNhbXBsZSBub25jZQ=="[..])
-        );
-        assert_eq!(header(head, b"origin"), None);
-    }
-
-    #[test]
-    fn headers_decode_every_length_form() {
-        let h = Header::decode(&[0x81, 0x85, 1, 2, 3, 4]).unwrap();
-        assert_eq!((h.first, h.header_len, h.payload_len), (0x81, 6, 5));
-        assert_eq!(h.mask, Some([1, 2, 3, 4]));
-        let h = Header::decode(&[0x82, 126, 1, 0]).unwrap();
-        assert_eq!((h.header_len, h.payload_len, h.mask), (4, 256, None));
-        let h = Header::decode(&[0x82, 0xFF, 0, 0, 0, 0, 0, 1, 0, 0, 9, 9, 9, 9]).unwrap();
-        assert_eq!((h.header_len, h.payload_len), (14, 1 << 16));
-        assert!(Header::decode(&[0x82, 0xFF, 0, 0]).is_none());
-        assert!(Header::decode(&[0x82, 0x81, 1, 2, 3]).is_none());
-    }
-
-    #[test]
-    fn unmask_matches_bytewise() {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        for len in 0..40 {
-            let data: Vec<u8> = (0..len as u8).collect();
-            let mut fast = data.clone();
-            unmask(&mut fast, mask);
-            let slow: Vec<u8> = data
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ mask[i % 4])
-                .collect();
-            assert_eq!(fast, slow, "len {len}");
-        }
-    }
-
-    #[test]
-    fn echoed_frames_are_unmasked_with_the_same_first_byte() {
-        let mut out = Vec::new();
-        let mut payload = *b"Hello";
-        unmask(&mut payload, [0x37, 0xfa, 0x21, 0x3d]);
-        push_frame(&mut out, 0x81, Some([0x37, 0xfa, 0x21, 0x3d]), &mut payload);
-        assert_eq!(out, b"\x81\x05Hello");
-        let mut big = vec![0; 70_000];
-        out.clear();
-        push_frame(&mut out, 0x02, None, &mut big);
-        assert_eq!(&out[..10], &[0x02, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
-    }
-
-    #[test]
-    fn accept_key_of_the_rfc_example() {
-        let mut sha1 = Sha1::new();
-        sha1.update(b"dGhlIHNhbXBsZSBub25jZQ==");
-        sha1.update(GUID);
-        assert_eq!(
-            STANDARD.encode(sha1.finalize()),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
     }
 }
