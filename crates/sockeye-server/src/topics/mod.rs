@@ -12,12 +12,13 @@
 //!  publish(topic, msg) ── encode the frame once (header + payload, one allocation)
 //!        │                 Interest: which workers have a subscription that matches
 //!        ├──▶ worker A: one command ─▶ its subscribers: exact topic, then matching patterns
-//!        └──▶ worker B: one command ─▶   each socket with nothing queued: one write from the
-//!                                        shared bytes; a backlog: the frame goes behind it
+//!        └──▶ worker B: one command ─▶   each one's queue: the frame, by reference
+//!                                     turn's end: one vectored write per subscriber, from the
+//!                                        shared frames of every publish the turn ran
 //! ```
 //!
 //! The frame is shared by every worker and recipient (reference-counted, never copied per
-//! recipient); only what a kernel does not take of it is copied, into that connection's queue.
+//! recipient; frames under 256 bytes are copied, which costs less than a reference).
 //! A publish from a callback reaches the publishing connection itself at once (in order with
 //! what the callback sends), the other subscribers on its worker at the end of the loop turn,
 //! and the other workers through their command channels.

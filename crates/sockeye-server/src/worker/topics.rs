@@ -6,9 +6,11 @@
 //! (16 bytes together); the entry is shared by the topic's subscribers.
 //!
 //! Delivery, for each subscriber: the frame variant its compression wants (encoded once per
-//! publish), the slow-consumer policy, then either one write straight from the shared bytes
-//! (nothing queued: the common case; what the kernel leaves of it waits by reference) or the
-//! frame behind its backlog (by reference, unless it is small).
+//! publish), the slow-consumer policy, then the frame goes into its queue, by reference unless
+//! it is small, and the turn's end writes each subscriber once: every publish the turn ran
+//! leaves in one vectored write from the shared bytes (at saturation, one system call for many
+//! deliveries). A conflating subscriber with nothing queued is written at once instead, so that
+//! a second publish in the same turn does not find it behind.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -437,26 +439,25 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         }
         let bufs = &mut self.io.bufs;
         slot.link.poll_transmit(&mut bufs.cork);
-        if slot.link.queue.is_empty() {
-            // Nothing waits: one write from the shared bytes (after any pong owed); only what
-            // the kernel does not take is copied, into the queue.
+        let queue = &mut slot.link.queue;
+        if policy == SlowConsumer::Conflate {
+            // Nothing waits (or it would have been conflated): one write now, from the shared
+            // bytes, after any pong owed; what the kernel leaves waits by reference.
             let mut wire = Wire {
                 stream: &mut slot.stream,
                 scratch: &mut bufs.scratch,
             };
-            let sent = slot
-                .link
-                .queue
-                .write_shared(&mut bufs.cork, bufs.raw, frame, &mut wire);
+            let sent = queue.write_shared(&mut bufs.cork, bufs.raw, frame, &mut wire);
             stats.bytes_out += sent as u64;
-        } else if frame.len() >= SHARE_MIN {
-            // Behind the backlog, by reference (a control frame owed went to the control lane).
-            slot.link.queue.push_shared(frame);
         } else {
-            slot.link
-                .queue
-                .data(&mut bufs.cork)
-                .extend_from_slice(frame);
+            // Staged: the turn's frames for this subscriber leave in one write at its end
+            // (every publish the turn ran, in order), after any pong owed.
+            queue.take_rest(&mut bufs.cork, 0, bufs.raw);
+            if frame.len() >= SHARE_MIN {
+                queue.push_shared(frame);
+            } else {
+                queue.append(|buf| buf.extend_from_slice(frame));
+            }
         }
         bufs.reset_cork();
         if !rsv.is_empty() {
@@ -468,7 +469,7 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         stats.messages_out += 1;
         report.delivered += 1;
         if !slot.link.queue.is_empty() {
-            // The rest is written with the turn's writes (a socket error shows there).
+            // Written with the turn's writes (a socket error shows there).
             self.mark_dirty(idx);
         }
     }

@@ -32,6 +32,8 @@ pub(crate) struct Peer {
     pub(crate) shut: bool,
     /// Writes fail from now on.
     pub(crate) broken: bool,
+    /// Write calls the server made.
+    pub(crate) writes: usize,
 }
 
 /// A scripted stream: the driver owns one end, the test the other.
@@ -64,6 +66,7 @@ impl Transport for Script {
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>], _: &mut Scratch) -> io::Result<usize> {
         let mut peer = self.peer();
+        peer.writes += 1;
         if peer.broken {
             return Err(io::ErrorKind::BrokenPipe.into());
         }

@@ -13,13 +13,14 @@ fn text(s: &str) -> Got {
     Got::Text(s.to_owned())
 }
 
-/// Publishes `payload` on `topic` as a command from another thread would, and returns what the
-/// worker reported.
+/// Publishes `payload` on `topic` as a command from another thread would, in a turn of its
+/// own, and returns what the worker reported.
 fn publish(sim: &mut Sim, topic: &str, payload: &str) -> PublishReport {
     let mut p = Publication::new(topic, Message::Text(payload)).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     p.report = Some(tx);
     sim.driver.publish(&Arc::new(p));
+    sim.driver.end_turn();
     rx.try_recv().unwrap()
 }
 
@@ -64,15 +65,36 @@ fn a_publish_reaches_exact_and_wildcard_subscribers_once_each() {
 }
 
 #[test]
-fn a_publish_is_written_at_once_from_the_shared_frame() {
+fn a_turns_publishes_leave_in_one_write_per_subscriber_from_the_shared_frames() {
     let mut sim = Sim::new(Sim::config());
-    let (idx, script) = sim.open();
-    subscribe(&mut sim, idx, &script, "t");
-    let p = Arc::new(Publication::new("t", Message::Text("now")).unwrap());
-    sim.driver.publish(&p);
-    // No turn's end was needed, and nothing was queued.
-    assert_eq!(script.peer().wire, &p.frame()[..]);
-    assert!(sim.driver.conns.get(idx).unwrap().link.queue.is_empty());
+    let conns: Vec<_> = (0..3).map(|_| sim.open()).collect();
+    for (idx, script) in &conns {
+        subscribe(&mut sim, *idx, script, "t");
+        script.peer().writes = 0;
+    }
+    let big = "x".repeat(1000);
+    let ps: Vec<_> = ["small", &big, "small again"]
+        .iter()
+        .map(|text| Arc::new(Publication::new("t", Message::Text(text)).unwrap()))
+        .collect();
+    for p in &ps {
+        sim.driver.publish(p);
+    }
+    // The large frame waits by reference: one count per subscriber, no copy.
+    assert_eq!(Arc::strong_count(ps[1].frame()), 1 + conns.len());
+    assert!(
+        conns.iter().all(|(_, s)| s.peer().wire.is_empty()),
+        "staged"
+    );
+    sim.driver.end_turn();
+    let expected: Vec<u8> = ps.iter().flat_map(|p| p.frame().to_vec()).collect();
+    for (idx, script) in &conns {
+        let peer = script.peer();
+        assert_eq!(peer.wire, expected);
+        assert_eq!(peer.writes, 1, "one write for three publishes");
+        assert!(sim.driver.conns.get(*idx).unwrap().link.queue.is_empty());
+    }
+    assert_eq!(Arc::strong_count(ps[1].frame()), 1, "released once written");
 }
 
 #[test]
