@@ -166,12 +166,25 @@ impl<H: Handler, S: Transport> Driver<H, S> {
     }
 
     pub(crate) fn flush_dirty(&mut self) {
-        for idx in std::mem::take(&mut self.dirty) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &idx in &dirty {
             if let Some(slot) = self.conns.get_mut(idx) {
                 slot.dirty = false;
                 self.flush(idx);
-                self.schedule(idx);
+                // Writing moves no deadline of an open connection; a close (from a command or a
+                // policy) or the end of the connection does.
+                let settled = self.conns.get(idx).is_none_or(|slot| {
+                    slot.phase == Phase::Open && slot.link.proto.state() == State::Open
+                });
+                if !settled {
+                    self.schedule(idx);
+                }
             }
+        }
+        // Kept for its allocation: a worker that publishes stages every turn.
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The worker's buffers: the shared receive buffer, the cork, the pool of large buffers and
 //! the TLS scratch space. Connections borrow them for their turn and own none while idle.
 
+use super::output::Backlog;
 use crate::transport::Scratch;
 
 /// Capacity the cork keeps between turns (larger ones go to the pool).
@@ -11,6 +12,9 @@ const POOL_MIN: usize = 64 << 10;
 
 /// The most bytes of buffers a worker's pool holds.
 const POOL_MAX_BYTES: usize = 16 << 20;
+
+/// Emptied backlogs kept for reuse, at most (each with a buffer of at most 16 KiB).
+const SPARE_BACKLOGS: usize = 256;
 
 /// Every buffer of a worker.
 pub(crate) struct Io {
@@ -72,6 +76,12 @@ impl Bufs {
 pub(crate) struct Pool {
     bufs: Vec<Vec<u8>>,
     bytes: usize,
+    /// Emptied backlogs with a small buffer, for the next connection that needs one: a publish
+    /// stages a frame in every subscriber's queue each turn, and would otherwise allocate two
+    /// blocks per subscriber per turn.
+    // Boxed: a queue holds its backlog as a box, and takes this one as it is.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Backlog>>,
 }
 
 impl Pool {
@@ -83,6 +93,20 @@ impl Pool {
                 buf
             }
             None => Vec::new(),
+        }
+    }
+
+    /// An empty backlog: a recycled one when there is one.
+    pub(crate) fn backlog(&mut self) -> Box<Backlog> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Keeps an emptied backlog for reuse when its buffer is small and the pool has room.
+    pub(crate) fn recycle(&mut self, mut backlog: Box<Backlog>) {
+        match backlog.reset() {
+            Some(buf) => self.give(buf),
+            None if self.spare.len() < SPARE_BACKLOGS => self.spare.push(backlog),
+            None => {}
         }
     }
 

@@ -72,9 +72,9 @@ impl Chunk {
 #[derive(Debug, Default)]
 pub(crate) struct Queue(Option<Box<Backlog>>);
 
-/// A non-empty backlog.
+/// A non-empty backlog (empty only while [`Pool`] keeps it for reuse).
 #[derive(Debug)]
-struct Backlog {
+pub(crate) struct Backlog {
     /// `cur[head..]` waits: whole frames, except that the first may be partly written already
     /// (and the very first bytes may be an HTTP response, before any frame).
     cur: Chunk,
@@ -94,7 +94,43 @@ struct Backlog {
     rest_len: usize,
 }
 
+/// A recycled backlog keeps a buffer of at most this many bytes.
+const SPARE_BUF_MAX: usize = 16 << 10;
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Backlog {
+            cur: Chunk::Owned(Vec::new()),
+            head: 0,
+            edge: 0,
+            control: Vec::new(),
+            floor: 0,
+            rest: VecDeque::new(),
+            rest_len: 0,
+        }
+    }
+}
+
 impl Backlog {
+    /// Empties an emptied backlog for reuse, keeping a small buffer; returns a buffer too large
+    /// to keep (then the backlog is not kept either).
+    pub(crate) fn reset(&mut self) -> Option<Vec<u8>> {
+        (self.head, self.edge, self.floor, self.rest_len) = (0, 0, 0, 0);
+        self.control.clear();
+        if !self.rest.is_empty() {
+            self.rest.clear();
+        }
+        match std::mem::replace(&mut self.cur, Chunk::Owned(Vec::new())) {
+            Chunk::Owned(mut buf) if buf.capacity() <= SPARE_BUF_MAX => {
+                buf.clear();
+                self.cur = Chunk::Owned(buf);
+                (self.control.capacity() > SPARE_BUF_MAX).then(Vec::new)
+            }
+            Chunk::Owned(buf) => Some(buf),
+            Chunk::Shared(_) => (self.control.capacity() > SPARE_BUF_MAX).then(Vec::new),
+        }
+    }
+
     fn new(buf: Vec<u8>, head: usize, edge: usize) -> Box<Self> {
         let mut backlog = Box::new(Backlog {
             cur: Chunk::Owned(buf),
@@ -322,12 +358,16 @@ impl Queue {
         }
     }
 
-    /// Queues the shared data `frame` behind the backlog, by reference. Only with a backlog:
-    /// without one, the frame is written at once ([`write_direct`](Self::write_direct)).
-    pub(crate) fn push_shared(&mut self, frame: &Shared) {
+    /// Queues the shared data `frame` behind what waits, by reference (staged for the turn's
+    /// write when nothing waits).
+    pub(crate) fn push_shared(&mut self, frame: &Shared, pool: &mut Pool) {
         match &mut self.0 {
             Some(backlog) => backlog.push_shared(frame),
-            None => self.0 = Some(Backlog::shared(frame, 0)),
+            None => {
+                let mut backlog = pool.backlog();
+                backlog.cur = Chunk::Shared(Arc::clone(frame));
+                self.0 = Some(backlog);
+            }
         }
     }
 
@@ -351,14 +391,16 @@ impl Queue {
         result
     }
 
-    /// Runs `f` with the backlog's buffer (made if need be) to append whole data frames to,
-    /// behind what waits: frames made outside the connection's turn.
-    pub(crate) fn append<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-        let backlog = self.0.get_or_insert_with(|| Backlog::new(Vec::new(), 0, 0));
+    /// Runs `f` with the backlog's buffer (made if need be, from `pool`) to append whole data
+    /// frames to, behind what waits: frames made outside the connection's turn.
+    pub(crate) fn append<R>(&mut self, pool: &mut Pool, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let backlog = self.0.get_or_insert_with(|| pool.backlog());
         let result = f(backlog.tail());
         if backlog.is_done() {
             // Nothing was appended to an empty queue: keep it a null pointer.
-            self.0 = None;
+            if let Some(backlog) = self.0.take() {
+                pool.recycle(backlog);
+            }
         }
         result
     }
@@ -424,7 +466,7 @@ impl Queue {
         let corked = cork.len();
         if sent < corked {
             self.take_rest(cork, sent, raw);
-            self.append(|buf| buf.extend_from_slice(payload));
+            self.append(pool, |buf| buf.extend_from_slice(payload));
         } else if sent < corked + payload.len() {
             let rest = &payload[sent - corked..];
             let mut buf = pool.take();
@@ -444,6 +486,7 @@ impl Queue {
         raw: usize,
         frame: &Shared,
         sock: &mut impl Sock,
+        pool: &mut Pool,
     ) -> usize {
         debug_assert!(self.is_empty(), "a direct write with a backlog");
         let sent = if cork.is_empty() {
@@ -455,7 +498,7 @@ impl Queue {
         let corked = cork.len();
         if sent < corked {
             self.take_rest(cork, sent, raw);
-            self.push_shared(frame);
+            self.push_shared(frame, pool);
         } else if sent < corked + frame.len() {
             self.0 = Some(Backlog::shared(frame, sent - corked));
         }
@@ -493,9 +536,7 @@ impl Queue {
         if backlog.is_done() {
             // An idle connection owns no send buffer.
             if let Some(backlog) = self.0.take() {
-                if let Chunk::Owned(buf) = backlog.cur {
-                    pool.give(buf);
-                }
+                pool.recycle(backlog);
             }
         } else if matches!(backlog.cur, Chunk::Owned(_))
             && backlog.head > 0
@@ -938,7 +979,7 @@ mod tests {
             let mut expected = data(0, 300);
             let frames: Vec<Shared> = (1..=6).map(|i| shared(i, 200 * usize::from(i))).collect();
             for (i, frame) in frames.iter().enumerate() {
-                queue.push_shared(frame);
+                queue.push_shared(frame, &mut pool);
                 expected.extend_from_slice(frame);
                 if i % 2 == 1 {
                     let own = data(100 + i as u8, 50);
@@ -971,7 +1012,7 @@ mod tests {
             let mut pool = Pool::default();
             let (mut queue, mut sock) = backlogged(&data(0, 100), &mut pool);
             for i in 1..=3 {
-                queue.push_shared(&shared(i, 200));
+                queue.push_shared(&shared(i, 200), &mut pool);
             }
             sock.take = Some(take);
             queue.write(&mut sock, &mut pool).unwrap();
@@ -1003,11 +1044,11 @@ mod tests {
             take: Some(50),
             ..Fake::default()
         };
-        queue.write_shared(&mut Vec::new(), 0, &frame_a, &mut sock);
+        queue.write_shared(&mut Vec::new(), 0, &frame_a, &mut sock, &mut pool);
         assert_eq!(queue.len(), 204 - 50, "the rest waits by reference");
         assert_eq!(Arc::strong_count(&frame_a), 2);
         let frame_b = shared(2, 200);
-        queue.push_shared(&frame_b);
+        queue.push_shared(&frame_b, &mut pool);
         let close = frame(OpCode::Close, &[0x03, 0xe8]);
         queue.control(&mut Vec::new(), |buf| buf.extend_from_slice(&close));
         assert_eq!(Arc::strong_count(&frame_b), 1, "dropped: behind the close");
@@ -1023,7 +1064,7 @@ mod tests {
     fn control_frames_corked_behind_shared_frames_keep_their_place() {
         let mut pool = Pool::default();
         let (mut queue, mut sock) = backlogged(&data(0, 100), &mut pool);
-        queue.push_shared(&shared(1, 300));
+        queue.push_shared(&shared(1, 300), &mut pool);
         // A turn's cork with a ping in order with data, behind the shared frame.
         let mut cork = [data(2, 10), frame(OpCode::Ping, b"1"), data(3, 10)].concat();
         queue
@@ -1106,7 +1147,7 @@ mod tests {
                         }
                         Op::Shared(len) if !closed => {
                             let frame = shared(next, len);
-                            queue.push_shared(&frame);
+                            queue.push_shared(&frame, &mut pool);
                             held.push(frame);
                             next += 1;
                         }

@@ -447,16 +447,19 @@ impl<H: Handler, S: Transport> Driver<H, S> {
                 stream: &mut slot.stream,
                 scratch: &mut bufs.scratch,
             };
-            let sent = queue.write_shared(&mut bufs.cork, bufs.raw, frame, &mut wire);
+            let sent =
+                queue.write_shared(&mut bufs.cork, bufs.raw, frame, &mut wire, &mut bufs.pool);
             stats.bytes_out += sent as u64;
         } else {
             // Staged: the turn's frames for this subscriber leave in one write at its end
             // (every publish the turn ran, in order), after any pong owed.
-            queue.take_rest(&mut bufs.cork, 0, bufs.raw);
+            if !bufs.cork.is_empty() {
+                queue.take_rest(&mut bufs.cork, 0, bufs.raw);
+            }
             if frame.len() >= SHARE_MIN {
-                queue.push_shared(frame);
+                queue.push_shared(frame, &mut bufs.pool);
             } else {
-                queue.append(|buf| buf.extend_from_slice(frame));
+                queue.append(&mut bufs.pool, |buf| buf.extend_from_slice(frame));
             }
         }
         bufs.reset_cork();
