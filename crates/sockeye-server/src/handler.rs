@@ -415,7 +415,7 @@ pub(crate) trait Sink {
     ) -> Result<bool, TopicError>;
     fn unsubscribe(&mut self, id: ConnId, pattern: &str) -> bool;
     fn is_subscribed(&self, id: ConnId, topic: &str) -> bool;
-    /// Publishes: to this worker's subscribers at the end of the turn, to the others through
+    /// Publishes: to this worker's subscribers after this connection's read, to the others through
     /// their channels.
     fn publish(&mut self, id: ConnId, handle: &Handle, p: Publication) -> Result<(), PublishError>;
 }
@@ -503,8 +503,8 @@ impl Outbox<'_> {
 
     /// Publishes `msg` to every subscriber of `topic` on every worker, this connection
     /// included when it subscribed: its own copy is sent at once, in order with what this
-    /// callback sends, the other subscribers of this worker get theirs at the end of the loop
-    /// turn, those of other workers through one command per worker. The frame is encoded once
+    /// callback sends, the other subscribers of this worker get theirs right after this read
+    /// (or at the end of the loop turn), those of other workers through one command per worker. The frame is encoded once
     /// and shared. [`Handle::publish_tracked`] reports outcomes.
     ///
     /// # Errors

@@ -13,14 +13,14 @@
 //!        │                 Interest: which workers have a subscription that matches
 //!        ├──▶ worker A: one command ─▶ its subscribers: exact topic, then matching patterns
 //!        └──▶ worker B: one command ─▶   each one's queue: the frame, by reference
-//!                                     turn's end: one vectored write per subscriber, from the
-//!                                        shared frames of every publish the turn ran
+//!                                     then one vectored write per subscriber, from the shared
+//!                                        frames of every publish staged since its last write
 //! ```
 //!
 //! The frame is shared by every worker and recipient (reference-counted, never copied per
 //! recipient; frames under 256 bytes are copied, which costs less than a reference).
 //! A publish from a callback reaches the publishing connection itself at once (in order with
-//! what the callback sends), the other subscribers on its worker at the end of the loop turn,
+//! what the callback sends), the other subscribers on its worker right after the publisher's read,
 //! and the other workers through their command channels.
 //!
 //! # permessage-deflate

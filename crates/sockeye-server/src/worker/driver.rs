@@ -103,6 +103,13 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         }
         if readable || closed {
             self.readable(idx);
+            if !self.app.topics.deferred.is_empty() {
+                // Its callbacks published: their subscribers on this worker get the messages
+                // now, after this read (every publish of the read in one write each), not after
+                // every other connection's read of the turn.
+                self.publish_deferred();
+                self.flush_dirty();
+            }
         }
     }
 

@@ -26,8 +26,8 @@
 //!        after each read: one write of the cork; what the kernel leaves ─▶ the queue
 //!  writable edge ─▶ the queue's rest (control frames at the next frame boundary)
 //!  commands (Handle) ─▶ frames into the queue ─▶ one write per connection at the turn's end
-//!  publish (command, or a callback's at the turn's end) ─▶ each subscriber: one write from the
-//!        shared frame when nothing is queued, else behind the queue
+//!  publish (a command, or a callback's after its read) ─▶ each subscriber's queue, by reference
+//!        ─▶ one vectored write per subscriber after that read (commands: at the turn's end)
 //!  turn's end ─▶ reads left over from the budget, timers due, those writes
 //! ```
 

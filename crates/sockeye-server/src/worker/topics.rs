@@ -7,9 +7,9 @@
 //!
 //! Delivery, for each subscriber: the frame variant its compression wants (encoded once per
 //! publish), the slow-consumer policy, then the frame goes into its queue, by reference unless
-//! it is small, and the turn's end writes each subscriber once: every publish the turn ran
-//! leaves in one vectored write from the shared bytes (at saturation, one system call for many
-//! deliveries). A conflating subscriber with nothing queued is written at once instead, so that
+//! it is small, and each subscriber is written once after the publisher's read (or, for
+//! commands, at the turn's end): every publish staged meanwhile leaves in one vectored write
+//! from the shared bytes (at saturation, one system call for many deliveries). A conflating subscriber with nothing queued is written at once instead, so that
 //! a second publish in the same turn does not find it behind.
 
 use std::collections::HashMap;
@@ -66,7 +66,8 @@ pub(crate) struct Topics {
     patterns: Trie<u32>,
     /// Each connection's subscriptions, by slot.
     by_conn: Vec<Vec<Sub>>,
-    /// Publishes made by callbacks, for this worker's subscribers at the end of the turn.
+    /// Publishes made by callbacks, for this worker's subscribers after the publisher's read
+    /// (or at the end of the turn, for callbacks outside a read).
     pub(crate) deferred: Vec<Arc<Publication>>,
     /// Conflating subscribers that are behind: the newest pending publish of each topic.
     conflated: HashMap<u32, Vec<Arc<Publication>>>,
