@@ -19,6 +19,8 @@ mod inflate;
 mod offers;
 #[path = "../fuzz/checks/tls.rs"]
 mod tls;
+#[path = "../fuzz/checks/upgrade_differential.rs"]
+mod upgrade_differential;
 
 /// The regular files of `dir` (dotfiles such as `.gitkeep` skipped); none when it is missing.
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -89,6 +91,11 @@ fn offers_seeds_and_regressions() {
 #[test]
 fn tls_seeds_and_regressions() {
     replay("tls", tls::check);
+}
+
+#[test]
+fn upgrade_differential_seeds_and_regressions() {
+    replay("upgrade_differential", upgrade_differential::check);
 }
 
 #[test]
