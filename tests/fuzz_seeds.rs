@@ -7,6 +7,8 @@ use std::io::ErrorKind;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
+#[path = "../fuzz/checks/client.rs"]
+mod client;
 #[path = "../fuzz/checks/connection.rs"]
 mod connection;
 #[path = "../fuzz/checks/frame.rs"]
@@ -96,6 +98,11 @@ fn tls_seeds_and_regressions() {
 #[test]
 fn upgrade_differential_seeds_and_regressions() {
     replay("upgrade_differential", upgrade_differential::check);
+}
+
+#[test]
+fn client_seeds_and_regressions() {
+    replay("client", client::check);
 }
 
 #[test]
