@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 mod client;
 #[path = "../fuzz/checks/connection.rs"]
 mod connection;
+#[path = "../fuzz/checks/deflate_connection.rs"]
+mod deflate_connection;
 #[path = "../fuzz/checks/frame.rs"]
 mod frame;
 #[path = "../fuzz/checks/handshake.rs"]
@@ -103,6 +105,11 @@ fn upgrade_differential_seeds_and_regressions() {
 #[test]
 fn client_seeds_and_regressions() {
     replay("client", client::check);
+}
+
+#[test]
+fn deflate_connection_seeds_and_regressions() {
+    replay("deflate_connection", deflate_connection::check);
 }
 
 #[test]
