@@ -13,6 +13,8 @@ mod client;
 mod connection;
 #[path = "../fuzz/checks/deflate_connection.rs"]
 mod deflate_connection;
+#[path = "../fuzz/checks/driver.rs"]
+mod driver;
 #[path = "../fuzz/checks/frame.rs"]
 mod frame;
 #[path = "../fuzz/checks/handshake.rs"]
@@ -110,6 +112,11 @@ fn client_seeds_and_regressions() {
 #[test]
 fn deflate_connection_seeds_and_regressions() {
     replay("deflate_connection", deflate_connection::check);
+}
+
+#[test]
+fn driver_seeds_and_regressions() {
+    replay("driver", driver::check);
 }
 
 #[test]
