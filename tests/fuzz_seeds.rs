@@ -7,8 +7,14 @@ use std::io::ErrorKind;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
+#[path = "../fuzz/checks/client.rs"]
+mod client;
 #[path = "../fuzz/checks/connection.rs"]
 mod connection;
+#[path = "../fuzz/checks/deflate_connection.rs"]
+mod deflate_connection;
+#[path = "../fuzz/checks/driver.rs"]
+mod driver;
 #[path = "../fuzz/checks/frame.rs"]
 mod frame;
 #[path = "../fuzz/checks/handshake.rs"]
@@ -19,6 +25,8 @@ mod inflate;
 mod offers;
 #[path = "../fuzz/checks/tls.rs"]
 mod tls;
+#[path = "../fuzz/checks/upgrade_differential.rs"]
+mod upgrade_differential;
 
 /// The regular files of `dir` (dotfiles such as `.gitkeep` skipped); none when it is missing.
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -89,6 +97,26 @@ fn offers_seeds_and_regressions() {
 #[test]
 fn tls_seeds_and_regressions() {
     replay("tls", tls::check);
+}
+
+#[test]
+fn upgrade_differential_seeds_and_regressions() {
+    replay("upgrade_differential", upgrade_differential::check);
+}
+
+#[test]
+fn client_seeds_and_regressions() {
+    replay("client", client::check);
+}
+
+#[test]
+fn deflate_connection_seeds_and_regressions() {
+    replay("deflate_connection", deflate_connection::check);
+}
+
+#[test]
+fn driver_seeds_and_regressions() {
+    replay("driver", driver::check);
 }
 
 #[test]

@@ -53,6 +53,8 @@
 
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod handler;
 mod proxy;
@@ -66,9 +68,6 @@ mod tls;
 mod tls_io;
 pub mod topics;
 mod transport;
-#[cfg(feature = "tls")]
-#[doc(hidden)]
-pub use tls_io::fuzzing;
 mod worker;
 
 pub use config::{Backpressure, BackpressurePolicy, ServerConfig};

@@ -428,7 +428,7 @@ fn tls_error(err: rustls::Error) -> io::Error {
 
 /// The TLS read path over bytes in memory, for the fuzz target.
 #[doc(hidden)]
-pub mod fuzzing;
+pub(crate) mod fuzzing;
 
 #[cfg(test)]
 mod tests {

@@ -248,6 +248,10 @@ fn parse_status_line(line: &[u8]) -> Result<u16, ResponseError> {
     let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
         return Err(ResponseError::MalformedStatusLine);
     };
+    // "reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )" (RFC 9112 §4): no other controls.
+    if !http::is_field_value(parts.next().unwrap_or_default()) {
+        return Err(ResponseError::MalformedStatusLine);
+    }
     let Some((major, minor)) = http::parse_version(version) else {
         return Err(ResponseError::MalformedStatusLine);
     };
@@ -258,8 +262,9 @@ fn parse_status_line(line: &[u8]) -> Result<u16, ResponseError> {
         return Err(ResponseError::MalformedStatusLine);
     }
     let status = u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
-    // An older server's refusal keeps its status; only a 101 must come from HTTP/1.1 or later.
-    if status == 101 && (major, minor) < (1, 1) {
+    // An older server's refusal keeps its status; only a 101 must come from HTTP/1.1 or a later
+    // minor version of it (RFC 9112 §2.3): the upgrade is HTTP/1.1's (RFC 6455 §4.1).
+    if status == 101 && (major != 1 || minor < 1) {
         return Err(ResponseError::MalformedStatusLine);
     }
     Ok(status)
@@ -391,6 +396,14 @@ mod tests {
             ),
             (
                 "HTTP/1.0 101 Hm\r\n\r\n".to_owned(),
+                ResponseError::MalformedStatusLine,
+            ),
+            (
+                "HTTP/2.0 101 Hm\r\n\r\n".to_owned(),
+                ResponseError::MalformedStatusLine,
+            ),
+            (
+                "HTTP/1.1 101 Switch\x16ing\r\n\r\n".to_owned(),
                 ResponseError::MalformedStatusLine,
             ),
             (

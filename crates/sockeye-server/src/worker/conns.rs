@@ -25,7 +25,8 @@ pub(crate) enum Phase {
     Handshake,
     /// Upgraded: frames flow.
     Open,
-    /// Writing a final answer (HTTP response, refusal); then the write side closes.
+    /// Writing a final answer (HTTP response, refusal, or the close frame to a peer no longer
+    /// waited for); then the write side closes.
     Draining,
     /// Our FIN is sent; reading and discarding until the peer's EOF (or the linger timer).
     Lingering,

@@ -58,6 +58,7 @@ mod upgrade;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use conns::Phase;
 pub(crate) use driver::Driver;
 
 pub(crate) const WAKER: Token = Token(usize::MAX);

@@ -335,6 +335,31 @@ impl Backlog {
             self.head = 0;
         }
     }
+
+    /// One write of what waits, in order: returns the bytes taken and the bytes offered.
+    fn write_once(&mut self, sock: &mut impl Sock) -> io::Result<(usize, usize)> {
+        if self.control.is_empty() && self.rest.is_empty() {
+            let rest = &self.cur()[self.head..];
+            return Ok((sock.write(rest)?, rest.len()));
+        }
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_SLICES);
+        let edge = if self.control.is_empty() {
+            self.head
+        } else {
+            self.boundary()
+        };
+        let cur = self.cur.bytes();
+        slices.push(IoSlice::new(&cur[self.head..edge]));
+        if !self.control.is_empty() {
+            slices.push(IoSlice::new(&self.control));
+        }
+        slices.push(IoSlice::new(&cur[edge..]));
+        for chunk in self.rest.iter().take(MAX_SLICES - slices.len()) {
+            slices.push(IoSlice::new(chunk.bytes()));
+        }
+        let offered = slices.iter().map(|s| s.len()).sum();
+        Ok((sock.write_vectored(&slices)?, offered))
+    }
 }
 
 impl Queue {
@@ -505,48 +530,35 @@ impl Queue {
         sent
     }
 
-    /// Writes what waits, once: the rest of the frame being written, the control lane, then the
-    /// data behind. Gives the buffer back to `pool` when all is written.
+    /// Writes what waits: the rest of the frame being written, the control lane, then the data
+    /// behind, in one write, or in as many as it takes while the socket takes all it is
+    /// offered (a write offers at most [`MAX_SLICES`] chunks, and a socket that took them all
+    /// announces no edge for the rest). Gives the buffer back to `pool` when all is written.
     pub(crate) fn write(&mut self, sock: &mut impl Sock, pool: &mut Pool) -> io::Result<usize> {
-        let Some(backlog) = self.0.as_mut() else {
-            return Ok(0);
-        };
-        let n = if backlog.control.is_empty() && backlog.rest.is_empty() {
-            sock.write(&backlog.cur()[backlog.head..])?
-        } else {
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_SLICES);
-            let b = &mut **backlog;
-            let edge = if b.control.is_empty() {
-                b.head
-            } else {
-                b.boundary()
-            };
-            let cur = b.cur.bytes();
-            slices.push(IoSlice::new(&cur[b.head..edge]));
-            if !b.control.is_empty() {
-                slices.push(IoSlice::new(&b.control));
+        let mut written = 0;
+        while let Some(backlog) = self.0.as_mut() {
+            let (n, offered) = backlog.write_once(sock)?;
+            written += n;
+            backlog.advance(n, pool);
+            if backlog.is_done() {
+                // An idle connection owns no send buffer.
+                if let Some(backlog) = self.0.take() {
+                    pool.recycle(backlog);
+                }
+            } else if matches!(backlog.cur, Chunk::Owned(_))
+                && backlog.head > 0
+                && backlog.head >= backlog.cur().len() / 2
+            {
+                // Shift the rest (the smaller part) so the buffer does not grow without bound
+                // while frames keep arriving behind it.
+                backlog.compact();
             }
-            slices.push(IoSlice::new(&cur[edge..]));
-            for chunk in b.rest.iter().take(MAX_SLICES - slices.len()) {
-                slices.push(IoSlice::new(chunk.bytes()));
+            if n < offered {
+                // The socket is full: its writable edge will say when it takes more.
+                break;
             }
-            sock.write_vectored(&slices)?
-        };
-        backlog.advance(n, pool);
-        if backlog.is_done() {
-            // An idle connection owns no send buffer.
-            if let Some(backlog) = self.0.take() {
-                pool.recycle(backlog);
-            }
-        } else if matches!(backlog.cur, Chunk::Owned(_))
-            && backlog.head > 0
-            && backlog.head >= backlog.cur().len() / 2
-        {
-            // Shift the rest (the smaller part) so the buffer does not grow without bound while
-            // frames keep arriving behind it.
-            backlog.compact();
         }
-        Ok(n)
+        Ok(written)
     }
 }
 
@@ -1004,6 +1016,35 @@ mod tests {
             assert_eq!(sock.wire, expected, "take {take}");
             assert!(frames.iter().all(|f| Arc::strong_count(f) == 1), "released");
         }
+    }
+
+    #[test]
+    fn a_socket_that_takes_all_it_is_offered_gets_more_chunks_than_one_write_holds() {
+        let mut pool = Pool::default();
+        let (mut queue, mut sock) = backlogged(&data(0, 300), &mut pool);
+        let mut expected = data(0, 300);
+        for i in 0..MAX_SLICES * 2 {
+            let frame = shared(i as u8, 300);
+            queue.push_shared(&frame, &mut pool);
+            expected.extend_from_slice(&frame);
+            let own = data(i as u8, 20);
+            queue.data(&mut Vec::new()).extend_from_slice(&own);
+            expected.extend_from_slice(&own);
+        }
+        // No writable edge comes for a socket that was never full: one call writes it all.
+        sock.writes = 0;
+        let n = queue.write(&mut sock, &mut pool).unwrap();
+        assert_eq!((n, queue.is_empty()), (expected.len(), true));
+        assert_eq!(sock.wire, expected);
+        assert!(sock.writes > 1, "{} writes", sock.writes);
+        // A socket that fills stops the writes until its edge.
+        let (mut queue, mut sock) = backlogged(&data(0, 300), &mut pool);
+        for i in 0..MAX_SLICES * 2 {
+            queue.push_shared(&shared(i as u8, 300), &mut pool);
+        }
+        (sock.take, sock.writes) = (Some(1000), 0);
+        let n = queue.write(&mut sock, &mut pool).unwrap();
+        assert_eq!((n, sock.writes), (1000, 1));
     }
 
     #[test]

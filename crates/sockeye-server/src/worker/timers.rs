@@ -261,14 +261,22 @@ impl<H: Handler, S: Transport> Driver<H, S> {
     }
 
     /// Writes the close frame just queued, ends our side and lingers briefly, discarding what
-    /// the peer still sends: for a peer we no longer wait for.
+    /// the peer still sends: for a peer we no longer wait for. When the socket does not take
+    /// the close frame (and what waits before it) at once, the connection drains it first:
+    /// our FIN follows the last byte queued, never goes before it, and a peer that reads
+    /// nothing is dropped at the same deadline.
     fn abandon(&mut self, idx: usize) {
         self.flush(idx);
         let tick = self.timers.tick;
         if let Some(slot) = self.conns.get_mut(idx) {
             if slot.phase == Phase::Open {
-                slot.stream.shutdown_write(&mut self.io.bufs.scratch);
-                slot.phase = Phase::Lingering;
+                if slot.link.queue.is_empty() && !slot.stream.has_pending() {
+                    slot.stream.shutdown_write(&mut self.io.bufs.scratch);
+                    slot.phase = Phase::Lingering;
+                } else {
+                    // `after_write` ends our side once the queue is written.
+                    slot.phase = Phase::Draining;
+                }
                 slot.linger_until = tick + UNRESPONSIVE_LINGER;
                 if let Some(rx) = slot.rx.take() {
                     self.io.bufs.pool.give(rx.msg);

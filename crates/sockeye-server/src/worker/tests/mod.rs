@@ -75,6 +75,36 @@ fn an_idle_connection_that_does_not_answer_is_closed_with_1001_and_not_waited_fo
 }
 
 #[test]
+fn an_idle_close_the_socket_cannot_take_goes_out_before_the_fin() {
+    let mut config = Sim::config();
+    config.idle_timeout = Some(secs(60));
+    let mut sim = Sim::new(config);
+    let (idx, script) = sim.open();
+    script.peer().room = Some(0);
+    sim.advance(secs(60));
+    assert!(!script.peer().shut, "no FIN ahead of the close frame");
+    assert_eq!(sim.phase(idx), Some(Phase::Draining));
+    sim.drain(idx, &script, 1 << 10);
+    assert_eq!(received(&script), [Got::Close(Some(1001))]);
+    assert!(script.peer().shut, "the FIN follows it");
+    assert_eq!(sim.phase(idx), Some(Phase::Lingering));
+    sim.advance(secs(5));
+    assert_eq!(sim.phase(idx), None);
+    assert_eq!(sim.notes(), [Note::Close("Timeout(Idle)".into())]);
+
+    // A peer that takes nothing is dropped at the unresponsive linger, FIN or not.
+    let (idx, script) = sim.open();
+    script.peer().room = Some(0);
+    sim.advance(secs(60));
+    sim.advance(secs(1) - MS);
+    assert_eq!(sim.phase(idx), Some(Phase::Draining));
+    sim.advance(MS);
+    assert_eq!(sim.phase(idx), None);
+    assert!(script.peer().wire.is_empty() && !script.peer().shut);
+    assert_eq!(sim.notes(), [Note::Close("Timeout(Idle)".into())]);
+}
+
+#[test]
 fn an_unanswered_close_is_dropped_at_the_close_timeout() {
     let mut sim = Sim::new(Sim::config());
     let (idx, script) = sim.open();
