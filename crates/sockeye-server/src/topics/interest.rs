@@ -22,6 +22,9 @@ struct Table {
     patterns: Trie<Workers>,
 }
 
+/// Words of a worker set: 4096 workers at most (the worker bits of a `ConnId`).
+const SET_WORDS: usize = (1 << crate::handler::WORKER_BITS) / 64;
+
 /// A set of worker indexes.
 #[derive(Default, Clone)]
 struct Workers(Vec<u64>);
@@ -45,10 +48,7 @@ impl Workers {
         self.0.iter().all(|&w| w == 0)
     }
 
-    fn add_to(&self, set: &mut Vec<u64>) {
-        if set.len() < self.0.len() {
-            set.resize(self.0.len(), 0);
-        }
+    fn add_to(&self, set: &mut [u64; SET_WORDS]) {
         for (into, word) in set.iter_mut().zip(&self.0) {
             *into |= word;
         }
@@ -88,7 +88,8 @@ impl Interest {
 
     /// The workers with a subscription that matches the literal `topic`, in increasing order.
     pub(crate) fn workers(&self, topic: &str) -> Vec<usize> {
-        let mut set = Vec::new();
+        // On the stack: a publish allocates only its answer.
+        let mut set = [0u64; SET_WORDS];
         {
             let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(workers) = table.exact.get(topic) {

@@ -5,8 +5,8 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use sockeye_deflate::{SendSettings, SharedCompressor};
-use sockeye_proto::connection::write_frame;
-use sockeye_proto::{Message, OpCode, Rsv};
+use sockeye_proto::frame::MAX_HEADER_LEN;
+use sockeye_proto::{FrameHeader, Message, OpCode, Rsv};
 
 use super::{PublishError, PublishReport, validate_topic};
 use crate::handler::ConnId;
@@ -45,13 +45,12 @@ impl Publication {
             Message::Binary(bytes) => (false, bytes),
             Message::Ping(_) | Message::Pong(_) => return Err(PublishError::NotData),
         };
-        let mut frame = Vec::new();
-        write_frame(&mut frame, opcode(text), Rsv::NONE, payload, None);
+        let frame = shared_frame(opcode(text), Rsv::NONE, payload);
         let header_len = frame.len() - payload.len();
         Ok(Publication {
             topic: topic.into(),
             text,
-            frame: Arc::from(frame),
+            frame,
             header_len,
             skip: None,
             compressed: Mutex::new(Vec::new()),
@@ -87,16 +86,31 @@ impl Publication {
         let mut payload = Vec::new();
         let frame = match compressor.compress_for_broadcast(settings, self.payload(), &mut payload)
         {
-            Ok(rsv) if !rsv.is_empty() => {
-                let mut frame = Vec::new();
-                write_frame(&mut frame, opcode(self.text), rsv, &payload, None);
-                Some(Arc::from(frame))
-            }
+            Ok(rsv) if !rsv.is_empty() => Some(shared_frame(opcode(self.text), rsv, &payload)),
             _ => None,
         };
         variants.push((*settings, frame.clone()));
         frame
     }
+}
+
+/// A whole unmasked frame of `payload`, built where it is shared: one allocation, no copy of a
+/// frame built elsewhere.
+fn shared_frame(opcode: OpCode, rsv: Rsv, payload: &[u8]) -> Arc<[u8]> {
+    let header = FrameHeader {
+        fin: true,
+        rsv,
+        opcode,
+        mask: None,
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    let mut frame: Arc<[u8]> = std::iter::repeat_n(0, n + payload.len()).collect();
+    let bytes = Arc::get_mut(&mut frame).expect("a new frame has one owner");
+    bytes[..n].copy_from_slice(&head[..n]);
+    bytes[n..].copy_from_slice(payload);
+    frame
 }
 
 fn opcode(text: bool) -> OpCode {
