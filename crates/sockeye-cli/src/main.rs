@@ -28,7 +28,36 @@ enum Command {
     Load(load::LoadArgs),
 }
 
+/// The engine's and the backplane's log lines (warnings and errors; information too with
+/// `SOCKEYE_LOG=info`), on stderr.
+struct Stderr;
+
+static LOGGER: Stderr = Stderr;
+
+impl log::Log for Stderr {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        meta.level() <= log::max_level() && meta.target().starts_with("sockeye")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("sockeye: {}: {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
+    let level = match std::env::var("SOCKEYE_LOG").as_deref() {
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("info") => log::LevelFilter::Info,
+        Ok("off") => log::LevelFilter::Off,
+        _ => log::LevelFilter::Warn,
+    };
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),

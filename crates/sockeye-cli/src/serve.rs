@@ -3,6 +3,7 @@
 //! chosen by SNI, client certificates, reload when the files change).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 #[cfg(feature = "tls")]
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -11,8 +12,10 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use sockeye::demo::DEMO_PAGE;
 use sockeye_deflate::DeflateConfig;
+use sockeye_nats::{Nats, NatsConfig};
 use sockeye_proto::handshake::Head;
 use sockeye_proto::{Message, Request};
+use sockeye_server::topics::Backplane;
 use sockeye_server::{
     Accept, CloseReason, Handler, HttpResponse, Outbox, Reject, Server, ServerConfig,
 };
@@ -94,6 +97,20 @@ pub(crate) struct ServeArgs {
     /// Log each connection's open and close.
     #[arg(short, long)]
     verbose: bool,
+    /// Join other nodes through a NATS broker (nats://HOST:PORT): publishes on /pubsub reach
+    /// the subscribers of every node joined to it. The node starts even while the broker is
+    /// down, and reconnects with backoff; delivery across nodes is at most once.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// Put PREFIX before every topic on the broker (topic room.1 is subject PREFIX.room.1), so
+    /// that several applications share a broker.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "sockeye",
+        requires = "nats"
+    )]
+    nats_prefix: String,
     #[cfg(feature = "tls")]
     #[command(flatten)]
     tls: tls::TlsArgs,
@@ -202,13 +219,23 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(not(feature = "tls"))]
     let secure = false;
     let workers = config.worker_count();
-    let server = Server::bind(
+    let nats = match &args.nats {
+        Some(url) => {
+            let config = NatsConfig::new(url.clone()).prefix(args.nats_prefix.clone());
+            Some(Arc::new(Nats::new(config)?))
+        }
+        None => None,
+    };
+    let mut server = Server::bind(
         config,
         Echo {
             verbose: args.verbose,
             started: Instant::now(),
         },
     )?;
+    if let Some(nats) = &nats {
+        server = server.with_backplane(Arc::clone(nats) as Arc<dyn Backplane>);
+    }
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     let (page, socket) = if secure {
         ("https", "wss")
@@ -228,6 +255,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         addrs[0],
         addrs[0],
     );
+    if let Some(url) = &args.nats {
+        eprintln!(
+            "sockeye serve: topics of /pubsub travel over NATS at {url} (subjects {}.TOPIC)",
+            args.nats_prefix
+        );
+    }
     let handle = server.handle();
     // Signals are taken before the workers start, so none of them is lost.
     let signals = Signals::new([SIGTERM, SIGINT])?;
@@ -238,6 +271,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             loop {
                 std::thread::sleep(Duration::from_secs(secs));
                 eprintln!("stats: {:?}", handle.stats());
+                if let Some(nats) = &nats {
+                    eprintln!("nats: {:?}", nats.stats());
+                }
             }
         });
     }

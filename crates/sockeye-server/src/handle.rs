@@ -12,7 +12,7 @@ use sockeye_proto::{CloseCode, Message};
 
 use crate::handler::{ConnId, Outbox};
 use crate::topics::{
-    Interest, Publication, PublishError, PublishReceipt, PublishReport, SlowConsumer,
+    Forwarded, Interest, Publication, PublishError, PublishReceipt, PublishReport, SlowConsumer,
     SubscribeError, validate_pattern,
 };
 
@@ -435,6 +435,11 @@ impl Handle {
                     missed += 1;
                     full |= e == HandleError::Full;
                 }
+            }
+        }
+        if !p.remote {
+            if let Some(backplane) = self.inner.interest.backplane() {
+                backplane.forward(Forwarded(p));
             }
         }
         if full && !tracked {

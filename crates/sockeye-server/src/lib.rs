@@ -82,5 +82,6 @@ pub use server::{Running, Server, WorkerPanicked};
 #[cfg(feature = "tls")]
 pub use tls::{ClientAuth, PemSource, TlsConfig, TlsError, TlsSettings};
 pub use topics::{
-    PublishError, PublishReceipt, PublishReport, SlowConsumer, SubscribeError, TopicError,
+    Backplane, PublishError, PublishReceipt, PublishReport, SlowConsumer, SubscribeError,
+    TopicError,
 };

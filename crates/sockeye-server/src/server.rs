@@ -14,6 +14,7 @@ use crate::config::ServerConfig;
 use crate::error::SetupError;
 use crate::handle::{Handle, Remote, SharedStats, Signal};
 use crate::handler::{Handler, INDEX_BITS, WORKER_BITS};
+use crate::topics::{Backplane, Ingress};
 use crate::worker::{Driver, WAKER, Worker};
 
 /// A bound, not yet running server.
@@ -23,6 +24,7 @@ pub struct Server<H: Handler> {
     workers: Vec<Setup>,
     addrs: Vec<SocketAddr>,
     handle: Handle,
+    backplane: Option<Arc<dyn Backplane>>,
 }
 
 impl<H: Handler> std::fmt::Debug for Server<H> {
@@ -126,7 +128,16 @@ impl<H: Handler> Server<H> {
             workers,
             addrs,
             handle,
+            backplane: None,
         })
+    }
+
+    /// Joins the server to other nodes through `backplane` (NATS: the `sockeye-nats` crate):
+    /// its topics then reach the subscribers of every node. Started when the server spawns,
+    /// stopped when its workers have returned.
+    pub fn with_backplane(mut self, backplane: Arc<dyn Backplane>) -> Self {
+        self.backplane = Some(backplane);
+        self
     }
 
     /// The addresses listened on (with the port chosen by the OS when 0 was asked for).
@@ -151,7 +162,13 @@ impl<H: Handler> Server<H> {
             workers,
             addrs,
             handle,
+            backplane,
         } = self;
+        if let Some(backplane) = &backplane {
+            // Before any worker runs: every interest change and publish reaches it.
+            handle.interest().set_backplane(Arc::clone(backplane));
+            backplane.start(Ingress::new(handle.clone()));
+        }
         let mut threads = Vec::with_capacity(workers.len());
         for (index, setup) in workers.into_iter().enumerate() {
             let handle = handle.clone();
@@ -186,6 +203,7 @@ impl<H: Handler> Server<H> {
             threads,
             handle,
             addrs,
+            backplane,
         })
     }
 
@@ -201,11 +219,21 @@ impl<H: Handler> Server<H> {
 }
 
 /// A server whose workers are running.
-#[derive(Debug)]
 pub struct Running {
     threads: Vec<JoinHandle<()>>,
     handle: Handle,
     addrs: Vec<SocketAddr>,
+    backplane: Option<Arc<dyn Backplane>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addrs", &self.addrs)
+            .field("workers", &self.threads.len())
+            .field("backplane", &self.backplane.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Running {
@@ -237,6 +265,9 @@ impl Running {
                     .unwrap_or_default();
                 died.push((index, text));
             }
+        }
+        if let Some(backplane) = &self.backplane {
+            backplane.stop();
         }
         if died.is_empty() {
             Ok(())

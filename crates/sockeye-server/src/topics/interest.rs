@@ -6,14 +6,16 @@
 //! may miss that worker: a subscription counts for the publishes that start after it.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use super::Trie;
+use super::{Backplane, Trie};
 
 /// The workers interested in each topic and pattern.
 #[derive(Default)]
 pub(crate) struct Interest {
     table: RwLock<Table>,
+    /// Told when the whole node's interest in a topic or pattern starts or ends.
+    backplane: OnceLock<Arc<dyn Backplane>>,
 }
 
 #[derive(Default)]
@@ -56,6 +58,15 @@ impl Workers {
 }
 
 impl Interest {
+    /// Joins the node to other nodes: set once, before the workers start.
+    pub(crate) fn set_backplane(&self, backplane: Arc<dyn Backplane>) -> bool {
+        self.backplane.set(backplane).is_ok()
+    }
+
+    pub(crate) fn backplane(&self) -> Option<&Arc<dyn Backplane>> {
+        self.backplane.get()
+    }
+
     /// Worker `worker` has its first subscription to `pattern` (a topic, or a pattern with
     /// wildcards when `wildcard`).
     pub(crate) fn add(&self, pattern: &str, wildcard: bool, worker: usize) {
@@ -65,7 +76,14 @@ impl Interest {
         } else {
             table.exact.entry(pattern.into()).or_default()
         };
+        let first = workers.is_empty();
         workers.insert(worker);
+        if first {
+            // Under the lock: the backplane hears the node's changes in the order they happen.
+            if let Some(backplane) = self.backplane.get() {
+                backplane.interest(pattern, true);
+            }
+        }
     }
 
     /// Worker `worker` has no subscription to `pattern` left.
@@ -76,13 +94,21 @@ impl Interest {
                 workers.remove(worker);
                 if workers.is_empty() {
                     table.patterns.remove(pattern);
+                    self.last_left(pattern);
                 }
             }
         } else if let Some(workers) = table.exact.get_mut(pattern) {
             workers.remove(worker);
             if workers.is_empty() {
                 table.exact.remove(pattern);
+                self.last_left(pattern);
             }
+        }
+    }
+
+    fn last_left(&self, pattern: &str) {
+        if let Some(backplane) = self.backplane.get() {
+            backplane.interest(pattern, false);
         }
     }
 

@@ -49,16 +49,27 @@
 //!   across topics: a conflated message leaves when its subscriber's queue empties, after what
 //!   was queued meanwhile on other topics.
 //!
+//! # Across nodes
+//!
+//! A [`Backplane`] (NATS: the `sockeye-nats` crate) carries publishes between servers: each node
+//! tells the broker which topics and patterns it has local subscribers for, forwards its local
+//! publishes once, and delivers what other nodes publish through the same path as a local
+//! publish. Delivery across nodes is at most once; see [`Backplane`].
+//!
 //! [`Handle`]: crate::Handle
 
+mod backplane;
 mod interest;
 mod publication;
 mod subject;
 
+pub use backplane::{Backplane, Forwarded, Ingress};
+
 pub(crate) use interest::Interest;
 pub(crate) use publication::{Publication, Variant};
 pub use subject::TopicError;
-pub(crate) use subject::{Trie, matches, validate_pattern, validate_topic};
+pub(crate) use subject::Trie;
+pub use subject::{matches, validate_pattern, validate_topic};
 
 use std::fmt;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

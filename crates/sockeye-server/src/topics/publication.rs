@@ -30,6 +30,8 @@ pub(crate) struct Publication {
     compressed: Mutex<Vec<Variant>>,
     /// Where each worker sends its part of the outcome, for a tracked publish.
     pub(crate) report: Option<Sender<PublishReport>>,
+    /// It came from another node through a backplane: never forwarded again.
+    pub(crate) remote: bool,
 }
 
 impl Publication {
@@ -55,7 +57,13 @@ impl Publication {
             skip: None,
             compressed: Mutex::new(Vec::new()),
             report: None,
+            remote: false,
         })
+    }
+
+    /// Whether it is a text message (else binary).
+    pub(crate) fn is_text(&self) -> bool {
+        self.text
     }
 
     /// The frame as it goes to a receiver without compression.

@@ -85,7 +85,11 @@ impl fmt::Display for TopicError {
 impl std::error::Error for TopicError {}
 
 /// Checks a literal topic, one used to publish: no wildcards allowed.
-pub(crate) fn validate_topic(s: &str) -> Result<(), TopicError> {
+///
+/// # Errors
+///
+/// What is wrong with it.
+pub fn validate_topic(s: &str) -> Result<(), TopicError> {
     validate_common(s)?;
     if s.contains(['*', '>']) {
         return Err(TopicError::Wildcard);
@@ -95,7 +99,11 @@ pub(crate) fn validate_topic(s: &str) -> Result<(), TopicError> {
 
 /// Checks a pattern, one used to subscribe; returns whether it has a wildcard
 /// token.
-pub(crate) fn validate_pattern(s: &str) -> Result<bool, TopicError> {
+///
+/// # Errors
+///
+/// What is wrong with it.
+pub fn validate_pattern(s: &str) -> Result<bool, TopicError> {
     validate_common(s)?;
     let mut has_wildcard = false;
     let mut tokens = s.split(SEPARATOR).peekable();
@@ -139,9 +147,9 @@ fn is_forbidden_byte(b: u8) -> bool {
 /// Whether `pattern` matches the literal `topic`.
 ///
 /// Returns `false` unless `pattern` is a valid pattern and `topic` a valid
-/// literal topic. This is the straightforward reference matcher; [`Trie`] does
-/// the same for many patterns at once.
-pub(crate) fn matches(pattern: &str, topic: &str) -> bool {
+/// literal topic. This is the straightforward reference matcher; the workers'
+/// trie does the same for many patterns at once.
+pub fn matches(pattern: &str, topic: &str) -> bool {
     validate_pattern(pattern).is_ok()
         && validate_topic(topic).is_ok()
         && tokens_match(pattern, topic)
