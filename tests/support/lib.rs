@@ -6,6 +6,7 @@ pub mod client;
 pub mod engine;
 pub mod interop;
 pub mod json;
+pub mod nats;
 pub mod pair;
 pub mod tls;
 pub mod vectors;

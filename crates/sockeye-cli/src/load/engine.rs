@@ -13,7 +13,7 @@ use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
 use sockeye_proto::handshake::encode_key;
 
 use super::client::{self, Client, Ctx, Fail, Flow, Phase, Role, Window};
-use super::fanout::{Members, Peer};
+use super::fanout::{Member, Members, Peer};
 use super::payload::Payload;
 use super::report::{Live, PhaseCode, Stats};
 use super::sys::Entropy;
@@ -232,9 +232,14 @@ impl<'a> Engine<'a> {
             Some(offer) => offer.extension(),
             None => PerMessageDeflate::client(DeflateConfig::default()),
         };
+        let mut addr = self.plan.addr;
         let (role, size) = match (&self.plan.fanout, self.share.members) {
             (Some(setup), Some(members)) => {
-                let peer = Peer::new(setup, members.member(index));
+                let member = members.member(index);
+                if let (Member::Publisher(_), Some((_, to))) = (member, &setup.publish_to) {
+                    addr = *to;
+                }
+                let peer = Peer::new(setup, member);
                 (Role::Fanout(Box::new(peer)), setup.max_message())
             }
             _ => {
@@ -245,7 +250,7 @@ impl<'a> Engine<'a> {
         let ws = client::new_connection(size, ext, u64::from_le_bytes(seed8));
         let registry = self.poll.registry();
         match Client::connect(
-            self.plan.addr,
+            addr,
             role,
             encode_key(nonce16),
             ws,
@@ -396,11 +401,19 @@ impl<'a> Engine<'a> {
             return;
         };
         let before = client.phase();
+        let mut url = &self.plan.url;
+        if let (Some(setup), Some(members)) = (&self.plan.fanout, self.share.members) {
+            if let (Member::Publisher(_), Some((to, _))) =
+                (members.member(index), &setup.publish_to)
+            {
+                url = to;
+            }
+        }
         let mut ctx = Ctx {
             payload: &mut self.payload,
             stats: &mut self.stats,
             window: self.window,
-            url: &self.plan.url,
+            url,
             offer: self.plan.deflate.as_ref().map_or("", |o| o.header()),
             fanout: self.plan.fanout.as_ref(),
         };

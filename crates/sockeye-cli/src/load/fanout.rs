@@ -29,6 +29,7 @@ mod sequence;
 mod stamp;
 mod topics;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -36,6 +37,7 @@ use hdrhistogram::Histogram;
 pub(super) use self::peer::Peer;
 use self::stamp::{MAX_PUBLISHERS, STAMP_LEN};
 use super::sys::splitmix64;
+use super::url::WsUrl;
 use super::{CommonArgs, MessageArgs, Mode, Plan, units};
 
 /// The highest `--rate`.
@@ -77,6 +79,14 @@ pub(super) struct FanoutArgs {
     /// Seconds of traffic before the measurement starts (not counted).
     #[arg(long, default_value = "1", value_parser = units::parse_seconds, value_name = "SECS")]
     warmup: Duration,
+    /// Publishers connect here instead of --url: another node sharing the topics through a
+    /// backplane (sockeye serve --nats), so that every delivery crosses between the nodes.
+    #[arg(long, value_name = "URL")]
+    publish_url: Option<String>,
+    /// Seconds between the last subscription answered and the first publish: the time the
+    /// subscriptions take to reach the other nodes through a backplane.
+    #[arg(long, default_value = "0", value_parser = units::parse_seconds, value_name = "SECS")]
+    settle: Duration,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -112,6 +122,19 @@ impl FanoutArgs {
             messages,
             self.common,
         )?;
+        let mut setup = setup;
+        if let Some(text) = &self.publish_url {
+            let url = WsUrl::parse(text)?;
+            if url.secure != plan.url.secure {
+                return Err(format!(
+                    "--publish-url {text} and --url {} must both be ws:// or both wss://",
+                    plan.url_text
+                ));
+            }
+            let addr = url.resolve()?;
+            setup.publish_to = Some((url, addr));
+        }
+        setup.settle = self.settle;
         Ok(Plan {
             fanout: Some(setup),
             ..plan
@@ -136,6 +159,10 @@ pub(super) struct Setup {
     epoch: Instant,
     /// What follows the stamp in every payload.
     filler: String,
+    /// Where the publishers connect, when not to the subscribers' server (`--publish-url`).
+    pub(super) publish_to: Option<(WsUrl, SocketAddr)>,
+    /// The wait between subscribing and publishing.
+    pub(super) settle: Duration,
 }
 
 impl Setup {
@@ -197,6 +224,8 @@ impl Setup {
             size: args.size,
             epoch: Instant::now(),
             filler,
+            publish_to: None,
+            settle: Duration::ZERO,
         })
     }
 

@@ -43,6 +43,10 @@ impl Engine<'_> {
         if shared.abort.load(Ordering::Acquire) {
             return Ok(());
         }
+        if let Some(setup) = &self.plan.fanout {
+            // Every thread waits at once: the subscriptions travel to the other nodes.
+            std::thread::sleep(setup.settle);
+        }
         let start = *shared.start.get_or_init(Instant::now);
         let published = self.publish_window(start);
         for client in self.clients.iter().flatten() {
