@@ -308,7 +308,7 @@ fn load_fanout_measures_serve_pubsub_across_workers() {
 #[test]
 fn load_fanout_refuses_impossible_layouts() {
     // (arguments, what the error says)
-    let table: [(&[&str], &str); 5] = [
+    let table: [(&[&str], &str); 6] = [
         (
             &["--topics", "2", "--per-subscriber", "3"],
             "--per-subscriber 3 is more than --topics 2",
@@ -320,6 +320,10 @@ fn load_fanout_refuses_impossible_layouts() {
         (&["--size", "15"], "--size must be at least 16"),
         (&["--subscribers", "0"], "--subscribers must be at least 1"),
         (&["--topic-prefix", "a b"], "no whitespace or wildcards"),
+        (
+            &["--publish-url", "wss://127.0.0.1:1/pubsub"],
+            "must both be ws:// or both wss://",
+        ),
     ];
     for (args, expected) in table {
         let err = load_err(&[&["fanout"], args].concat());
@@ -671,6 +675,27 @@ mod tls {
         let err = serve(&["--tls-key", &cert]);
         assert!(err.contains("--tls-cert"), "{err}");
     }
+}
+
+#[test]
+fn serve_names_a_bad_nats_setting() {
+    let serve = |args: &[&str]| {
+        let output = run(Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0", "--threads", "1"])
+            .args(args));
+        assert!(!output.status.success(), "serve {args:?} started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let err = serve(&["--nats", "nats://[::1"]);
+    assert!(err.contains("bad NATS address \"nats://[::1\""), "{err}");
+    let err = serve(&["--nats", "nats://127.0.0.1:4222", "--nats-prefix", "a..b"]);
+    assert!(
+        err.contains("bad NATS prefix \"a..b\"") && err.contains("empty"),
+        "{err}"
+    );
+    // --nats-prefix without --nats is a usage error.
+    let err = serve(&["--nats-prefix", "x"]);
+    assert!(err.contains("--nats"), "{err}");
 }
 
 /// Opens a WebSocket to `addr` by hand: the upgrade request, then the 101 read to its end.

@@ -358,6 +358,8 @@ mod tests {
             size: 20,
             epoch: Instant::now(),
             filler: "abcd".into(),
+            publish_to: None,
+            settle: Duration::ZERO,
         }
     }
 
