@@ -12,7 +12,9 @@ use futures_util::StreamExt;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
     let rate: u64 = args.next().map_or(Ok(1000), |r| r.parse())?;
     let secs: u64 = args.next().map_or(Ok(5), |s| s.parse())?;
     let epoch = Instant::now();

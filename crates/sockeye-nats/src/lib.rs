@@ -57,7 +57,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use async_nats::{ConnectOptions, Event, HeaderMap, ServerAddr, Subscriber};
+use async_nats::{ConnectOptions, Event, HeaderMap, ServerAddr, Subject, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sockeye_proto::Message;
@@ -384,6 +384,8 @@ async fn serve(
     let options = ConnectOptions::new()
         .name(&shared.config.name)
         .no_echo()
+        // Topics are checked by the engine (the NATS subject rules) before they get here.
+        .skip_subject_validation(true)
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
@@ -404,6 +406,7 @@ async fn serve(
         client,
         ingress,
         subscriptions: HashMap::new(),
+        subjects: HashMap::new(),
     };
     node.run(&mut rx).await;
 }
@@ -457,20 +460,34 @@ struct Node {
     ingress: Ingress,
     /// A reader task per NATS subscription.
     subscriptions: HashMap<Box<str>, TaskHandle<()>>,
+    /// The subjects of recent topics, built once (a clone shares the bytes).
+    subjects: HashMap<Box<str>, Subject>,
 }
+
+/// Subjects kept at most; the cache starts over past it.
+const SUBJECTS: usize = 4096;
+
+/// Local publishes taken from the queue per turn of the backplane's loop.
+const BATCH: usize = 256;
 
 impl Node {
     async fn run(mut self, rx: &mut mpsc::Receiver<Forwarded>) {
         let shared = Arc::clone(&self.shared);
+        let mut batch = Vec::with_capacity(BATCH);
         loop {
             if shared.stopping.load(Ordering::Acquire) {
                 break;
             }
             tokio::select! {
-                message = rx.recv() => match message {
-                    Some(message) => self.forward(message).await,
-                    None => break,
-                },
+                n = rx.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    // Handed to the client together: one write to the broker for the batch.
+                    for message in batch.drain(..) {
+                        self.forward(message).await;
+                    }
+                }
                 () = shared.wake.notified() => self.apply_changes().await,
             }
         }
@@ -496,7 +513,18 @@ impl Node {
             bump(&counters.not_forwarded);
             return;
         }
-        let subject = self.subject(message.topic());
+        let subject = match self.subjects.get(message.topic()) {
+            Some(subject) => subject.clone(),
+            None => {
+                if self.subjects.len() >= SUBJECTS {
+                    self.subjects.clear();
+                }
+                let subject = Subject::from(self.subject(message.topic()));
+                self.subjects
+                    .insert(message.topic().into(), subject.clone());
+                subject
+            }
+        };
         let text = message.is_text();
         let payload = Bytes::from_owner(message);
         let sent = if text {
