@@ -20,6 +20,7 @@ the rounds:
 
     python3 benches/backplane.py                  # 3 rounds of 5 s per scenario
     python3 benches/backplane.py --quick          # 1 round of 1 s
+    python3 benches/backplane.py --only 10x10-10k
 
 It builds what it runs (`cargo build --release -p sockeye-cli` and the rtt example) unless
 --no-build. Loopback only; every process it starts is stopped by its PID.
@@ -41,9 +42,11 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 # (name, subscribers, topics, publishers, rate per topic)
 SCENARIOS = [
+    ("1x10-100", 10, 1, 1, 100),
+    ("10x10-10k", 10, 10, 10, 1000),
+    ("10x10-50k", 10, 10, 10, 5000),
     ("1x100-1k", 100, 1, 1, 1000),
     ("10x100-10k", 100, 10, 10, 1000),
-    ("10x10-50k", 10, 10, 10, 5000),
 ]
 
 
@@ -181,6 +184,7 @@ def main():
     p.add_argument("--server-cores", default="0")
     p.add_argument("--load-cores", default="1")
     p.add_argument("--no-build", action="store_true")
+    p.add_argument("--only", help="comma-separated scenario names")
     args = p.parse_args()
     if args.quick:
         args.rounds, args.duration = 1, 1.0
@@ -191,8 +195,11 @@ def main():
             subprocess.run(cmd, cwd=ROOT, check=True)
     print(f"{args.rounds} rounds of {args.duration:g} s; servers on cores {args.server_cores}, "
           f"load on {args.load_cores}; median (min-max)\n")
+    only = set(args.only.split(",")) if args.only else None
     for scenario in SCENARIOS:
         name, subscribers, topics, publishers, rate = scenario
+        if only and name not in only:
+            continue
         results = {"one node": [], "two nodes": [], "two nodes, no backplane": [],
                    "broker hop": []}
         for _ in range(args.rounds):
