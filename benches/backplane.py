@@ -35,10 +35,11 @@ import subprocess
 import sys
 import time
 
+from compare import cpu_seconds, free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOCKEYE = os.path.join(ROOT, "target", "release", "sockeye")
 RTT = os.path.join(ROOT, "target", "release", "examples", "rtt")
-TICK = os.sysconf("SC_CLK_TCK")
 
 # (name, subscribers, topics, publishers, rate per topic)
 SCENARIOS = [
@@ -55,18 +56,6 @@ def nats_server():
         if os.path.exists(path):
             return path
     sys.exit("nats-server is missing: run `bash .ci/interop-setup` (Debian package nats-server)")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def pinned(cores, command, **kw):

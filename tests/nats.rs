@@ -63,23 +63,28 @@ struct Node {
 }
 
 impl Node {
-    /// Two workers, so that deliveries cross workers as well as nodes.
+    /// Two workers, so that deliveries cross workers as well as nodes; connected.
     fn start(broker: &Broker) -> Node {
+        let node = Node::spawn(NatsConfig::new(broker.url()).prefix("t"), 2);
+        node.wait(|s| s.connects >= 1, "connected");
+        node
+    }
+
+    /// Started, connected or not.
+    fn spawn(nats: NatsConfig, workers: usize) -> Node {
         let mut config = test_config();
-        config.workers = 2;
-        let nats = Arc::new(Nats::new(NatsConfig::new(broker.url()).prefix("t")).unwrap());
+        config.workers = workers;
+        let nats = Arc::new(Nats::new(nats).unwrap());
         let server = Server::bind(config, PubSub)
             .unwrap()
             .with_backplane(nats.clone());
         let running = server.spawn().unwrap();
         let addr = running.local_addrs()[0];
-        let node = Node {
+        Node {
             running,
             addr,
             nats,
-        };
-        node.wait(|s| s.connects >= 1, "connected");
-        node
+        }
     }
 
     fn client(&self) -> Client {
@@ -380,33 +385,18 @@ fn a_node_starts_while_its_broker_is_down() {
     };
     let base = broker.subscriptions();
     broker.kill();
-    let mut config = test_config();
-    config.workers = 1;
-    let nats = Arc::new(Nats::new(NatsConfig::new(broker.url())).unwrap());
-    let server = Server::bind(config, PubSub)
-        .unwrap()
-        .with_backplane(nats.clone());
-    let running = server.spawn().unwrap();
-    let mut client = Client::connect(running.local_addrs()[0]);
+    let node = Node::spawn(NatsConfig::new(broker.url()), 1);
+    let mut client = node.client();
     sub(&mut client, "x");
     // Local publish and delivery work without the broker.
     publish(&mut client, "x", "local");
     assert_eq!(client.recv_text(), "local");
-    assert!(!nats.is_connected());
-    assert_eq!(nats.stats().not_forwarded, 1);
+    assert!(!node.nats.is_connected());
+    assert_eq!(node.nats.stats().not_forwarded, 1);
     // The broker comes up: the node connects and subscribes.
     broker.restart();
-    let deadline = Instant::now() + LIMIT;
-    while broker.subscriptions() < base + 1 {
-        assert!(
-            Instant::now() < deadline,
-            "no subscription: {:?}",
-            nats.stats()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    broker.wait_subscriptions(base + 1, LIMIT);
     broker.publish_raw("x", b"remote");
     assert_eq!(client.recv_text(), "remote");
-    running.handle().shutdown();
-    join_within(running, LIMIT);
+    node.stop();
 }

@@ -10,7 +10,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use sockeye::demo::DEMO_PAGE;
@@ -602,4 +602,46 @@ pub fn assert_transport(run: &Json, name: &str, tls: bool, whole: &ClientRun) {
     } else {
         assert_eq!(version, None, "{name}: {whole}");
     }
+}
+
+/// Starts `sockeye serve` through `command` (stdin and stdout closed, stderr piped) and waits up
+/// to `limit` for its start line. Returns the process, the address of the start line
+/// (`sockeye serve: listening on ADDR ...`), the line itself, and the later stderr lines, read
+/// on a thread so that the server never writes to a closed pipe.
+///
+/// # Panics
+///
+/// When it does not start, or its first line names no address.
+pub fn start_serve(
+    command: &mut Command,
+    limit: Duration,
+) -> (Child, SocketAddr, String, Receiver<String>) {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sockeye serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let line = lines.recv_timeout(limit).unwrap_or_else(|e| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no start line from sockeye serve within {limit:?}: {e}")
+    });
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr, line, lines)
 }

@@ -2,11 +2,13 @@
 //! echoes; `load` measures it in each mode and verifies every echo, over ws:// and wss://
 //! (certificates made here with rcgen: SNI, client certificates, reload on change).
 
-use std::io::{BufRead as _, BufReader, Read, Write as _};
+use std::io::{Read, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
+
+use sockeye_tests::interop::start_serve;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sockeye");
 
@@ -32,33 +34,13 @@ impl Serve {
         } else {
             &["--threads", "1"]
         };
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .args(threads)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sockeye serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let line = lines.recv_timeout(WAIT).expect("the start line");
-        // "sockeye serve: listening on 127.0.0.1:PORT with 1 worker(s)..."
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(|a| a.trim_end_matches(','))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (child, addr, line, lines) = start_serve(
+            Command::new(BIN)
+                .args(["serve", "--addr", "127.0.0.1:0"])
+                .args(threads)
+                .args(extra),
+            WAIT,
+        );
         Serve {
             child,
             addr,
@@ -344,9 +326,8 @@ fn help_explains_both_commands() {
 #[cfg(feature = "tls")]
 mod tls {
     use std::path::{Path, PathBuf};
-    use std::process::Command;
 
-    use super::{BIN, Serve, load_err, load_ok, number, run};
+    use super::{Serve, load_err, load_ok, number};
 
     /// A certificate authority made for one test.
     struct Ca {
@@ -648,13 +629,7 @@ mod tls {
         let cert = write(&dir, "cert.pem", &cert);
         let missing = dir.join("missing-key.pem");
         let missing = missing.to_str().expect("UTF-8");
-        let serve = |args: &[&str]| {
-            let output = run(Command::new(BIN)
-                .args(["serve", "--addr", "127.0.0.1:0", "--threads", "1"])
-                .args(args));
-            assert!(!output.status.success(), "serve {args:?} started");
-            String::from_utf8_lossy(&output.stderr).into_owned()
-        };
+        let serve = super::serve_fails;
         let err = serve(&["--tls-cert", &cert, "--tls-key", missing]);
         assert!(
             err.contains("cannot read") && err.contains(missing),
@@ -677,15 +652,18 @@ mod tls {
     }
 }
 
+/// `sockeye serve` with `args`, which must fail at start: its stderr.
+fn serve_fails(args: &[&str]) -> String {
+    let output = run(Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--threads", "1"])
+        .args(args));
+    assert!(!output.status.success(), "serve {args:?} started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn serve_names_a_bad_nats_setting() {
-    let serve = |args: &[&str]| {
-        let output = run(Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--threads", "1"])
-            .args(args));
-        assert!(!output.status.success(), "serve {args:?} started");
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    };
+    let serve = serve_fails;
     let err = serve(&["--nats", "nats://[::1"]);
     assert!(err.contains("bad NATS address \"nats://[::1\""), "{err}");
     let err = serve(&["--nats", "nats://127.0.0.1:4222", "--nats-prefix", "a..b"]);

@@ -8,10 +8,8 @@
 //! The clients are the ones `.ci/interop-setup` installs; a missing one fails the test when the
 //! `CI` environment variable is set, and skips it elsewhere.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use sockeye_tests::interop::{self, Chromium, ClientRun, Json, NODE_WS, PYTHON_WEBSOCKETS};
@@ -53,34 +51,12 @@ struct Serve {
 
 impl Serve {
     fn start() -> Serve {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--threads", "2"])
-            .args(["--deflate", "--deflate-threshold", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sockeye serve");
-        let stderr = child.stderr.take().expect("stderr");
-        // Read to its end on a thread, so that the server never writes to a closed pipe.
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = lines.recv_timeout(STARTUP).unwrap_or_else(|e| {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no start line from sockeye serve within {STARTUP:?}: {e}")
-        });
-        // "sockeye serve: listening on 127.0.0.1:PORT with 2 worker(s)..."
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.trim_end_matches(',').parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (child, addr, _, _) = interop::start_serve(
+            Command::new(BIN)
+                .args(["serve", "--addr", "127.0.0.1:0", "--threads", "2"])
+                .args(["--deflate", "--deflate-threshold", "0"]),
+            STARTUP,
+        );
         Serve { child, addr }
     }
 

@@ -6,15 +6,15 @@
 //! A missing `nats-server` fails the test when `CI` is set and skips it elsewhere. Where network
 //! namespaces cannot be created (no privileges), the namespace test says so and skips.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use sockeye_proto::Message;
 use sockeye_tests::client::{Client, Request};
+use sockeye_tests::interop::start_serve;
 use sockeye_tests::nats::{Broker, nats_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sockeye");
@@ -39,33 +39,12 @@ impl Node {
             }
             None => Command::new(BIN),
         };
-        let mut child = command
-            .args(["serve", "--addr", &format!("{host}:0"), "--threads", "1"])
-            .args(["--nats", nats, "--nats-prefix", "nodes"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sockeye serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = lines.recv_timeout(LIMIT).unwrap_or_else(|e| {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no start line from sockeye serve within {LIMIT:?}: {e}")
-        });
-        // "sockeye serve: listening on HOST:PORT with 1 worker(s)..."
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.trim_end_matches(',').parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (child, addr, _, _) = start_serve(
+            command
+                .args(["serve", "--addr", &format!("{host}:0"), "--threads", "1"])
+                .args(["--nats", nats, "--nats-prefix", "nodes"]),
+            LIMIT,
+        );
         Node { child, addr }
     }
 
