@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sockeye::proto::Message;
-use sockeye::server::{Accept, Handler, Outbox, Reject, Running, Server};
+use sockeye::server::topics::Backplane;
+use sockeye::server::{Accept, Handler, Outbox, PublishError, Reject, Running, Server};
 use sockeye_nats::{Nats, NatsConfig, NatsStats};
 use sockeye_tests::client::{Client, OwnedEvent, join_within, test_config};
 use sockeye_tests::nats::Broker;
@@ -46,7 +47,9 @@ impl Handler for PubSub {
                 let _ = out.send(Message::Text("ok"));
             }
             (Some("pub"), Some(topic), Some(payload)) => {
-                out.publish(topic, Message::Text(payload)).unwrap();
+                if let Err(e) = out.publish(topic, Message::Text(payload)) {
+                    let _ = out.send(Message::Text(&format!("error {e}")));
+                }
             }
             _ => {
                 let _ = out.send(Message::Text("?"));
@@ -399,4 +402,53 @@ fn a_node_starts_while_its_broker_is_down() {
     broker.publish_raw("x", b"remote");
     assert_eq!(client.recv_text(), "remote");
     node.stop();
+}
+
+#[test]
+fn a_payload_over_the_brokers_limit_reaches_no_one() {
+    let Some(broker) = Broker::start_with_config("max_payload: 1024") else {
+        return;
+    };
+    let base = broker.subscriptions();
+    let (a, b) = (Node::start(&broker), Node::start(&broker));
+    let (mut a_pub, mut a_sub, mut b_sub) = (a.client(), a.client(), b.client());
+    // The publisher is a subscriber too: not even its own copy may go.
+    for client in [&mut a_pub, &mut a_sub, &mut b_sub] {
+        sub(client, "big");
+    }
+    broker.wait_subscriptions(base + 2, LIMIT);
+    // The limit is known once connected; a binary message keeps room for its header.
+    assert_eq!(a.nats.max_payload(true), Some(1024));
+    assert_eq!(a.nats.max_payload(false), Some(960));
+
+    let handle = a.running.handle();
+    let text = "x".repeat(2000);
+    assert_eq!(
+        handle.publish("big", Message::Text(&text)),
+        Err(PublishError::TooLarge {
+            len: 2000,
+            max: 1024
+        })
+    );
+    assert_eq!(
+        handle.publish("big", Message::Binary(&[0; 1000])),
+        Err(PublishError::TooLarge {
+            len: 1000,
+            max: 960
+        })
+    );
+    publish(&mut a_pub, "big", &text);
+    let error = a_pub.recv_text();
+    assert!(
+        error.starts_with("error a payload of 2000 bytes is over the 1024 bytes"),
+        "{error}"
+    );
+    // The next publish is the first thing every subscriber gets.
+    publish(&mut a_pub, "big", "small");
+    for client in [&mut a_pub, &mut a_sub, &mut b_sub] {
+        assert_eq!(client.recv_text(), "small");
+    }
+    assert_eq!(a.nats.stats().too_large, 0, "refused before the backplane");
+    a.stop();
+    b.stop();
 }

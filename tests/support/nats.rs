@@ -53,6 +53,8 @@ pub struct Broker {
     child: Option<Child>,
     /// Times it was started.
     starts: u32,
+    /// Its configuration file, if any.
+    config: Option<PathBuf>,
 }
 
 impl Broker {
@@ -62,6 +64,16 @@ impl Broker {
     ///
     /// When `nats-server` is missing under `CI`, or does not start.
     pub fn start() -> Option<Broker> {
+        Broker::start_with_config("")
+    }
+
+    /// A broker on 127.0.0.1 with `config` (nats-server configuration text, such as
+    /// `max_payload: 1024`), or `None` when the test should be skipped.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with_config(config: &str) -> Option<Broker> {
         let bin = found(nats_server())?;
         let mut broker = Broker {
             bin,
@@ -72,7 +84,13 @@ impl Broker {
             dir: TempDir::new("nats"),
             child: None,
             starts: 0,
+            config: None,
         };
+        if !config.is_empty() {
+            let path = broker.dir.path().join("nats.conf");
+            std::fs::write(&path, config).expect("write the broker's configuration");
+            broker.config = Some(path);
+        }
         broker.launch();
         Some(broker)
     }
@@ -92,6 +110,7 @@ impl Broker {
             dir: TempDir::new("nats"),
             child: None,
             starts: 0,
+            config: None,
         };
         broker.launch();
         broker
@@ -120,6 +139,9 @@ impl Broker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
         if let Some(monitor) = self.monitor {
             command.args(["-m", &monitor.to_string()]);
         }

@@ -29,6 +29,10 @@
 //!   Where two of the node's subscriptions overlap (`room.*` and `room.a`), the broker sends the
 //!   message once per subscription; the node delivers it only from the first of its matching
 //!   subscriptions (in byte order), so each local subscriber gets it once.
+//! - **Payload size.** Once connected, a local publish over the broker's maximum payload (less
+//!   64 bytes for a binary message's header) is refused with
+//!   [`PublishError::TooLarge`](sockeye_server::PublishError::TooLarge) before it reaches
+//!   anyone: a message goes to every node or to none.
 //! - **Text or binary.** Text messages travel as bare payloads; binary ones carry the header
 //!   `Sockeye-Opcode: binary`. A message from another NATS client without the header goes out as
 //!   text when it is valid UTF-8, else as binary.
@@ -52,8 +56,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -70,6 +74,9 @@ use tokio::task::JoinHandle as TaskHandle;
 
 /// The header that marks a binary message.
 pub const OPCODE_HEADER: &str = "Sockeye-Opcode";
+
+/// Bytes of the broker's maximum payload kept for a binary message's header block.
+const HEADER_ROOM: usize = 64;
 
 /// How a node reaches the broker.
 #[non_exhaustive]
@@ -191,6 +198,10 @@ struct Shared {
     active: Mutex<Active>,
     wake: Notify,
     stopping: AtomicBool,
+    /// The client, once made: its server information gives the maximum payload.
+    client: OnceLock<async_nats::Client>,
+    /// The broker's maximum payload; 0 until known.
+    max_payload: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -269,6 +280,8 @@ impl Nats {
                 active: Mutex::new(Active::default()),
                 wake: Notify::new(),
                 stopping: AtomicBool::new(false),
+                client: OnceLock::new(),
+                max_payload: AtomicUsize::new(0),
             }),
             address,
             tx,
@@ -344,6 +357,14 @@ impl Backplane for Nats {
         }
     }
 
+    fn max_payload(&self, text: bool) -> Option<usize> {
+        match self.shared.max_payload.load(Ordering::Relaxed) {
+            0 => None,
+            max if text => Some(max),
+            max => Some(max.saturating_sub(HEADER_ROOM)),
+        }
+    }
+
     fn stop(&self) {
         self.shared.stopping.store(true, Ordering::Release);
         self.shared.wake.notify_one();
@@ -401,6 +422,9 @@ async fn serve(
             return;
         }
     };
+    let _ = shared.client.set(client.clone());
+    // Connected already (or the next `Connected` event reads it).
+    shared.learn_max_payload();
     let node = Node {
         shared: Arc::clone(&shared),
         client,
@@ -421,10 +445,22 @@ fn backoff(attempts: usize, max: Duration) -> Duration {
 }
 
 impl Shared {
+    /// Reads the broker's maximum payload from its server information (0 before the first
+    /// connection).
+    fn learn_max_payload(&self) {
+        if let Some(client) = self.client.get() {
+            let max = client.server_info().max_payload;
+            if max > 0 {
+                self.max_payload.store(max, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn event(&self, event: Event) {
         let url = &self.config.url;
         match event {
             Event::Connected => {
+                self.learn_max_payload();
                 self.connected.store(true, Ordering::Release);
                 let n = self.counters.connects.fetch_add(1, Ordering::Relaxed);
                 if n == 0 {

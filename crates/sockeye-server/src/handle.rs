@@ -362,8 +362,9 @@ impl Handle {
     /// # Errors
     ///
     /// [`PublishError::Topic`] for a topic that is not a valid literal topic (no wildcards),
-    /// [`PublishError::NotData`] for a ping or pong, [`PublishError::Handle`] with
-    /// [`HandleError::Full`] when a worker's channel was full (the others got the message).
+    /// [`PublishError::NotData`] for a ping or pong, [`PublishError::TooLarge`] for a payload
+    /// over what the server's backplane carries (nothing delivered), [`PublishError::Handle`]
+    /// with [`HandleError::Full`] when a worker's channel was full (the others got the message).
     pub fn publish(&self, topic: &str, msg: Message<'_>) -> Result<(), PublishError> {
         let p = Publication::new(topic, msg)?;
         self.dispatch(p, None).map(drop)
@@ -409,6 +410,25 @@ impl Handle {
         Ok(PublishReceipt::new(rx, posted, report))
     }
 
+    /// Refuses a local publish that the backplane could not carry to the other nodes.
+    pub(crate) fn admit(&self, p: &Publication) -> Result<(), PublishError> {
+        if p.remote {
+            return Ok(());
+        }
+        let limit = self
+            .inner
+            .interest
+            .backplane()
+            .and_then(|b| b.max_payload(p.is_text()));
+        match limit {
+            Some(max) if p.payload().len() > max => Err(PublishError::TooLarge {
+                len: p.payload().len(),
+                max,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Sends `p` to each worker with subscribers for its topic: worker `local.0` (the caller's
     /// own, in a callback) gets it in `local.1`, run at the end of its turn. Returns the workers
     /// reached and missed; an untracked publish fails with `Full` when any was full.
@@ -417,6 +437,7 @@ impl Handle {
         p: Publication,
         mut local: Option<(usize, &mut Vec<Arc<Publication>>)>,
     ) -> Result<(usize, u64), PublishError> {
+        self.admit(&p)?;
         let workers = self.inner.interest.workers(&p.topic);
         let tracked = p.report.is_some();
         let p = Arc::new(p);

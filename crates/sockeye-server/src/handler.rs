@@ -512,6 +512,8 @@ impl Outbox<'_> {
     /// As [`Handle::publish`].
     pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> Result<(), PublishError> {
         let p = Publication::new(topic, msg)?;
+        // Refused before its own copy goes: a message reaches everyone or no one.
+        self.handle.admit(&p)?;
         if self.sink.is_subscribed(self.id, topic) {
             let _ = self.sink.send(msg);
         }

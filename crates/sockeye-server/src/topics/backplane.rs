@@ -42,6 +42,15 @@ pub trait Backplane: Send + Sync + 'static {
     /// A local publish, to carry to the other nodes.
     fn forward(&self, message: Forwarded);
 
+    /// The largest payload it carries now for a text (`text`) or binary message, when it has a
+    /// limit (a broker's maximum payload, known once connected). A larger publish is refused
+    /// with [`PublishError::TooLarge`] before it reaches anyone, here or elsewhere: a message
+    /// goes to every node or to none.
+    fn max_payload(&self, text: bool) -> Option<usize> {
+        let _ = text;
+        None
+    }
+
     /// The server's workers have all returned: stop, and let go of the [`Ingress`].
     fn stop(&self) {}
 }

@@ -117,6 +117,14 @@ pub enum PublishError {
     /// The server is not running, or a worker's channel was full. With `Full`, the workers whose
     /// channel had room got the message.
     Handle(HandleError),
+    /// The payload is over what the server's [`Backplane`] carries to other nodes (a broker's
+    /// maximum payload): nothing was delivered, here or elsewhere.
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The backplane's limit.
+        max: usize,
+    },
 }
 
 impl fmt::Display for PublishError {
@@ -125,6 +133,11 @@ impl fmt::Display for PublishError {
             PublishError::Topic(e) => write!(f, "bad topic: {e}"),
             PublishError::NotData => f.write_str("only text and binary messages are published"),
             PublishError::Handle(e) => e.fmt(f),
+            PublishError::TooLarge { len, max } => write!(
+                f,
+                "a payload of {len} bytes is over the {max} bytes the backplane carries to other \
+                 nodes"
+            ),
         }
     }
 }
