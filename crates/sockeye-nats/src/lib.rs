@@ -31,7 +31,7 @@
 //!   subscriptions (in byte order), so each local subscriber gets it once.
 //! - **Payload size.** Once connected, a local publish over the broker's maximum payload (less
 //!   64 bytes for a binary message's header) is refused with
-//!   [`PublishError::TooLarge`](sockeye_server::PublishError::TooLarge) before it reaches
+//!   [`PublishError::TooLarge`] before it reaches
 //!   anyone: a message goes to every node or to none.
 //! - **Text or binary.** Text messages travel as bare payloads; binary ones carry the header
 //!   `Sockeye-Opcode: binary`. A message from another NATS client without the header goes out as
