@@ -138,6 +138,14 @@ fn texts(client: &mut Client, n: usize) -> Vec<String> {
     (0..n).map(|_| client.recv_text()).collect()
 }
 
+/// The next `n` text messages, as numbers.
+fn numbers(client: &mut Client, n: usize) -> Vec<u64> {
+    texts(client, n)
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
 /// Fails if anything arrives within `quiet`.
 fn nothing_more(client: &mut Client, quiet: Duration) {
     client.stream_mut().set_read_timeout(Some(quiet)).unwrap();
@@ -362,16 +370,10 @@ fn a_broker_restart_costs_the_messages_of_the_outage_only() {
     tick(100);
 
     // Node A's own subscriber saw every message, in order.
-    let all: Vec<u64> = texts(&mut a_sub, 300)
-        .iter()
-        .map(|t| t.parse().unwrap())
-        .collect();
+    let all = numbers(&mut a_sub, 300);
     assert_eq!(all, (0..300).collect::<Vec<_>>());
     // Node B: the first hundred and the last hundred; none of the outage's, none twice.
-    let after: Vec<u64> = texts(&mut b_sub, 100)
-        .iter()
-        .map(|t| t.parse().unwrap())
-        .collect();
+    let after = numbers(&mut b_sub, 100);
     assert_eq!(after, (200..300).collect::<Vec<_>>());
     nothing_more(&mut b_sub, Duration::from_millis(300));
     let stats = a.nats.stats();

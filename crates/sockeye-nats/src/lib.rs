@@ -53,7 +53,7 @@
 //! sequence number in their payloads and, on a gap, fetch the current state from their source
 //! of truth (a snapshot), as market-data feeds do.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -206,7 +206,7 @@ struct Shared {
 
 #[derive(Default)]
 struct Active {
-    exact: std::collections::HashSet<Box<str>>,
+    exact: HashSet<Box<str>>,
     wildcard: BTreeSet<Box<str>>,
 }
 

@@ -83,6 +83,8 @@ pub(super) struct Ctx<'a> {
     pub(super) window: Window,
     /// The URL (for the upgrade request and its check).
     pub(super) url: &'a WsUrl,
+    /// The fanout publishers' URL, when not `url` (`--publish-url`).
+    pub(super) publish_url: Option<&'a WsUrl>,
     /// The `Sec-WebSocket-Extensions` offer of the upgrade request (empty for none).
     pub(super) offer: &'a str,
     /// The fanout run's layout (fanout runs only).
@@ -231,6 +233,14 @@ impl Client {
         self.traffic
     }
 
+    /// The URL this connection upgrades to: the publishers' own in a fanout run with one.
+    fn url<'c>(&self, ctx: &Ctx<'c>) -> &'c WsUrl {
+        match (ctx.publish_url, &self.role) {
+            (Some(url), Role::Fanout(peer)) if peer.is_publisher() => url,
+            _ => ctx.url,
+        }
+    }
+
     /// The fanout peer of this connection (`None` in echo runs).
     pub(super) fn peer(&self) -> Option<&Peer> {
         match &self.role {
@@ -277,7 +287,7 @@ impl Client {
         match self.phase {
             Phase::Connecting => {
                 if self.is_connected()? {
-                    self.queue_request(ctx.url, ctx.offer)?;
+                    self.queue_request(self.url(ctx), ctx.offer)?;
                     self.phase = Phase::Handshaking;
                     self.flush()?;
                 }
@@ -400,7 +410,7 @@ impl Client {
             };
             let request = ClientRequest {
                 extensions: ctx.offer.as_bytes(),
-                ..ClientRequest::new(&ctx.url.authority, &ctx.url.target, &self.key)
+                ..ClientRequest::new(&self.url(ctx).authority, &self.url(ctx).target, &self.key)
             };
             let head = &rbuf[..len];
             match parse_response(head, &Default::default(), &request).map_err(Fail::Handshake)? {

@@ -401,19 +401,16 @@ impl<'a> Engine<'a> {
             return;
         };
         let before = client.phase();
-        let mut url = &self.plan.url;
-        if let (Some(setup), Some(members)) = (&self.plan.fanout, self.share.members) {
-            if let (Member::Publisher(_), Some((to, _))) =
-                (members.member(index), &setup.publish_to)
-            {
-                url = to;
-            }
-        }
         let mut ctx = Ctx {
             payload: &mut self.payload,
             stats: &mut self.stats,
             window: self.window,
-            url,
+            url: &self.plan.url,
+            publish_url: self
+                .plan
+                .fanout
+                .as_ref()
+                .and_then(|s| s.publish_to.as_ref().map(|(u, _)| u)),
             offer: self.plan.deflate.as_ref().map_or("", |o| o.header()),
             fanout: self.plan.fanout.as_ref(),
         };

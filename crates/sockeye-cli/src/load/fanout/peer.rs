@@ -112,6 +112,11 @@ impl Peer {
         }
     }
 
+    /// Whether it publishes (else it subscribes).
+    pub(crate) fn is_publisher(&self) -> bool {
+        matches!(self.member, Member::Publisher(_))
+    }
+
     /// The connection's id in reports: subscribers first, then publishers.
     fn id(member: Member, setup: &Setup) -> u64 {
         match member {
