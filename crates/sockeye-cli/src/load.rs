@@ -24,6 +24,7 @@ mod engine;
 mod fanout;
 mod payload;
 mod report;
+mod soak;
 mod stream;
 mod sys;
 #[cfg(feature = "tls")]
@@ -91,7 +92,21 @@ enum ModeArgs {
     /// p50/p90/p99/p99.9/max, lost, duplicated and out-of-order messages.
     #[command(after_help = EXAMPLES)]
     Fanout(fanout::FanoutArgs),
+    /// A long run of a mixed population against an echo server: short and long-lived
+    /// connections, echoes of 0 B to --max-size (some fragmented, some compressed), pings,
+    /// resets mid-frame, clients that stop reading for a while, protocol violations, clean and
+    /// unclean closes. Every echo is checked; the server's memory and descriptors
+    /// (--server-pid) and counters (GET /stats) are sampled; fails on any wrong echo, on growth
+    /// beyond the stated slack after the warm-up, or when the server stops answering.
+    #[command(after_help = SOAK_EXAMPLES)]
+    Soak(soak::SoakArgs),
 }
+
+const SOAK_EXAMPLES: &str = "\
+Against `sockeye serve --deflate` (its pid in $PID):
+
+  sockeye load soak --url ws://127.0.0.1:9001/ --duration 7200 --warmup 300 \\
+      --server-pid $PID --clients 16 --json --plot soak.svg > soak.json";
 
 #[derive(Debug, clap::Args)]
 struct EchoArgs {
@@ -274,6 +289,7 @@ impl Plan {
                 });
             }
             ModeArgs::Fanout(a) => return a.into_plan(),
+            ModeArgs::Soak(_) => return Err("a soak has no plan: it runs through soak::run".into()),
         };
         Plan::with(mode, connections, in_flight, messages, common)
     }
@@ -363,6 +379,10 @@ impl Plan {
 }
 
 pub(crate) fn run(args: LoadArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let args = match args.mode {
+        ModeArgs::Soak(soak) => return soak::run(soak),
+        mode => LoadArgs { mode },
+    };
     let plan = Plan::new(args)?;
     sys::check_fd_limit(plan.connections as u64 + 64)?;
     let stats = run_threads(&plan)?;

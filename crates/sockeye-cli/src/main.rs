@@ -21,9 +21,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an echo server with a publish/subscribe endpoint (/pubsub); open http://ADDR/
-    /// (https:// with --tls-cert) in a browser for a demo page.
+    /// (https:// with --tls-cert) in a browser for a demo page; GET /stats answers the
+    /// engine's counters as JSON.
     Serve(serve::ServeArgs),
-    /// Generate load against a WebSocket echo server (echo, latency or connect) or a /pubsub
+    /// Generate load against a WebSocket echo server (echo, latency, connect or soak) or a /pubsub
     /// server (fanout).
     Load(load::LoadArgs),
 }

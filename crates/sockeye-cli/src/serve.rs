@@ -126,7 +126,7 @@ struct Conn {
 }
 
 /// The handler: echoes every message back, except on `/pubsub`; serves the demo page on
-/// `GET /`.
+/// `GET /` and the engine's counters as JSON on `GET /stats`.
 #[derive(Debug, Clone)]
 struct Echo {
     verbose: bool,
@@ -175,14 +175,29 @@ impl Handler for Echo {
         }
     }
 
-    fn on_http(&mut self, head: &Head<'_>, _: &sockeye_server::Handle) -> HttpResponse {
+    fn on_http(&mut self, head: &Head<'_>, handle: &sockeye_server::Handle) -> HttpResponse {
         match (head.method, head.path) {
             ("GET", "/") | ("GET", "/index.html") => {
                 HttpResponse::new(200, "text/html; charset=utf-8", DEMO_PAGE.as_bytes())
             }
+            ("GET", "/stats") => HttpResponse::new(
+                200,
+                "application/json",
+                stats_json(&handle.stats()).into_bytes(),
+            ),
             _ => HttpResponse::not_found(),
         }
     }
+}
+
+/// The engine's counters as one JSON object (`GET /stats`).
+fn stats_json(stats: &sockeye_server::Stats) -> String {
+    let fields: Vec<String> = stats
+        .fields()
+        .into_iter()
+        .map(|(name, value)| format!("\"{name}\":{value}"))
+        .collect();
+    format!("{{{}}}\n", fields.join(","))
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {

@@ -531,6 +531,11 @@ macro_rules! stats {
             fn add(&mut self, other: &Stats) {
                 $(self.$field += other.$field;)*
             }
+
+            /// Every counter with its name, in declaration order (for exporting them).
+            pub fn fields(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($field), self.$field),)*]
+            }
         }
 
         /// The published copy of a worker's counters.
