@@ -5,10 +5,9 @@ use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use sockeye::deflate::{DeflateConfig, NAME, PerMessageDeflate};
-use sockeye::proto::extension::{ParamWriter, parse_offers};
-use sockeye::proto::handshake::{ClientRequest, Limits, encode_key, parse_response};
-use sockeye::proto::{Config, Connection, Event, Extension as _, Message, State, Status};
+use sockeye::deflate::{DeflateConfig, PerMessageDeflate};
+use sockeye::proto::handshake::{ClientHandshake, ClientRequest, encode_key};
+use sockeye::proto::{Config, Connection, Event, Message, State};
 
 /// One connection of the client role.
 #[derive(Debug)]
@@ -44,48 +43,35 @@ impl CaseClient {
         // Offer both client parameters, as browsers' peers expect: the server may then ask for a
         // smaller window or no context takeover (Autobahn 13.2, 13.5, 13.6 do).
         deflate.client_no_context_takeover = true;
-        let mut ext = PerMessageDeflate::client(deflate);
-        let mut params = [0u8; 128];
-        let mut writer = ParamWriter::new(&mut params);
-        ext.write_offer(&mut writer).map_err(invalid)?;
-        let offer = [NAME.as_bytes(), writer.as_bytes()].concat();
         let key = encode_key(seed.to_le_bytes().repeat(2).try_into().unwrap_or([7; 16]));
         let host = addr.to_string();
-        let request = ClientRequest {
-            extensions: &offer,
-            ..ClientRequest::new(&host, path, &key)
-        };
-        let mut head = vec![0u8; 1024];
-        let n = request.encode(&mut head).map_err(invalid)?;
-        stream.write_all(&head[..n])?;
-        let mut input = Vec::new();
+        let mut config = Config::default();
+        config.max_message_size = 64 << 20;
+        config.max_frame_size = 64 << 20;
+        config.max_fragments = 1 << 20;
+        let mut handshake = ClientHandshake::new(
+            &ClientRequest::new(&host, path, &key),
+            PerMessageDeflate::client(deflate),
+            config,
+            seed,
+        )
+        .map_err(invalid)?;
+        stream.write_all(handshake.request())?;
         let mut buf = [0u8; 4096];
         loop {
             let read = stream.read(&mut buf)?;
             if read == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            input.extend_from_slice(&buf[..read]);
-            match parse_response(&input, &Limits::default(), &request).map_err(invalid)? {
-                Status::Incomplete { .. } => continue,
-                Status::Complete(response) => {
-                    for params in parse_offers(response.extensions) {
-                        ext.accept_response(&params.map_err(invalid)?)
-                            .map_err(invalid)?;
-                    }
-                    input.drain(..response.head_len);
-                    break;
-                }
+            if handshake.receive(&buf[..read]).map_err(invalid)? {
+                break;
             }
         }
-        let mut config = Config::default();
-        config.max_message_size = 64 << 20;
-        config.max_frame_size = 64 << 20;
-        config.max_fragments = 1 << 20;
+        let opened = handshake.finish().map_err(invalid)?;
         Ok(CaseClient {
             stream,
-            conn: Connection::client(config, ext, seed),
-            input,
+            conn: opened.connection,
+            input: opened.leftover,
             message: Vec::new(),
             out: Vec::new(),
         })

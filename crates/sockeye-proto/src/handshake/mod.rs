@@ -5,12 +5,15 @@
 //!   client pipelined) stay in the caller's buffer at `Request::head_len()..`.
 //! - [`Response`] writes the `101 Switching Protocols` answer into a caller buffer;
 //!   [`HandshakeError::response`] is the ready-made refusal for each error.
-//! - [`ClientRequest`] and [`parse_response`] are the client role (§4.1).
+//! - [`ClientRequest`] and [`parse_response`] are the client role (§4.1);
+//!   [`ClientHandshake`] drives them without I/O, from the request out to an open client
+//!   `Connection` and the bytes that followed the answer.
 
 mod accept_key;
 mod client;
 mod error;
 mod http;
+mod opening;
 mod request;
 mod response;
 mod scan;
@@ -19,6 +22,7 @@ pub use accept_key::{AcceptKey, GUID};
 pub use client::{ClientRequest, ResponseError, ServerResponse, encode_key, parse_response};
 pub use error::{HandshakeError, WriteError};
 pub use http::{Headers, TokenList};
+pub use opening::{ClientHandshake, OpenError, Opened};
 pub use request::{Head, Request, parse_head, parse_request};
 pub use response::Response;
 

@@ -7,21 +7,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use sockeye_deflate::PerMessageDeflate;
-use sockeye_proto::Status;
 use sockeye_proto::frame::MAX_HEADER_LEN;
-use sockeye_proto::handshake::{ClientRequest, encode_key, parse_response};
+use sockeye_proto::handshake::{ClientHandshake, ClientRequest, encode_key};
 use sockeye_proto::mask::apply_mask;
 use sockeye_proto::{CloseCode, Config, Connection, Event, FrameHeader, Message, OpCode, Rsv};
 
-use super::super::deflate::{self, Offer};
+use super::super::deflate::Offer;
 use super::super::sys::Entropy;
 use super::super::url::WsUrl;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 << 10;
-
-/// The largest response head kept while waiting for its end.
-const MAX_RESPONSE_HEAD: usize = 16 << 10;
 
 /// A message, pong or close received, copied out of the connection's buffers.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,7 +44,7 @@ impl Received {
 #[derive(Debug)]
 pub(super) struct Ws {
     tcp: TcpStream,
-    ws: Connection<PerMessageDeflate>,
+    ws: Connection<Option<Box<PerMessageDeflate>>>,
     /// Bytes read and not yet decoded are `rbuf[start..end]`.
     rbuf: Vec<u8>,
     start: usize,
@@ -84,64 +80,48 @@ impl Ws {
         let mut nonce = [0u8; 16];
         entropy.fill(&mut nonce).map_err(|e| e.to_string())?;
         let key = encode_key(nonce);
-        let header = offer.map(Offer::header).unwrap_or_default();
-        let request = ClientRequest {
-            extensions: header.as_bytes(),
-            ..ClientRequest::new(&url.authority, &url.target, &key)
-        };
-        let mut head = vec![0u8; 512 + url.authority.len() + url.target.len() + header.len()];
-        let len = request
-            .encode(&mut head)
+        let request = ClientRequest::new(&url.authority, &url.target, &key);
+        // The extension writes its own offer; none without one.
+        let ext = offer.map(|o| Box::new(o.extension()));
+        let mut config = Config::default();
+        config.max_message_size = 64 << 20;
+        let seed = entropy.next_u64().map_err(|e| e.to_string())?;
+        let mut handshake = ClientHandshake::new(&request, ext, config, seed)
             .map_err(|e| format!("upgrade request: {e}"))?;
-        tcp.write_all(&head[..len])
+        tcp.write_all(handshake.request())
             .map_err(|e| format!("write the upgrade request: {e}"))?;
-
-        let mut rbuf = vec![0u8; READ_CHUNK];
-        let mut end = 0;
-        let (head_len, extensions) = loop {
-            if end >= MAX_RESPONSE_HEAD {
-                return Err("the upgrade response head is too large".into());
-            }
+        let mut chunk = [0u8; 4096];
+        loop {
             let n = tcp
-                .read(&mut rbuf[end..])
+                .read(&mut chunk)
                 .map_err(|e| format!("read the upgrade response: {e}"))?;
             if n == 0 {
                 return Err("the server closed the connection during the upgrade".into());
             }
-            end += n;
-            match parse_response(&rbuf[..end], &Default::default(), &request)
+            if handshake
+                .receive(&chunk[..n])
                 .map_err(|e| format!("upgrade response: {e}"))?
             {
-                Status::Complete(response) => {
-                    break (response.head_len, response.extensions.to_owned());
-                }
-                Status::Incomplete { .. } => {}
+                break;
             }
-        };
-        let ext = offer.map_or_else(
-            || PerMessageDeflate::client(Default::default()),
-            Offer::extension,
-        );
-        let mut config = Config::default();
-        config.max_message_size = 64 << 20;
-        let mut ws =
-            Connection::client(config, ext, entropy.next_u64().map_err(|e| e.to_string())?);
-        let compressed = if offer.is_some() {
-            deflate::accept(&mut ws, &extensions)
-                .map_err(|e| format!("permessage-deflate answer `{extensions}`: {e}"))?
-        } else if !extensions.is_empty() {
-            return Err(format!(
-                "extensions accepted that were not offered: {extensions}"
-            ));
-        } else {
-            false
-        };
+        }
+        let opened = handshake
+            .finish()
+            .map_err(|e| format!("upgrade response: {e}"))?;
+        let compressed = opened
+            .connection
+            .extension()
+            .as_deref()
+            .is_some_and(PerMessageDeflate::is_negotiated);
+        let mut rbuf = opened.leftover;
+        let end = rbuf.len();
+        rbuf.resize(end.max(READ_CHUNK), 0);
         let mask_state = entropy.next_u64().map_err(|e| e.to_string())?;
         Ok(Ws {
             tcp,
-            ws,
+            ws: opened.connection,
             rbuf,
-            start: head_len,
+            start: 0,
             end,
             message: Vec::new(),
             out: Vec::new(),
