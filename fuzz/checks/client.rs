@@ -18,14 +18,20 @@
 //! error nothing more comes. Everything the client sends back is a valid masked frame stream:
 //! a pong for each ping, then one close frame with the echoed code or the error's.
 //!
+//! `ClientHandshake`, fed the same bytes in pieces, agrees with `parse_response` on the whole:
+//! the same head, subprotocol and leftover bytes, refusing only the extensions a connection
+//! without one cannot take, or a head over the limit.
+//!
 //! Shared by `fuzz/fuzz_targets/client.rs` and the seed replay in `tests/fuzz_seeds.rs`.
 use std::time::{Duration, Instant};
 
+use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
 use sockeye_proto::extension::parse_offers;
 use sockeye_proto::handshake::{
-    AcceptKey, ClientRequest, Limits, ResponseError, ServerResponse, parse_response,
+    AcceptKey, ClientHandshake, ClientRequest, Limits, OpenError, ResponseError, ServerResponse,
+    parse_response,
 };
-use sockeye_proto::{Config, Connection, Event, NoExtension, State, Status};
+use sockeye_proto::{Config, Connection, Event, HandshakeError, NoExtension, State, Status};
 
 const KEY: &[u8; 24] = b"dGhlIHNhbXBsZSBub25jZQ==";
 const PROTOCOLS: &[&str] = &["chat", "v2.sockeye"];
@@ -141,10 +147,91 @@ fn stricter_on_purpose(data: &[u8], len: usize, limits: &Limits) -> bool {
     bare_lf || head.starts_with(b"\r\n") || len > limits.max_head_len
 }
 
+/// `ClientHandshake` fed `data` in pieces of `piece` bytes agrees with `whole`, the
+/// `parse_response` of all of it.
+fn opening(
+    data: &[u8],
+    limits: &Limits,
+    whole: &Result<Status<ServerResponse<'_>>, ResponseError>,
+    piece: usize,
+) {
+    let mut hs = ClientHandshake::new(&request(), NoExtension, Config::default(), 1)
+        .expect("a valid request")
+        .with_limits(*limits);
+    let mut outcome = Ok(false);
+    for bytes in data.chunks(piece.max(1)) {
+        outcome = hs.receive(bytes);
+        if outcome.is_err() {
+            break;
+        }
+    }
+    if let Err(e) = &outcome {
+        assert!(!e.to_string().is_empty());
+    }
+    match (whole, outcome) {
+        (Ok(Status::Complete(res)), Ok(true)) if res.extensions.is_empty() => {
+            let opened = hs.finish().expect("open");
+            assert_eq!(opened.protocol.as_deref(), res.protocol);
+            assert_eq!(opened.extensions, "");
+            assert_eq!(opened.leftover, &data[res.head_len..]);
+        }
+        // A connection without an extension refuses any the server accepted.
+        (Ok(Status::Complete(res)), Err(OpenError::Extension(_))) if !res.extensions.is_empty() => {
+        }
+        (Ok(Status::Incomplete { .. }), Ok(false)) => {
+            assert_eq!(hs.finish().err(), Some(OpenError::Incomplete));
+        }
+        (
+            Ok(Status::Incomplete { .. }),
+            Err(OpenError::Response(ResponseError::Http(HandshakeError::HeadTooLarge))),
+        ) if data.len() > limits.max_head_len => {}
+        (Err(_), Err(OpenError::Response(_))) => {}
+        (whole, outcome) => panic!("parse_response: {whole:?}; ClientHandshake: {outcome:?}"),
+    }
+}
+
+/// A connection with permessage-deflate writes its own offer, and takes an answer that
+/// accepts it (with the server's choice of parameters from the bits of `v`) in pieces of
+/// `piece` bytes.
+fn deflate_opening(v: u8, piece: usize) {
+    let mut hs = ClientHandshake::new(
+        &ClientRequest::new("server.example.com", "/chat", KEY),
+        PerMessageDeflate::client(DeflateConfig::default()),
+        Config::default(),
+        1,
+    )
+    .expect("a valid request");
+    assert_eq!(hs.offer(), "permessage-deflate; client_max_window_bits");
+    let params = [
+        "",
+        "; server_no_context_takeover",
+        "; client_max_window_bits=10",
+        "; server_max_window_bits=12; client_no_context_takeover",
+    ][usize::from(v % 4)];
+    let accept = AcceptKey::from_key(KEY);
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Extensions: permessage-deflate{params}\r\n\r\n",
+        accept.as_str()
+    );
+    for bytes in answer.as_bytes().chunks(piece.max(1)) {
+        hs.receive(bytes).expect("a valid answer");
+    }
+    let opened = hs.finish().expect("open");
+    assert!(opened.connection.extension().is_negotiated());
+    assert_eq!(opened.extensions, format!("permessage-deflate{params}"));
+    assert!(opened.leftover.is_empty());
+    assert!(format!("{opened:?}").starts_with("Opened"));
+}
+
 /// Checks the answer; returns where the frames start when it was accepted.
-fn handshake(data: &[u8], limits: &Limits) -> Option<usize> {
+fn handshake(data: &[u8], limits: &Limits, piece: usize) -> Option<usize> {
     let req = request();
     let ours = parse_response(data, limits, &req);
+    opening(data, limits, &ours, piece);
+    if let Err(e) = &ours {
+        assert!(!e.to_string().is_empty());
+    }
     // sockeye's leniency: HTTP/1.x for any minor digit reads as HTTP/1.1.
     let mut as_11 = data.to_vec();
     if let Some(minor @ b'2'..=b'9') = as_11.get_mut(7).filter(|_| data.starts_with(b"HTTP/1.")) {
@@ -191,6 +278,7 @@ fn drive(frames: &[u8], chunk: usize, config: Config, seed: u64) -> Outcome {
                 Ok(read) => read,
                 Err(err) => {
                     assert_eq!(conn.state(), State::Closed);
+                    assert!(!err.to_string().is_empty());
                     ended = Some(err.close_code().0);
                     pending.clear();
                     break;
@@ -295,9 +383,13 @@ pub(crate) fn check(data: &[u8]) {
         }
         input = [response.as_slice(), frames].concat();
         start = response.len();
+        let whole = parse_response(&input, &limits, &req);
+        assert!(whole.as_ref().is_ok_and(Status::is_complete));
+        opening(&input, &limits, &whole, usize::from(*piece));
+        deflate_opening(variant, usize::from(*piece));
     } else {
         input = rest.to_vec();
-        let Some(head_len) = handshake(&input, &limits) else {
+        let Some(head_len) = handshake(&input, &limits, usize::from(*piece)) else {
             return;
         };
         start = head_len;

@@ -9,7 +9,9 @@
 //!
 //! Round trip (bit 1 clear): each message is sent by the client's or the server's connection,
 //! compressed when at least the threshold long, and read by the other's in pieces: what
-//! arrives equals what was sent, in order.
+//! arrives equals what was sent, in order, also when the sender drops its compressor
+//! (`release_idle_state`) or forgets its history (`reset_send_context`) between messages, and
+//! when the server compresses with a shared compressor (bit 5).
 //!
 //! Arbitrary (bit 1 set): each message is a compressed data message (RSV1, in up to four
 //! fragments, a ping possibly between them) with an arbitrary payload, or the peer's real
@@ -23,10 +25,10 @@
 //! `tests/fuzz_seeds.rs`.
 use std::time::Instant;
 
-use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
+use sockeye_deflate::{DeflateConfig, PerMessageDeflate, SharedCompressor};
 use sockeye_proto::connection::write_frame;
 use sockeye_proto::extension::{ParamWriter, parse_offers};
-use sockeye_proto::{Config, Connection, Event, Extension, Message, OpCode, Rsv};
+use sockeye_proto::{Config, Connection, Event, Extension, Message, OpCode, Role, Rsv};
 
 type Conn = Connection<PerMessageDeflate>;
 
@@ -165,6 +167,14 @@ fn round_trip(client: &mut Conn, server: &mut Conn, script: &[u8], piece: usize,
             );
         }
         expected.push(owned(&message_event(msg)));
+        let ext = from.extension_mut();
+        if op.flags & 0x20 != 0 {
+            ext.release_idle_state();
+            assert!(!ext.has_state().1, "the compressor is freed");
+        }
+        if op.flags & 0x40 != 0 {
+            ext.reset_send_context();
+        }
     }
     let limit = Config::default().max_message_size;
     let (events, error) = receive(server, &to_server, piece, limit);
@@ -236,9 +246,29 @@ pub(crate) fn check(data: &[u8]) {
     let (client_ext, server_ext) = negotiate(deflate);
     let piece = usize::from(*piece) + 1;
     if select & 2 == 0 {
+        let shared = SharedCompressor::new();
+        let server_ext = if select & 0x20 != 0 {
+            server_ext.with_shared_compressor(shared.clone())
+        } else {
+            server_ext
+        };
+        for (ext, role) in [(&client_ext, Role::Client), (&server_ext, Role::Server)] {
+            assert_eq!(ext.role(), role);
+            assert!(ext.is_negotiated() && ext.config().threshold == deflate.threshold);
+            assert!(format!("{ext:?}").starts_with("PerMessageDeflate"));
+            let settings = ext.send_settings().expect("windows of 9 bits and more");
+            assert_eq!(settings.threshold, deflate.threshold);
+        }
         let mut client = Connection::client(Config::default(), client_ext, 0x5eed);
         let mut server = Connection::server(Config::default(), server_ext);
-        return round_trip(&mut client, &mut server, script, piece, deflate.threshold);
+        round_trip(&mut client, &mut server, script, piece, deflate.threshold);
+        // The shared compressor is used only by a server that resets after every message.
+        assert!(
+            shared.is_empty() || deflate.server_no_context_takeover,
+            "{shared:?}"
+        );
+        assert_eq!(shared.is_empty(), shared.len() == 0);
+        return;
     }
     let mut config = Config::default();
     config.max_message_size = 64 << (select >> 5);

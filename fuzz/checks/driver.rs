@@ -8,7 +8,7 @@
 //! offered or not), send what they have queued in pieces, queue frames (masked, whole or
 //! fragmented, compressed through a client `Connection`) or raw bytes, hang up; sockets take
 //! only so many bytes, or break; the clock moves; the application sends, closes, subscribes and
-//! publishes. At the end every socket takes everything, every client hangs up and the clock
+//! publishes, in callbacks or as a `Handle`'s commands (send, a job, broadcast, close). At the end every socket takes everything, every client hangs up and the clock
 //! runs out.
 //!
 //! After each step: the handler heard of a connection only between its `on_open` and its one
@@ -223,11 +223,22 @@ impl Run {
         (run, d & 8 != 0)
     }
 
-    /// An application message: unique, with the input's bytes.
+    /// An application message: unique, with the input's bytes. Bytes that start with
+    /// 0xf0 or more are repeated to 16 KiB times (1 + their first byte − 0xf0), up to 256 KiB:
+    /// large messages take the direct and shared write paths.
     fn payload(&mut self, bytes: &[u8]) -> Vec<u8> {
         self.serial += 1;
         let mut payload = format!("#{}:", self.serial).into_bytes();
-        payload.extend_from_slice(bytes);
+        match bytes.first() {
+            Some(&first) if first >= 0xf0 => {
+                let len = (usize::from(first - 0xef)) << 14;
+                while payload.len() < len {
+                    payload.extend_from_slice(bytes);
+                }
+                payload.truncate(len);
+            }
+            _ => payload.extend_from_slice(bytes),
+        }
         payload
     }
 
@@ -283,7 +294,58 @@ impl Run {
             }
             10 => self.publish(c % TOPICS.len(), input),
             11 => self.engine.hang_up(c),
-            _ => self.engine.break_socket(c),
+            _ => match input.byte() % 5 {
+                0 => self.engine.break_socket(c),
+                sub => self.command(c, sub, input),
+            },
+        }
+    }
+
+    /// A `Handle`'s command from another thread: send to one connection (1), a job that
+    /// sends through the connection's outbox (2), broadcast (3), close (4).
+    fn command(&mut self, c: usize, sub: u8, input: &mut Input<'_>) {
+        let text = input.byte() & 1 == 0;
+        let payload = self.payload(input.bytes());
+        let lossy = String::from_utf8_lossy(&payload).into_owned();
+        let (msg, payload) = if text {
+            (Message::Text(&lossy), lossy.as_bytes())
+        } else {
+            (Message::Binary(&payload), &payload[..])
+        };
+        // The application learns an id in on_open: no command before it.
+        if !self.clients[c].opened {
+            return;
+        }
+        match sub {
+            1 | 2 => {
+                let certain = self.takes(c);
+                let open = self.engine.state(c) == Some(ConnState::Open);
+                if sub == 1 {
+                    self.engine.command(c, msg, None);
+                } else {
+                    let found = self.engine.job(c, msg);
+                    assert!(found || self.engine.state(c).is_none() || !open);
+                }
+                if open {
+                    self.clients[c].expect(certain, text, payload);
+                }
+            }
+            3 => {
+                let open: Vec<(usize, bool)> = (0..self.clients.len())
+                    .filter(|&c| self.engine.state(c) == Some(ConnState::Open))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .map(|c| (c, self.takes(c)))
+                    .collect();
+                self.engine.broadcast(msg);
+                for (c, certain) in open {
+                    self.clients[c].expect(certain, text, payload);
+                }
+            }
+            _ => {
+                let code = [1000, 1001, 4000][usize::from(input.byte() % 3)];
+                self.engine.command(c, msg, Some((CloseCode(code), "bye")));
+            }
         }
     }
 
@@ -379,6 +441,12 @@ impl Run {
         for c in subscribers {
             self.clients[c].expect(certain, text, payload);
         }
+    }
+
+    /// Whether a message for client `c` is certain to be taken: its connection is open and
+    /// has nothing queued, so no backpressure policy refuses it.
+    fn takes(&mut self, c: usize) -> bool {
+        self.engine.state(c) == Some(ConnState::Open) && self.engine.queued(c) == 0
     }
 
     /// The invariants after a step.

@@ -2,6 +2,7 @@
 //! writes down every callback: the engine as a fuzz target drives it, one step at a time.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use sockeye_proto::{CloseCode, Message, Request, State};
 
 use super::script::Script;
 use crate::config::ServerConfig;
-use crate::handle::{Handle, SendOutcome, Stats};
+use crate::handle::{Handle, Job, OwnedMessage, SendOutcome, Stats};
 use crate::handler::{Accept, CloseReason, ConnId, Handler, Outbox, Reject};
 use crate::topics::{Publication, PublishError, PublishReport, TopicError};
 use crate::transport::Scratch;
@@ -253,6 +254,47 @@ impl Engine {
                 .with_outbox(idx, |_, _, out| out.close(code, reason));
         }
         self.driver.end_turn();
+    }
+
+    /// A `Handle`'s commands as the worker runs them from its channel, each in a turn of its
+    /// own: [`Handle::send`](crate::Handle::send) to the client (`close` unset), or
+    /// [`Handle::close`](crate::Handle::close) with `code` and `reason`.
+    pub fn command(&mut self, client: usize, msg: Message<'_>, close: Option<(CloseCode, &str)>) {
+        let Some(&(id, _)) = self.clients.get(client) else {
+            return;
+        };
+        match close {
+            Some((code, reason)) => self.driver.close_id(id, code, reason),
+            None => self.driver.send_to(id, &OwnedMessage::from(msg)),
+        }
+        self.driver.end_turn();
+    }
+
+    /// [`Handle::broadcast`](crate::Handle::broadcast): `msg` to every open connection.
+    pub fn broadcast(&mut self, msg: Message<'_>) {
+        self.driver.broadcast(&OwnedMessage::from(msg));
+        self.driver.end_turn();
+    }
+
+    /// A job of [`Handle::with_conn`](crate::Handle::with_conn) on the client's connection
+    /// that sends `msg` through the outbox it is given; returns whether the job found the
+    /// connection.
+    pub fn job(&mut self, client: usize, msg: Message<'_>) -> bool {
+        let Some(&(id, _)) = self.clients.get(client) else {
+            return false;
+        };
+        let owned = OwnedMessage::from(msg);
+        let found = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&found);
+        let job: Job = Box::new(move |conn| {
+            if let Some((_, out)) = conn {
+                seen.store(true, Ordering::Relaxed);
+                let _ = out.send(owned.as_message());
+            }
+        });
+        self.driver.run_job(id, job);
+        self.driver.end_turn();
+        found.load(Ordering::Relaxed)
     }
 
     /// Subscribes the client to `pattern` with the server's policy; `None` when the
