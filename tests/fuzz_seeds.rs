@@ -25,6 +25,8 @@ mod inflate;
 mod offers;
 #[path = "../fuzz/checks/tls.rs"]
 mod tls;
+#[path = "../fuzz/checks/tls_session.rs"]
+mod tls_session;
 #[path = "../fuzz/checks/upgrade_differential.rs"]
 mod upgrade_differential;
 
@@ -97,6 +99,11 @@ fn offers_seeds_and_regressions() {
 #[test]
 fn tls_seeds_and_regressions() {
     replay("tls", tls::check);
+}
+
+#[test]
+fn tls_session_seeds_and_regressions() {
+    replay("tls_session", tls_session::check);
 }
 
 #[test]

@@ -213,7 +213,7 @@ impl Run {
         server.handshake.max_head_len = 1024;
         server.recv_buffer = 2048 + 1024 * usize::from(c % 4);
         server.read_budget = usize::from(c >> 6) + 1;
-        server.protocol.max_message_size = 128 << (d % 8);
+        server.protocol.max_message_size = 128 << (d % 10);
         server.protocol.max_frame_size = server.protocol.max_message_size as u64;
         let run = Run {
             engine: Engine::new(server, a & 4 != 0),
@@ -223,22 +223,11 @@ impl Run {
         (run, d & 8 != 0)
     }
 
-    /// An application message: unique, with the input's bytes. Bytes that start with
-    /// 0xf0 or more are repeated to 16 KiB times (1 + their first byte − 0xf0), up to 256 KiB:
-    /// large messages take the direct and shared write paths.
+    /// An application message: unique, with the input's bytes (see [`amplify`]).
     fn payload(&mut self, bytes: &[u8]) -> Vec<u8> {
         self.serial += 1;
         let mut payload = format!("#{}:", self.serial).into_bytes();
-        match bytes.first() {
-            Some(&first) if first >= 0xf0 => {
-                let len = (usize::from(first - 0xef)) << 14;
-                while payload.len() < len {
-                    payload.extend_from_slice(bytes);
-                }
-                payload.truncate(len);
-            }
-            _ => payload.extend_from_slice(bytes),
-        }
+        payload.extend_from_slice(&amplify(bytes));
         payload
     }
 
@@ -258,7 +247,11 @@ impl Run {
         let c = usize::from(input.byte()) % self.clients.len();
         match op {
             1 => {
-                let n = usize::from(input.byte()) + 1;
+                // 255: everything queued (a large message in one step).
+                let n = match input.byte() {
+                    255 => usize::MAX,
+                    b => usize::from(b) + 1,
+                };
                 let out = &mut self.clients[c].outbound;
                 let bytes: Vec<u8> = out.drain(..n.min(out.len())).collect();
                 self.engine.receive(c, &bytes);
@@ -381,6 +374,8 @@ impl Run {
             5 | 6 => OpCode::Close,
             _ => {
                 if let Some(conn) = client.conn.as_mut() {
+                    // Large messages too (echoed straight from their bytes): as `payload`.
+                    let payload = &amplify(payload);
                     let text = String::from_utf8_lossy(payload);
                     let msg = if flags & 8 != 0 {
                         Message::Text(&text)
@@ -528,6 +523,21 @@ impl Run {
                 "client {c}: on_open without on_close"
             );
         }
+    }
+}
+
+/// The input's bytes, or, when they start with 0xf0 or more, the bytes repeated to 16 KiB times
+/// (1 + their first byte − 0xf0), up to 256 KiB: large messages take the direct and shared
+/// write paths.
+fn amplify(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match bytes.first() {
+        Some(&first) if first >= 0xf0 => {
+            let len = usize::from(first - 0xef) << 14;
+            let mut out = bytes.repeat(len / bytes.len() + 1);
+            out.truncate(len);
+            out.into()
+        }
+        _ => bytes.into(),
     }
 }
 

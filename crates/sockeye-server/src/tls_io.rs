@@ -215,10 +215,7 @@ impl TlsIo {
                 self.conn.process_tls_records(&mut input[start..]);
             let state = match state {
                 Ok(state) => state,
-                Err(err) => {
-                    start += discard;
-                    return Err(self.failed(sock, &mut input[start..], err));
-                }
+                Err(err) => return Err(self.failed(sock, err)),
             };
             match state {
                 ConnectionState::ReadTraffic(mut records) => {
@@ -253,14 +250,15 @@ impl TlsIo {
     }
 
     /// After a TLS failure: sends the alert rustls queued (best effort) and wraps the error.
-    fn failed<S: Write>(&mut self, sock: &mut S, rest: &mut [u8], err: rustls::Error) -> io::Error {
-        // While a message is queued, the session hands it out before it looks at `rest`
-        // again (which would only fail once more).
+    fn failed<S: Write>(&mut self, sock: &mut S, err: rustls::Error) -> io::Error {
+        // The session is given no input: it hands out what it queued and cannot fail on the
+        // same bytes once more (rustls sends one fatal alert per session, and asserts so in
+        // debug builds).
         for _ in 0..4 {
             if !self.conn.wants_write() {
                 break;
             }
-            match self.conn.process_tls_records(rest).state {
+            match self.conn.process_tls_records(&mut []).state {
                 Ok(ConnectionState::EncodeTlsData(encode)) => {
                     if encode_into(&mut self.pending, encode).is_err() {
                         break;
@@ -435,180 +433,28 @@ mod tests {
     use std::io::{Read, Write};
     use std::sync::Arc;
 
-    use rustls::pki_types::ServerName;
-    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use rustls::{ClientConfig, RootCertStore};
 
+    use super::fuzzing::Pair;
     use super::*;
     use crate::TlsSettings;
 
-    /// Both directions of a connection in memory. The server's side reads at most `piece`
-    /// bytes per call and its writes take at most `room` bytes per call.
-    struct Wire {
-        to_server: Vec<u8>,
-        to_client: Vec<u8>,
-        piece: usize,
-        room: usize,
-    }
-
-    impl Read for Wire {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.to_server.is_empty() {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = self.piece.min(buf.len()).min(self.to_server.len());
-            buf[..n].copy_from_slice(&self.to_server[..n]);
-            self.to_server.drain(..n);
-            Ok(n)
-        }
-    }
-
-    impl Write for Wire {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let n = self.room.min(buf.len());
-            if n == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            self.to_client.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    struct Pair {
-        client: ClientConnection,
-        server: TlsIo,
-        wire: Wire,
-        scratch: Scratch,
-        /// Plaintext the server read.
-        got: Vec<u8>,
-        /// Plaintext the client read.
-        client_got: Vec<u8>,
-        /// Bytes the server sent.
-        sent: usize,
-        server_eof: bool,
-    }
-
-    impl Pair {
-        fn new(versions: &[&'static rustls::SupportedProtocolVersion], piece: usize) -> Self {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-            let cert = params.self_signed(&key).unwrap();
-            let settings =
-                TlsSettings::new(cert.pem().into_bytes(), key.serialize_pem().into_bytes());
-            let server_config = settings.build().unwrap();
-            let mut roots = RootCertStore::empty();
-            roots.add(cert.der().clone()).unwrap();
-            let client_config =
-                ClientConfig::builder_with_provider(server_config.crypto_provider().clone())
-                    .with_protocol_versions(versions)
-                    .unwrap()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-            let name = ServerName::try_from("localhost").unwrap();
-            let mut pair = Pair {
-                client: ClientConnection::new(Arc::new(client_config), name).unwrap(),
-                server: TlsIo::new(UnbufferedServerConnection::new(server_config).unwrap()),
-                wire: Wire {
-                    to_server: Vec::new(),
-                    to_client: Vec::new(),
-                    piece,
-                    room: usize::MAX,
-                },
-                scratch: Scratch::new(0),
-                got: Vec::new(),
-                client_got: Vec::new(),
-                sent: 0,
-                server_eof: false,
-            };
-            for _ in 0..100 {
-                if !pair.client.is_handshaking() && !pair.client.wants_write() {
-                    break;
-                }
-                pair.turn(64 << 10);
-            }
-            assert!(!pair.client.is_handshaking(), "handshake finished");
-            pair
-        }
-
-        /// Moves bytes both ways once; the server reads into a buffer of `room` bytes.
-        fn turn(&mut self, room: usize) {
-            while self.client.wants_write() {
-                self.client.write_tls(&mut self.wire.to_server).unwrap();
-            }
-            let mut buf = vec![0; room];
-            for _ in 0..1 << 20 {
-                match self
-                    .server
-                    .read(&mut self.wire, &mut buf, &mut self.scratch)
-                    .unwrap()
-                {
-                    Input::Data { len, .. } => self.got.extend_from_slice(&buf[..len]),
-                    Input::Eof => {
-                        self.server_eof = true;
-                        break;
-                    }
-                    Input::Empty if self.wire.to_server.is_empty() => break,
-                    Input::Empty => {}
-                }
-            }
-            self.sent += self.wire.to_client.len();
-            let mut from_server = &self.wire.to_client[..];
-            while !from_server.is_empty() {
-                self.client.read_tls(&mut from_server).unwrap();
-                self.client.process_new_packets().unwrap();
-                let mut chunk = [0; 4096];
-                loop {
-                    match self.client.reader().read(&mut chunk) {
-                        Ok(0) => break,
-                        Ok(n) => self.client_got.extend_from_slice(&chunk[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => panic!("client read: {e}"),
-                    }
-                }
-            }
-            self.wire.to_client.clear();
-        }
-
-        /// Writes `data` through the server as the worker does: what is not taken is offered
-        /// again after the pending records are flushed (a writable edge).
-        fn server_writes(&mut self, data: &[u8], room: usize) {
-            self.wire.room = room;
-            let mut taken = 0;
-            for _ in 0..1 << 20 {
-                if taken == data.len() && !self.server.has_pending() {
-                    break;
-                }
-                if self.server.has_pending() {
-                    self.server.flush(&mut self.wire).unwrap();
-                } else {
-                    taken += self
-                        .server
-                        .write(&mut self.wire, &data[taken..], &mut self.scratch)
-                        .unwrap();
-                }
-                // The client drains what arrived: the socket has room again.
-                self.turn(64 << 10);
-            }
-            self.wire.room = usize::MAX;
-            assert_eq!(taken, data.len());
-        }
-
-        /// Nothing held by the connection between turns.
-        fn assert_idle(&self) {
-            let s = &self.server;
-            assert_eq!(
-                (
-                    s.carried.capacity(),
-                    s.pending.capacity(),
-                    s.overflow.capacity()
-                ),
-                (0, 0, 0),
-                "an idle connection holds no buffer"
-            );
-        }
+    /// The unit tests' pair: certificates made here, the versions given.
+    fn pair(versions: &[&'static rustls::SupportedProtocolVersion], piece: usize) -> Pair {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let settings = TlsSettings::new(cert.pem().into_bytes(), key.serialize_pem().into_bytes());
+        let server_config = settings.build().unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client_config =
+            ClientConfig::builder_with_provider(server_config.crypto_provider().clone())
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        Pair::new(server_config, Arc::new(client_config), piece)
     }
 
     fn data(len: usize) -> Vec<u8> {
@@ -619,7 +465,7 @@ mod tests {
     fn plaintext_arrives_whole_in_small_pieces_and_small_buffers() {
         for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12]] {
             // One byte per socket read; a 100-byte receive buffer (the overflow path).
-            let mut pair = Pair::new(versions, 1);
+            let mut pair = pair(versions, 1);
             pair.assert_idle();
             let sent = data(70_000);
             for part in sent.chunks(10_000) {
@@ -634,7 +480,7 @@ mod tests {
     #[test]
     fn records_the_socket_refuses_wait_and_leave_in_order() {
         for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12]] {
-            let mut pair = Pair::new(versions, usize::MAX);
+            let mut pair = pair(versions, usize::MAX);
             let sent = data(300_000);
             // The socket takes 1,000 bytes per write, then refuses until drained.
             pair.server_writes(&sent, 1000);
@@ -645,7 +491,7 @@ mod tests {
 
     #[test]
     fn a_key_update_is_answered_before_the_next_records() {
-        let mut pair = Pair::new(&[&rustls::version::TLS13], usize::MAX);
+        let mut pair = pair(&[&rustls::version::TLS13], usize::MAX);
         pair.client.refresh_traffic_keys().unwrap();
         pair.client.writer().write_all(b"after the update").unwrap();
         pair.turn(64 << 10);
@@ -665,7 +511,7 @@ mod tests {
 
     #[test]
     fn close_notify_both_ways() {
-        let mut pair = Pair::new(&[&rustls::version::TLS13], usize::MAX);
+        let mut pair = pair(&[&rustls::version::TLS13], usize::MAX);
         pair.client.writer().write_all(b"last words").unwrap();
         pair.client.send_close_notify();
         pair.turn(64 << 10);
@@ -683,7 +529,7 @@ mod tests {
 
     #[test]
     fn a_forged_record_fails_with_an_alert() {
-        let mut pair = Pair::new(&[&rustls::version::TLS13], usize::MAX);
+        let mut pair = pair(&[&rustls::version::TLS13], usize::MAX);
         let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x20];
         record.extend([0x5a; 32]);
         pair.wire.to_server.extend_from_slice(&record);

@@ -10,5 +10,5 @@ mod engine;
 pub(crate) mod script;
 
 #[cfg(feature = "tls")]
-pub use crate::tls_io::fuzzing::{Outcome, tls_read_path};
+pub use crate::tls_io::fuzzing::{Outcome, tls_read_path, tls_session};
 pub use engine::{ConnState, Engine, Note};
