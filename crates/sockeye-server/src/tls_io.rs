@@ -75,6 +75,9 @@ pub(crate) struct TlsIo {
     overflow: Vec<u8>,
     /// The peer sent close_notify.
     peer_closed: bool,
+    /// We sent close_notify: what the peer sends after it is read off the socket and dropped,
+    /// never given to the session (which has nothing to answer with and may only fail).
+    closed: bool,
     /// The host name the client asked for (SNI), once its ClientHello was read.
     sni: Option<Box<str>>,
     /// The ClientHello was read (whether it named a host or not).
@@ -90,6 +93,7 @@ impl TlsIo {
             head: 0,
             overflow: Vec::new(),
             peer_closed: false,
+            closed: false,
             sni: None,
             hello_read: false,
         }
@@ -138,6 +142,9 @@ impl TlsIo {
         }
         if self.peer_closed {
             return Ok(Input::Eof);
+        }
+        if self.closed {
+            return discard(sock, &mut scratch.input);
         }
         let input = &mut scratch.input;
         let mut held = self.carried.len();
@@ -364,13 +371,33 @@ impl TlsIo {
         !self.pending.is_empty()
     }
 
-    /// Sends close_notify (best effort) once the session may send.
+    /// Sends close_notify (best effort) once the session may send; reads drop what comes
+    /// after it.
     pub(crate) fn close_notify<S: Write>(&mut self, sock: &mut S, scratch: &mut Scratch) {
+        self.closed = true;
         if let Ok(len) = self.encrypt(|traffic, out| traffic.queue_close_notify(out), scratch) {
             self.pending.extend_from_slice(&scratch.output[..len]);
         }
         let _ = self.flush(sock);
     }
+}
+
+/// After our close_notify: reads the socket and drops the bytes until it is empty or ends,
+/// a few reads at a time (then `Data` of no bytes, to be called again).
+fn discard<S: Read>(sock: &mut S, buf: &mut [u8]) -> io::Result<Input> {
+    for _ in 0..16 {
+        match sock.read(buf) {
+            Ok(0) => return Ok(Input::Eof),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Input::Empty),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Input::Data {
+        len: 0,
+        drained: false,
+    })
 }
 
 /// Copies a handshake message rustls made to the end of `pending`.
@@ -524,6 +551,27 @@ mod tests {
             pair.client.reader().read(&mut buf).unwrap(),
             0,
             "clean close"
+        );
+    }
+
+    #[test]
+    fn after_our_close_notify_the_peer_is_read_and_dropped() {
+        let mut pair = pair(&[&rustls::version::TLS13], usize::MAX);
+        pair.server.close_notify(&mut pair.wire, &mut pair.scratch);
+        pair.turn(64 << 10);
+        // A key update the session could not answer any more, data, then a forged record:
+        // read off the socket, dropped, no error and no plaintext.
+        pair.client.refresh_traffic_keys().unwrap();
+        pair.client.writer().write_all(b"too late").unwrap();
+        pair.turn(64 << 10);
+        let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+        record.extend([0x5a; 32]);
+        pair.wire.to_server.extend_from_slice(&record);
+        pair.turn(64 << 10);
+        assert!(pair.got.is_empty() && pair.wire.to_server.is_empty());
+        assert!(
+            pair.wire.to_client.is_empty(),
+            "no alert after our close_notify"
         );
     }
 

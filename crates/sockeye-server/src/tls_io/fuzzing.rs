@@ -322,8 +322,8 @@ impl Pair {
 /// four times at most); a byte of what the client sent flips (4: the read fails with
 /// `InvalidData`, or waits for the rest of a record made longer, and the session ends); the
 /// client sends close_notify (5: the server reads the end after what came before, and the
-/// session ends); the server sends close_notify (6: then only reads, writes of the client and
-/// close_notify follow).
+/// session ends); the server sends close_notify (6: from then on the server reads what the
+/// client sends and drops it, without an error whatever it is).
 ///
 /// What the server reads is what the client wrote, in order, and the client gets what the
 /// server wrote; between turns the connection holds no buffer.
@@ -374,7 +374,10 @@ pub fn tls_session(
                 let times = usize::from(take(&mut steps) % 6) * 16 + 1;
                 let data = bytes.repeat(times);
                 io::Write::write_all(&mut pair.client.writer(), &data).expect("client write");
-                to_server.extend_from_slice(&data);
+                // After the server's close_notify, what the client sends is dropped.
+                if !server_closed {
+                    to_server.extend_from_slice(&data);
+                }
             }
             1 => {
                 let buf = 16 * (usize::from(take(&mut steps)) + 1);
@@ -391,15 +394,12 @@ pub fn tls_session(
                 to_client.extend_from_slice(&data);
                 pair.assert_idle();
             }
-            // After the server's close_notify the client only reads and closes: a key update
-            // then draws a fatal alert from the server session, and rustls (in debug builds)
-            // asserts that a session never sends a second one.
             // A few: rustls refuses a peer that asks for many in a row (a flood).
-            3 if !server_closed && key_updates < 4 => {
+            3 if key_updates < 4 => {
                 key_updates += 1;
                 let _ = pair.client.refresh_traffic_keys();
             }
-            4 if !server_closed => {
+            4 => {
                 while pair.client.wants_write() {
                     pair.client
                         .write_tls(&mut pair.wire.to_server)
@@ -437,7 +437,9 @@ pub fn tls_session(
                 );
                 // Without an error, a length was made longer: the record waits for bytes that
                 // never come.
+                // After the server's close_notify nothing is decrypted, so nothing fails.
                 if let Some(error) = error {
+                    assert!(!server_closed, "an error after our close_notify: {error}");
                     assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
                 }
                 return;
@@ -445,11 +447,18 @@ pub fn tls_session(
             5 => {
                 pair.client.send_close_notify();
                 pair.turn(16 << 10);
-                assert!(pair.server_eof, "close_notify read as the end");
+                // Before ours, the peer's close_notify is the end; after ours the socket's EOF
+                // is (the wire here never ends).
+                assert!(
+                    pair.server_eof || server_closed,
+                    "close_notify read as the end"
+                );
                 assert_eq!(pair.got, to_server);
                 return;
             }
             6 if !server_closed => {
+                // What the client sent so far is read first.
+                pair.turn(16 << 10);
                 pair.server.close_notify(&mut pair.wire, &mut pair.scratch);
                 pair.turn(16 << 10);
                 server_closed = true;
