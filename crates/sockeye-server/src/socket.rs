@@ -17,7 +17,8 @@ use std::io::{self, Read, Write};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
     /// `len` plaintext bytes; `drained` when the socket is known to be empty (the next edge
-    /// announces more), else read on until [`Input::Empty`].
+    /// announces more), else read on until [`Input::Empty`]. `len` is 0 when bytes were read
+    /// and dropped (TLS after our close_notify): read on as well.
     Data {
         /// Bytes read into the buffer.
         len: usize,

@@ -110,6 +110,7 @@ pub struct ClientHandshake<E> {
     received: Vec<u8>,
     head_len: usize,
     answer: Option<Answer>,
+    failed: Option<OpenError>,
     ext: E,
     config: Config,
     mask_seed: u64,
@@ -135,7 +136,9 @@ impl<E: Extension> ClientHandshake<E> {
         } else if ext.name().is_empty() {
             String::new()
         } else {
-            let mut buf = [0u8; 256];
+            // Room for any offer an extension makes (an offer that does not fit is refused as
+            // an invalid header).
+            let mut buf = [0u8; 1024];
             let mut params = ParamWriter::new(&mut buf);
             ext.write_offer(&mut params)
                 .map_err(|_| WriteError::InvalidHeader)?;
@@ -167,6 +170,7 @@ impl<E: Extension> ClientHandshake<E> {
             received: Vec::new(),
             head_len: 0,
             answer: None,
+            failed: None,
             ext,
             config,
             mask_seed,
@@ -196,12 +200,26 @@ impl<E: Extension> ClientHandshake<E> {
     /// # Errors
     ///
     /// The answer is not a valid `101` to this request, its head is over the limits, or the
-    /// extension refuses its parameters.
+    /// extension refuses its parameters. The handshake then stays failed: later calls return
+    /// the same error.
     pub fn receive(&mut self, bytes: &[u8]) -> Result<bool, OpenError> {
+        if let Some(error) = self.failed {
+            return Err(error);
+        }
         self.received.extend_from_slice(bytes);
         if self.answer.is_some() {
             return Ok(true);
         }
+        let result = self.check();
+        if let Err(error) = result {
+            // The extension may be half configured: the handshake stays failed.
+            self.failed = Some(error);
+        }
+        result
+    }
+
+    /// Parses what arrived; `true` once the answer is whole, verified and negotiated.
+    fn check(&mut self) -> Result<bool, OpenError> {
         let protocols: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
         let request = ClientRequest {
             protocols: &protocols,
@@ -379,8 +397,15 @@ mod tests {
             } else {
                 format!("Sec-WebSocket-Extensions: {extensions}\r\n")
             };
-            let outcome = hs
-                .receive(&answer(&key, &extra))
+            let received = hs.receive(&answer(&key, &extra));
+            if let Err(error) = received {
+                assert_eq!(
+                    hs.receive(b""),
+                    Err(error),
+                    "a failed handshake stays failed"
+                );
+            }
+            let outcome = received
                 .and_then(|_| hs.finish())
                 .map(|o| o.connection.extension().accepted == 1);
             assert_eq!(outcome, expected, "{extensions:?}");

@@ -244,7 +244,13 @@ impl Pair {
         let arrived = std::mem::take(&mut self.wire.to_client);
         let mut from_server = &arrived[..];
         while !from_server.is_empty() {
-            self.client.read_tls(&mut from_server)?;
+            // A client that read close_notify takes nothing more: bytes after it are an error.
+            if self.client.read_tls(&mut from_server)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "bytes from the server after its close_notify",
+                ));
+            }
             self.client
                 .process_new_packets()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;

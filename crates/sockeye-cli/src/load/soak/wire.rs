@@ -330,6 +330,12 @@ impl Ws {
     ///
     /// More bytes, or no end within the timeout.
     pub(super) fn expect_eof(&mut self) -> Result<(), String> {
+        if self.start != self.end {
+            return Err(format!(
+                "{} bytes after the close frame",
+                self.end - self.start
+            ));
+        }
         let mut byte = [0u8; 1];
         match self.tcp.read(&mut byte) {
             Ok(0) => Ok(()),
