@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use sockeye::deflate::{DeflateConfig, PerMessageDeflate};
 use sockeye::proto::handshake::{ClientHandshake, ClientRequest, encode_key};
+use sockeye::proto::mask::SeededMasks;
 use sockeye::proto::{Config, Connection, Event, Message, State};
 
 /// One connection of the client role.
@@ -53,7 +54,7 @@ impl CaseClient {
             &ClientRequest::new(&host, path, &key),
             PerMessageDeflate::client(deflate),
             config,
-            seed,
+            Box::new(SeededMasks::new(seed)),
         )
         .map_err(invalid)?;
         stream.write_all(handshake.request())?;

@@ -1,9 +1,8 @@
 //! Compression of whole messages (RFC 7692 §7.2.1), per connection or with a per-worker
 //! [`SharedCompressor`].
 
-use core::cell::RefCell;
 use core::fmt;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use flate2::{Compress, Compression, FlushCompress};
 use sockeye_proto::{ExtensionError, Rsv};
@@ -114,11 +113,13 @@ pub struct SendSettings {
 /// window size and level, serves every connection: no compressor memory per connection (about
 /// 370 KiB at 15 bits with zlib-rs, see the crate docs). Create one per worker thread and give
 /// each connection's [`PerMessageDeflate`](crate::PerMessageDeflate) a clone
-/// ([`with_shared_compressor`](crate::PerMessageDeflate::with_shared_compressor)); it is an `Rc`,
-/// so it stays on its thread. Compressors are allocated on first use and kept.
+/// ([`with_shared_compressor`](crate::PerMessageDeflate::with_shared_compressor)). Clones share
+/// one set of compressors behind a mutex, which keeps extensions `Send` (a connection may move
+/// to another thread) and costs one uncontended lock per compressed message when every clone
+/// stays on its worker. Compressors are allocated on first use and kept.
 #[derive(Clone, Default)]
 pub struct SharedCompressor {
-    inner: Rc<RefCell<Vec<SharedEntry>>>,
+    inner: Arc<Mutex<Vec<SharedEntry>>>,
 }
 
 struct SharedEntry {
@@ -135,7 +136,18 @@ impl SharedCompressor {
 
     /// How many compressors it holds (one per distinct window size and level used).
     pub fn len(&self) -> usize {
-        self.inner.borrow().len()
+        self.entries().len()
+    }
+
+    /// The compressors, locked. A panic while one was compressing leaves its state unknown: the
+    /// set is then emptied and rebuilt on use.
+    fn entries(&self) -> MutexGuard<'_, Vec<SharedEntry>> {
+        self.inner.lock().unwrap_or_else(|poisoned| {
+            let mut entries = poisoned.into_inner();
+            entries.clear();
+            self.inner.clear_poison();
+            entries
+        })
     }
 
     /// Whether it holds no compressor yet.
@@ -178,7 +190,7 @@ impl SharedCompressor {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), ExtensionError> {
-        let mut entries = self.inner.borrow_mut();
+        let mut entries = self.entries();
         let index = match entries
             .iter()
             .position(|e| e.window_bits == window_bits && e.level == level)
@@ -199,7 +211,7 @@ impl SharedCompressor {
 
 impl fmt::Debug for SharedCompressor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entries = self.inner.borrow();
+        let entries = self.entries();
         let keys: Vec<(u8, u32)> = entries.iter().map(|e| (e.window_bits, e.level)).collect();
         f.debug_struct("SharedCompressor")
             .field("window_bits_and_levels", &keys)

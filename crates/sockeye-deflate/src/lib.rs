@@ -59,7 +59,7 @@
 //!
 //! # In an engine
 //!
-//! - Per worker thread: one [`SharedCompressor`] (an `Rc`; allocates on first use).
+//! - Per worker thread: one [`SharedCompressor`] (allocates on first use).
 //! - Per server connection, before the upgrade:
 //!   `PerMessageDeflate::server(config).with_shared_compressor(shared.clone())`. For each offer of
 //!   every `Sec-WebSocket-Extensions` line, in order, call

@@ -25,7 +25,7 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::error::ProtocolError;
 use crate::extension::{Extension, ExtensionError, NoExtension};
 use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, Rsv};
-use crate::mask::apply_mask;
+use crate::mask::{MaskSource, SeededMasks, apply_mask};
 use crate::status::Status;
 use crate::utf8::Utf8Validator;
 
@@ -238,7 +238,8 @@ pub struct Connection<E = NoExtension> {
     deadline: Option<Instant>,
     /// Encoded control frames owed to the peer (empty, and unallocated, most of the time).
     pending: Vec<u8>,
-    mask_state: u64,
+    /// The client's mask keys (`None` for a server).
+    masks: Option<Box<dyn MaskSource>>,
 }
 
 impl<E: Extension> fmt::Debug for Connection<E> {
@@ -254,16 +255,22 @@ impl<E: Extension> fmt::Debug for Connection<E> {
 impl<E: Extension> Connection<E> {
     /// A server-side connection, with `ext` already negotiated (or [`NoExtension`]).
     pub fn server(config: Config, ext: E) -> Self {
-        Self::new(Role::Server, config, ext, 0)
+        Self::new(Role::Server, config, ext, None)
     }
 
-    /// A client-side connection. Mask keys are drawn from a xorshift generator seeded with
-    /// `mask_seed`, which the caller takes from its entropy source: this crate has none.
+    /// A client-side connection whose mask keys are predictable from `mask_seed`
+    /// ([`SeededMasks`]): for tests, fuzzing and load generation. A client facing real networks
+    /// uses [`client_with_masks`](Self::client_with_masks) with a CSPRNG.
     pub fn client(config: Config, ext: E, mask_seed: u64) -> Self {
-        Self::new(Role::Client, config, ext, mask_seed | 1)
+        Self::client_with_masks(config, ext, Box::new(SeededMasks::new(mask_seed)))
     }
 
-    fn new(role: Role, config: Config, ext: E, mask_state: u64) -> Self {
+    /// A client-side connection that masks every frame with a key from `masks`.
+    pub fn client_with_masks(config: Config, ext: E, masks: Box<dyn MaskSource>) -> Self {
+        Self::new(Role::Client, config, ext, Some(masks))
+    }
+
+    fn new(role: Role, config: Config, ext: E, masks: Option<Box<dyn MaskSource>>) -> Self {
         Connection {
             role,
             limits: Limits::new(&config),
@@ -278,7 +285,7 @@ impl<E: Extension> Connection<E> {
             timed_out: false,
             deadline: None,
             pending: Vec::new(),
-            mask_state,
+            masks,
         }
     }
 
@@ -852,18 +859,9 @@ impl<E: Extension> Connection<E> {
         write_frame(&mut self.pending, opcode, Rsv::NONE, payload, mask);
     }
 
-    /// The next mask key in the client role (xorshift64*), `None` for the server.
+    /// The next mask key in the client role, `None` for the server.
     fn next_mask(&mut self) -> Option<[u8; 4]> {
-        if self.role == Role::Server {
-            return None;
-        }
-        let mut x = self.mask_state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.mask_state = x;
-        let key = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32;
-        Some(key.to_ne_bytes())
+        self.masks.as_deref_mut().map(MaskSource::next_key)
     }
 }
 

@@ -93,3 +93,44 @@ mod tests {
         assert_eq!(&payload, b"Hello");
     }
 }
+
+/// Where a client's mask keys come from: RFC 6455 §5.3 wants each one "derived from a strong
+/// source of entropy" and unpredictable to the server and to whatever sits between, so that a
+/// script cannot choose the bytes a proxy sees. This crate has no entropy of its own: a client
+/// that talks to servers it does not control gives its connection a source backed by a CSPRNG
+/// (`sockeye-client` seeds one from the operating system per connection).
+pub trait MaskSource: Send {
+    /// The key for the next frame.
+    fn next_key(&mut self) -> [u8; 4];
+}
+
+impl core::fmt::Debug for dyn MaskSource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("MaskSource")
+    }
+}
+
+/// Predictable mask keys from a seed (xorshift64*): for tests, fuzzing and load generators, where
+/// the same seed must give the same bytes. Anyone who sees one key can compute the next, so a
+/// client facing real networks uses a [`MaskSource`] on a CSPRNG instead.
+#[derive(Debug, Clone)]
+pub struct SeededMasks(u64);
+
+impl SeededMasks {
+    /// Keys from `seed` (any value: zero is mapped to a valid state).
+    pub fn new(seed: u64) -> Self {
+        SeededMasks(seed | 1)
+    }
+}
+
+impl MaskSource for SeededMasks {
+    fn next_key(&mut self) -> [u8; 4] {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        let key = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32;
+        key.to_ne_bytes()
+    }
+}

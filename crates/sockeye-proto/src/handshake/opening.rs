@@ -8,6 +8,7 @@ use super::client::{ClientRequest, ResponseError, parse_response};
 use super::{HandshakeError, Limits, WriteError};
 use crate::connection::{Config, Connection};
 use crate::extension::{Extension, NegotiationError, ParamWriter, parse_offers};
+use crate::mask::MaskSource;
 use crate::status::Status;
 
 /// Why an opening handshake failed: the client must fail the connection (RFC 6455 §4.1).
@@ -75,6 +76,7 @@ struct Answer {
 ///
 /// ```
 /// use sockeye_proto::handshake::{AcceptKey, ClientHandshake, ClientRequest, encode_key};
+/// use sockeye_proto::mask::SeededMasks;
 /// use sockeye_proto::{Config, NoExtension};
 ///
 /// let key = encode_key([7; 16]); // 16 bytes from a CSPRNG in real use
@@ -82,7 +84,7 @@ struct Answer {
 ///     &ClientRequest::new("example.com", "/chat", &key),
 ///     NoExtension,
 ///     Config::default(),
-///     0x1234, // the mask seed, from a CSPRNG in real use
+///     Box::new(SeededMasks::new(0x1234)), // a CSPRNG-backed source in real use
 /// )
 /// .expect("a valid request");
 /// assert!(handshake.request().starts_with(b"GET /chat HTTP/1.1\r\n"));
@@ -113,13 +115,13 @@ pub struct ClientHandshake<E> {
     failed: Option<OpenError>,
     ext: E,
     config: Config,
-    mask_seed: u64,
+    masks: Box<dyn MaskSource>,
 }
 
 impl<E: Extension> ClientHandshake<E> {
     /// A handshake for `request`, whose connection will run `ext` (offered as its name and the
     /// parameters of [`Extension::write_offer`], unless `request.extensions` is set: that value
-    /// is then sent as it is) with `config` and masks from `mask_seed`.
+    /// is then sent as it is) with `config` and mask keys from `masks`.
     ///
     /// # Errors
     ///
@@ -129,7 +131,7 @@ impl<E: Extension> ClientHandshake<E> {
         request: &ClientRequest<'_>,
         ext: E,
         config: Config,
-        mask_seed: u64,
+        masks: Box<dyn MaskSource>,
     ) -> Result<Self, WriteError> {
         let offer = if !request.extensions.is_empty() {
             String::from_utf8_lossy(request.extensions).into_owned()
@@ -173,7 +175,7 @@ impl<E: Extension> ClientHandshake<E> {
             failed: None,
             ext,
             config,
-            mask_seed,
+            masks,
         })
     }
 
@@ -261,7 +263,7 @@ impl<E: Extension> ClientHandshake<E> {
         let answer = self.answer.take().ok_or(OpenError::Incomplete)?;
         self.received.drain(..self.head_len);
         Ok(Opened {
-            connection: Connection::client(self.config, self.ext, self.mask_seed),
+            connection: Connection::client_with_masks(self.config, self.ext, self.masks),
             protocol: answer.protocol,
             extensions: answer.extensions,
             leftover: self.received,
@@ -272,6 +274,11 @@ impl<E: Extension> ClientHandshake<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mask::SeededMasks;
+
+    fn seeded(seed: u64) -> Box<dyn MaskSource> {
+        Box::new(SeededMasks::new(seed))
+    }
     use crate::extension::Params;
     use crate::handshake::{AcceptKey, encode_key};
     use crate::{ExtensionError, NoExtension, Rsv};
@@ -340,7 +347,8 @@ mod tests {
             protocols: &protocols,
             ..ClientRequest::new(HOST, "/ws", &key)
         };
-        let mut hs = ClientHandshake::new(&request, NoExtension, Config::default(), 9).unwrap();
+        let mut hs =
+            ClientHandshake::new(&request, NoExtension, Config::default(), seeded(9)).unwrap();
         let head = String::from_utf8(hs.request().to_vec()).unwrap();
         assert!(
             head.contains("Sec-WebSocket-Protocol: chat, v2\r\n"),
@@ -364,7 +372,8 @@ mod tests {
     fn the_extension_offers_and_checks_the_answer() {
         let key = encode_key([2; 16]);
         let request = ClientRequest::new(HOST, "/", &key);
-        let hs = ClientHandshake::new(&request, Probe::default(), Config::default(), 1).unwrap();
+        let hs =
+            ClientHandshake::new(&request, Probe::default(), Config::default(), seeded(1)).unwrap();
         assert_eq!(hs.offer(), "x-test; p");
         let head = String::from_utf8(hs.request().to_vec()).unwrap();
         assert!(
@@ -391,7 +400,8 @@ mod tests {
         ];
         for (extensions, expected) in table {
             let mut hs =
-                ClientHandshake::new(&request, Probe::default(), Config::default(), 1).unwrap();
+                ClientHandshake::new(&request, Probe::default(), Config::default(), seeded(1))
+                    .unwrap();
             let extra = if extensions.is_empty() {
                 String::new()
             } else {
@@ -416,7 +426,8 @@ mod tests {
     fn refusals_and_limits() {
         let key = encode_key([3; 16]);
         let request = ClientRequest::new(HOST, "/", &key);
-        let new = || ClientHandshake::new(&request, NoExtension, Config::default(), 1).unwrap();
+        let new =
+            || ClientHandshake::new(&request, NoExtension, Config::default(), seeded(1)).unwrap();
 
         let mut hs = new();
         assert_eq!(
@@ -446,7 +457,7 @@ mod tests {
                 &ClientRequest::new(HOST, "/a b", &key),
                 NoExtension,
                 Config::default(),
-                1
+                seeded(1)
             )
             .err(),
             Some(WriteError::InvalidHeader)
