@@ -30,7 +30,6 @@ mod sys;
 #[cfg(feature = "tls")]
 mod tls;
 mod units;
-mod url;
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -41,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use engine::{Share, Shared};
 use report::{Live, Stats, Totals};
+use sockeye_client::WsUrl;
 use stream::Connector;
-use url::WsUrl;
 
 /// Options of `sockeye load`.
 #[derive(Debug, clap::Args)]
@@ -313,7 +312,7 @@ impl Plan {
         if mode != Mode::Connect && messages.duration.is_zero() {
             return Err("--duration must be more than 0 seconds".into());
         }
-        let url = WsUrl::parse(&common.url)?;
+        let url = WsUrl::parse(&common.url).map_err(|e| e.to_string())?;
         #[cfg(feature = "tls")]
         let connector = tls::connector(&url, &common.tls)?;
         #[cfg(not(feature = "tls"))]
@@ -326,7 +325,7 @@ impl Plan {
         } else {
             Connector::plain()
         };
-        let addr = url.resolve()?;
+        let addr = url.resolve().map_err(|e| e.to_string())?;
         let deflate = common.deflate.deflate.then(|| {
             deflate::Offer::new(
                 common.deflate.deflate_level,

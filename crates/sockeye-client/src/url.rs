@@ -1,20 +1,45 @@
 //! `ws://` and `wss://` URLs (`wss://` is WebSocket over TLS).
 
+use core::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+/// Why a URL was refused, or why its host did not resolve: a sentence naming the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlError(String);
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+impl From<String> for UrlError {
+    fn from(text: String) -> Self {
+        UrlError(text)
+    }
+}
+
+impl From<&str> for UrlError {
+    fn from(text: &str) -> Self {
+        UrlError(text.to_owned())
+    }
+}
 
 /// A parsed `ws://host[:port][/path][?query]` or `wss://…`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct WsUrl {
+pub struct WsUrl {
     /// `wss://`: the connection runs over TLS.
-    pub(super) secure: bool,
+    pub secure: bool,
     /// The `Host` header: the authority as written (`127.0.0.1:9001`, `[::1]:9001`).
-    pub(super) authority: String,
+    pub authority: String,
     /// The host name or IP literal, without IPv6 brackets.
-    pub(super) host: String,
+    pub host: String,
     /// The TCP port (80 for ws:// and 443 for wss:// when the URL names none).
-    pub(super) port: u16,
+    pub port: u16,
     /// The request target: path and query (`/` when the URL has none).
-    pub(super) target: String,
+    pub target: String,
 }
 
 impl WsUrl {
@@ -24,20 +49,16 @@ impl WsUrl {
     ///
     /// A message naming the problem: another scheme, user info, a missing host, an IPv6
     /// address without brackets, a bad port, or a path with spaces or non-ASCII.
-    pub(super) fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
         let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(format!(
-                "`{url}` is not a URL: expected ws://HOST:PORT/PATH"
-            ));
+            return Err(format!("`{url}` is not a URL: expected ws://HOST:PORT/PATH").into());
         };
         let secure = if scheme.eq_ignore_ascii_case("wss") {
             true
         } else if scheme.eq_ignore_ascii_case("ws") {
             false
         } else {
-            return Err(format!(
-                "unsupported scheme `{scheme}://`: use ws:// or wss://"
-            ));
+            return Err(format!("unsupported scheme `{scheme}://`: use ws:// or wss://").into());
         };
         let rest = rest.split('#').next().unwrap_or_default();
         let (authority, target) = match rest.find(['/', '?']) {
@@ -52,7 +73,8 @@ impl WsUrl {
         if !target.bytes().all(|b| (0x21..0x7f).contains(&b)) {
             return Err(format!(
                 "path `{target}` must be ASCII without spaces (percent-encode it)"
-            ));
+            )
+            .into());
         }
         if authority.contains('@') {
             return Err("user info (`user@`) in the URL is not supported".into());
@@ -72,36 +94,51 @@ impl WsUrl {
     /// # Errors
     ///
     /// When the name does not resolve.
-    pub(super) fn resolve(&self) -> Result<SocketAddr, String> {
-        if let Ok(ip) = self.host.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, self.port));
-        }
-        let mut addrs = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve `{}`: {e}", self.host))?;
-        addrs
+    pub fn resolve(&self) -> Result<SocketAddr, UrlError> {
+        self.resolve_all()?
+            .into_iter()
             .next()
-            .ok_or_else(|| format!("`{}` resolves to no address", self.host))
+            .ok_or_else(|| format!("`{}` resolves to no address", self.host).into())
+    }
+
+    /// Every address to try, in the resolver's order: the IP literal alone, or what `host`
+    /// resolves to.
+    ///
+    /// # Errors
+    ///
+    /// When the name does not resolve.
+    pub fn resolve_all(&self) -> Result<Vec<SocketAddr>, UrlError> {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, self.port)]);
+        }
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve `{}`: {e}", self.host))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!("`{}` resolves to no address", self.host).into());
+        }
+        Ok(addrs)
     }
 }
 
 /// Splits `host[:port]` or `[v6][:port]`.
-fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
+fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UrlError> {
     if authority.is_empty() {
         return Err("the URL has no host: expected ws://HOST:PORT/PATH".into());
     }
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
         let Some((v6, after)) = bracketed.split_once(']') else {
-            return Err(format!("unclosed `[` in `{authority}`"));
+            return Err(format!("unclosed `[` in `{authority}`").into());
         };
         if v6.parse::<Ipv6Addr>().is_err() {
-            return Err(format!("`{v6}` is not an IPv6 address"));
+            return Err(format!("`{v6}` is not an IPv6 address").into());
         }
         let port = match after {
             "" => None,
             _ => match after.strip_prefix(':') {
                 Some(port) => Some(port),
-                None => return Err(format!("unexpected `{after}` after `]`")),
+                None => return Err(format!("unexpected `{after}` after `]`").into()),
             },
         };
         (v6, port)
@@ -110,7 +147,8 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
             Some((_, port)) if port.contains(':') => {
                 return Err(format!(
                     "`{authority}`: write IPv6 addresses in brackets, like ws://[::1]:9001/"
-                ));
+                )
+                .into());
             }
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
@@ -123,7 +161,7 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
         None => None,
         Some(text) => match text.parse::<u16>() {
             Ok(port) if port != 0 => Some(port),
-            _ => return Err(format!("`{text}` is not a port (1-65535)")),
+            _ => return Err(format!("`{text}` is not a port (1-65535)").into()),
         },
     };
     Ok((host, port))
@@ -201,7 +239,7 @@ mod tests {
         ];
         for (text, needle) in table {
             let err = WsUrl::parse(text).expect_err(text);
-            assert!(err.contains(needle), "{text}: {err}");
+            assert!(err.to_string().contains(needle), "{text}: {err}");
         }
     }
 
@@ -209,5 +247,6 @@ mod tests {
     fn ip_literals_resolve_without_dns() {
         let url = WsUrl::parse("ws://[::1]:9001/").expect("valid");
         assert_eq!(url.resolve(), Ok("[::1]:9001".parse().expect("addr")));
+        assert_eq!(url.resolve_all().expect("resolves").len(), 1);
     }
 }

@@ -29,7 +29,7 @@ use super::fanout::{Peer, Setup};
 use super::payload::Payload;
 use super::report::{Stats, Traffic};
 use super::stream::{Connector, Input, Stream};
-use super::url::WsUrl;
+use sockeye_client::WsUrl;
 
 /// Reads per connection per loop turn before the engine serves the others.
 const MAX_READS_PER_TURN: usize = 16;

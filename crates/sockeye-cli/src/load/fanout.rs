@@ -37,8 +37,8 @@ use hdrhistogram::Histogram;
 pub(super) use self::peer::Peer;
 use self::stamp::{MAX_PUBLISHERS, STAMP_LEN};
 use super::sys::splitmix64;
-use super::url::WsUrl;
 use super::{CommonArgs, MessageArgs, Mode, Plan, units};
+use sockeye_client::WsUrl;
 
 /// The highest `--rate`.
 const MAX_RATE: f64 = 10_000_000.0;
@@ -124,14 +124,14 @@ impl FanoutArgs {
         )?;
         let mut setup = setup;
         if let Some(text) = &self.publish_url {
-            let url = WsUrl::parse(text)?;
+            let url = WsUrl::parse(text).map_err(|e| e.to_string())?;
             if url.secure != plan.url.secure {
                 return Err(format!(
                     "--publish-url {text} and --url {} must both be ws:// or both wss://",
                     plan.url_text
                 ));
             }
-            let addr = url.resolve()?;
+            let addr = url.resolve().map_err(|e| e.to_string())?;
             setup.publish_to = Some((url, addr));
         }
         setup.settle = self.settle;

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use super::deflate::Offer;
 use super::sys::{Entropy, splitmix64};
 use super::units;
-use super::url::WsUrl;
 use probe::{Pings, Process};
 use session::{Client, Env, Kind};
+use sockeye_client::WsUrl;
 
 /// Options of `sockeye load soak`.
 #[derive(Debug, clap::Args)]
@@ -167,7 +167,7 @@ struct Ends {
 }
 
 pub(crate) fn run(args: SoakArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let url = WsUrl::parse(&args.url)?;
+    let url = WsUrl::parse(&args.url).map_err(|e| e.to_string())?;
     if url.secure {
         return Err("soak runs over ws:// only".into());
     }
@@ -177,7 +177,7 @@ pub(crate) fn run(args: SoakArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.sample.is_zero() {
         return Err("--sample must be above 0".into());
     }
-    let addr = url.resolve()?;
+    let addr = url.resolve().map_err(|e| e.to_string())?;
     let process = args.server_pid.map(Process::new);
     let before = ends(process, addr, &url.authority)?;
     let seed = match args.seed {

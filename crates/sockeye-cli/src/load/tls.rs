@@ -18,7 +18,7 @@ use rustls::{
 use sockeye::server::PemSource;
 
 use super::stream::Connector;
-use super::url::WsUrl;
+use sockeye_client::WsUrl;
 
 /// TLS options of every mode.
 #[derive(Debug, clap::Args)]

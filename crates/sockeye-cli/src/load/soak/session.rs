@@ -13,9 +13,9 @@ use sockeye_proto::{Message, OpCode};
 
 use super::super::deflate::Offer;
 use super::super::sys::{Entropy, splitmix64};
-use super::super::url::WsUrl;
 use super::Counters;
 use super::wire::{Received, Ws};
+use sockeye_client::WsUrl;
 
 /// The behaviours of a session, with their weights out of 100.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use sockeye_deflate::PerMessageDeflate;
 use sockeye_proto::frame::MAX_HEADER_LEN;
 use sockeye_proto::handshake::{ClientHandshake, ClientRequest, encode_key};
-use sockeye_proto::mask::apply_mask;
+use sockeye_proto::mask::{SeededMasks, apply_mask};
 use sockeye_proto::{CloseCode, Config, Connection, Event, FrameHeader, Message, OpCode, Rsv};
 
 use super::super::deflate::Offer;
 use super::super::sys::Entropy;
-use super::super::url::WsUrl;
+use sockeye_client::WsUrl;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 << 10;
@@ -86,8 +86,9 @@ impl Ws {
         let mut config = Config::default();
         config.max_message_size = 64 << 20;
         let seed = entropy.next_u64().map_err(|e| e.to_string())?;
-        let mut handshake = ClientHandshake::new(&request, ext, config, seed)
-            .map_err(|e| format!("upgrade request: {e}"))?;
+        let mut handshake =
+            ClientHandshake::new(&request, ext, config, Box::new(SeededMasks::new(seed)))
+                .map_err(|e| format!("upgrade request: {e}"))?;
         tcp.write_all(handshake.request())
             .map_err(|e| format!("write the upgrade request: {e}"))?;
         let mut chunk = [0u8; 4096];

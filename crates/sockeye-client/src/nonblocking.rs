@@ -1,0 +1,310 @@
+//! The tokio front end: a connection as a `Stream` of messages and a `Sink` for them.
+
+use core::pin::Pin;
+use core::task::{Context, Poll, ready};
+use std::io;
+use std::time::Instant;
+
+use futures_core::Stream;
+use futures_sink::Sink;
+use sockeye_proto::CloseCode;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use crate::blocking::close_parts;
+use crate::error::{Error, Phase};
+use crate::message::Message;
+use crate::options::Options;
+use crate::session::Session;
+use crate::url::WsUrl;
+
+/// Output beyond which [`Sink::poll_ready`] writes before taking another message.
+const HIGH_WATER: usize = 64 << 10;
+
+/// A client connection on tokio: a [`Stream`] of the messages received and a [`Sink`] of
+/// messages to send (split it with `futures::StreamExt::split` to read and write from two
+/// tasks).
+///
+/// ```no_run
+/// use futures_util::{SinkExt as _, StreamExt as _};
+/// use sockeye_client::{AsyncWebSocket, Message};
+///
+/// # async fn run() -> Result<(), sockeye_client::Error> {
+/// let mut ws = AsyncWebSocket::connect("wss://example.com/feed").await?;
+/// ws.send(Message::Text("subscribe ticker".into())).await?;
+/// while let Some(message) = ws.next().await {
+///     match message? {
+///         Message::Text(text) => println!("{text}"),
+///         Message::Close(frame) => println!("closed: {frame:?}"),
+///         _ => {}
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The stream ends (`None`) once the closing handshake is over and the server ended the
+/// connection; an error is reported once, then the stream ends. Closing the sink starts the
+/// closing handshake (code 1000) when no close was sent; read on for the server's answer.
+#[derive(Debug)]
+pub struct AsyncWebSocket<S = TcpStream> {
+    io: S,
+    session: Session,
+    /// The closing handshake's deadline, armed while one is set.
+    sleep: Option<(Instant, Pin<Box<Sleep>>)>,
+    ended: bool,
+}
+
+impl AsyncWebSocket<TcpStream> {
+    /// Connects to `url` with the default [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// See [`connect_with`](Self::connect_with).
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, &Options::default()).await
+    }
+
+    /// Connects to `url` (`ws://` or `wss://`): TCP to each address the host resolves to in
+    /// turn, then the TLS and WebSocket handshakes.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::connect_with`](crate::WebSocket::connect_with).
+    pub async fn connect_with(url: &str, options: &Options) -> Result<Self, Error> {
+        let url = WsUrl::parse(url)?;
+        // The options are checked before anything goes on the network.
+        let session = Session::new(&url, options)?;
+        let addrs = tokio::net::lookup_host((url.host.as_str(), url.port))
+            .await
+            .map_err(|e| Error::Url(format!("cannot resolve `{}`: {e}", url.host).into()))?;
+        let mut last = Error::Url(format!("`{}` resolves to no address", url.host).into());
+        for addr in addrs {
+            match tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => {
+                    tcp.set_nodelay(true)?;
+                    return Self::handshake(tcp, session, options).await;
+                }
+                Ok(Err(e)) => last = Error::Io(e),
+                Err(_) => last = Error::Timeout(Phase::Connect),
+            }
+        }
+        Err(last)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWebSocket<S> {
+    /// Runs the handshakes over `io`, a stream the caller opened, for `url`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with`](AsyncWebSocket::connect_with), without the connect step.
+    pub async fn upgrade(io: S, url: &WsUrl, options: &Options) -> Result<Self, Error> {
+        Self::handshake(io, Session::new(url, options)?, options).await
+    }
+
+    async fn handshake(io: S, session: Session, options: &Options) -> Result<Self, Error> {
+        let mut ws = AsyncWebSocket {
+            io,
+            session,
+            sleep: None,
+            ended: false,
+        };
+        tokio::time::timeout(options.handshake_timeout, ws.run_handshake())
+            .await
+            .map_err(|_| Error::Timeout(Phase::Handshake))??;
+        Ok(ws)
+    }
+
+    async fn run_handshake(&mut self) -> Result<(), Error> {
+        use tokio::io::AsyncReadExt as _;
+        loop {
+            self.write_all().await?;
+            if self.session.is_open() {
+                return Ok(());
+            }
+            let n = self.io.read(self.session.input()).await?;
+            if n == 0 {
+                return Err(Error::Reset);
+            }
+            if let Err(e) = self.session.received(n) {
+                let _ = self.write_all().await;
+                return Err(e);
+            }
+        }
+    }
+
+    async fn write_all(&mut self) -> Result<(), Error> {
+        while !self.session.output().is_empty() {
+            let n = self.io.write(self.session.output()).await?;
+            if n == 0 {
+                return Err(Error::Io(io::ErrorKind::WriteZero.into()));
+            }
+            self.session.wrote(n);
+        }
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// The subprotocol the server chose.
+    pub fn protocol(&self) -> Option<&str> {
+        self.session.protocol()
+    }
+
+    /// The server's `Sec-WebSocket-Extensions` answer (empty when none).
+    pub fn extensions(&self) -> &str {
+        self.session.extensions()
+    }
+
+    /// Whether permessage-deflate runs on this connection.
+    pub fn is_compressed(&self) -> bool {
+        self.session.is_compressed()
+    }
+
+    /// The sans-IO session (TLS details, state).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Starts the closing handshake with `code` and `reason` and writes the close frame; the
+    /// server's answer arrives through the stream.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when a close frame was already sent, or the socket's error.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.session.close(code, reason)?;
+        self.write_all().await
+    }
+
+    /// Writes the session's output until it is empty or the socket is full.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        while !self.session.output().is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.session.output()))?;
+            if n == 0 {
+                return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())));
+            }
+            self.session.wrote(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Whether the closing handshake's deadline passed (arming its timer otherwise).
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.session.poll_timeout() else {
+            self.sleep = None;
+            return false;
+        };
+        if self.sleep.as_ref().is_none_or(|(armed, _)| *armed != at) {
+            self.sleep = Some((at, Box::pin(tokio::time::sleep_until(at.into()))));
+        }
+        let Some((_, sleep)) = self.sleep.as_mut() else {
+            return false;
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.session.handle_timeout(Instant::now());
+            return true;
+        }
+        false
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for AsyncWebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.session.poll_message() {
+                Ok(Some(message)) => {
+                    // Pongs and the close echo go out as soon as the socket takes them.
+                    if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    return Poll::Ready(Some(Ok(message)));
+                }
+                Ok(None) => {}
+                Err(Error::Closed) => {
+                    let _ = this.poll_write_out(cx);
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                Err(e) => {
+                    let _ = this.poll_write_out(cx);
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
+                return Poll::Ready(Some(Err(e)));
+            }
+            if this.poll_deadline(cx) {
+                continue;
+            }
+            let mut buf = ReadBuf::new(this.session.input());
+            let read = ready!(Pin::new(&mut this.io).poll_read(cx, &mut buf));
+            let n = buf.filled().len();
+            match read {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    this.session.end_of_input();
+                }
+                Err(e) => return Poll::Ready(Some(Err(Error::Io(e)))),
+                Ok(()) if n == 0 => this.session.end_of_input(),
+                Ok(()) => {
+                    if let Err(e) = this.session.received(n) {
+                        let _ = this.poll_write_out(cx);
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for AsyncWebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if this.session.output().len() >= HIGH_WATER {
+            ready!(this.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        let this = self.get_mut();
+        match message.as_proto() {
+            Some(msg) => this.session.send(msg),
+            None => {
+                let (code, reason) = close_parts(&message);
+                this.session.close(code, reason)
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_out(cx))?;
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if !this.session.is_closing() && !this.session.is_finished() && this.session.is_open() {
+            this.session.close(CloseCode::NORMAL, "")?;
+        }
+        ready!(this.poll_write_out(cx))?;
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}

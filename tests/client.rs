@@ -1,0 +1,588 @@
+//! sockeye-client against real servers on loopback: the engine's echo server (plain, TLS,
+//! client certificates, permessage-deflate) and raw sockets that misbehave on purpose (silent,
+//! refusing, breaking the protocol, dropping the connection, never answering a close). Every
+//! scenario runs through both front ends: the blocking `WebSocket` and the tokio
+//! `AsyncWebSocket`.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use sockeye::proto::handshake::AcceptKey;
+use sockeye::proto::mask::apply_mask;
+use sockeye::proto::{CloseCode, Message as ProtoMessage, Request};
+use sockeye::server::{Accept, ClientAuth, Handler, Outbox, Reject};
+use sockeye_client::rustls::RootCertStore;
+use sockeye_client::rustls::pki_types::PrivateKeyDer;
+use sockeye_client::rustls::pki_types::pem::PemObject as _;
+use sockeye_client::{
+    AsyncWebSocket, CloseFrame, DeflateConfig, Error, Message, Options, Phase, TlsOptions,
+    WebSocket,
+};
+use sockeye_tests::client::start;
+use sockeye_tests::interop::EchoServer;
+use sockeye_tests::tls::{Authority, SERVER_NAMES, tls_config};
+
+/// How long any single wait may take before the test fails (generous: a busy 2-core machine).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// One client connection, whichever front end runs it.
+trait Front: Sized {
+    fn connect(url: &str, options: &Options) -> Result<Self, Error>;
+    fn send(&mut self, message: Message) -> Result<(), Error>;
+    /// The next message; [`Error::Closed`] when the stream ended.
+    fn recv(&mut self) -> Result<Message, Error>;
+    fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error>;
+    fn protocol(&self) -> Option<String>;
+    fn is_compressed(&self) -> bool;
+}
+
+struct Blocking(WebSocket);
+
+impl Front for Blocking {
+    fn connect(url: &str, options: &Options) -> Result<Self, Error> {
+        let mut ws = WebSocket::connect_with(url, options)?;
+        ws.set_read_timeout(Some(PATIENCE));
+        Ok(Blocking(ws))
+    }
+    fn send(&mut self, message: Message) -> Result<(), Error> {
+        self.0.send(&message)
+    }
+    fn recv(&mut self) -> Result<Message, Error> {
+        self.0.recv()
+    }
+    fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.0.close(code, reason)
+    }
+    fn protocol(&self) -> Option<String> {
+        self.0.protocol().map(str::to_owned)
+    }
+    fn is_compressed(&self) -> bool {
+        self.0.is_compressed()
+    }
+}
+
+struct Async {
+    runtime: tokio::runtime::Runtime,
+    ws: AsyncWebSocket,
+}
+
+impl Front for Async {
+    fn connect(url: &str, options: &Options) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let ws = runtime.block_on(AsyncWebSocket::connect_with(url, options))?;
+        Ok(Async { runtime, ws })
+    }
+    fn send(&mut self, message: Message) -> Result<(), Error> {
+        self.runtime.block_on(self.ws.send(message))
+    }
+    fn recv(&mut self) -> Result<Message, Error> {
+        let ws = &mut self.ws;
+        let next = self
+            .runtime
+            .block_on(async { tokio::time::timeout(PATIENCE, ws.next()).await })
+            .map_err(|_| Error::Timeout(Phase::Read))?;
+        next.unwrap_or(Err(Error::Closed))
+    }
+    fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.runtime.block_on(self.ws.close(code, reason))
+    }
+    fn protocol(&self) -> Option<String> {
+        self.ws.protocol().map(str::to_owned)
+    }
+    fn is_compressed(&self) -> bool {
+        self.ws.is_compressed()
+    }
+}
+
+/// Text, binary, empty, 16 MiB, a ping, then a close with an application code: each echoed
+/// as sent, the close answered with the same code, then the end of the stream.
+fn echo_and_close<F: Front>(url: &str, options: &Options, compressed: bool) {
+    let mut ws = F::connect(url, options).expect("connect");
+    assert_eq!(ws.is_compressed(), compressed);
+    assert_eq!(ws.protocol(), None);
+    let big: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    let text: String = "ünïcödé ".repeat(10_000);
+    let messages = [
+        Message::Text("hello".into()),
+        Message::Binary(vec![0, 1, 2, 255]),
+        Message::Text(String::new()),
+        Message::Binary(Vec::new()),
+        Message::Text(text),
+        Message::Binary(big),
+    ];
+    for message in messages {
+        ws.send(message.clone()).expect("send");
+        let echo = ws.recv().expect("echo");
+        assert!(
+            echo == message,
+            "echo differs for a {} B message",
+            message.as_bytes().len()
+        );
+    }
+    ws.send(Message::Ping(b"are you there".to_vec()))
+        .expect("ping");
+    assert_eq!(
+        ws.recv().expect("pong"),
+        Message::Pong(b"are you there".to_vec())
+    );
+    ws.close(CloseCode(4001), "done here").expect("close");
+    // The engine echoes the code (not the reason).
+    let answer = ws.recv().expect("the server's close");
+    assert!(
+        matches!(
+            &answer,
+            Message::Close(Some(CloseFrame {
+                code: CloseCode(4001),
+                ..
+            }))
+        ),
+        "{answer:?}"
+    );
+    assert!(matches!(ws.recv(), Err(Error::Closed)));
+    assert!(matches!(
+        ws.send(Message::Text("late".into())),
+        Err(Error::Closed)
+    ));
+}
+
+#[test]
+fn echo_plain_blocking() {
+    let server = EchoServer::start();
+    echo_and_close::<Blocking>(&server.ws_url(), &Options::default(), false);
+}
+
+#[test]
+fn echo_plain_async() {
+    let server = EchoServer::start();
+    echo_and_close::<Async>(&server.ws_url(), &Options::default(), false);
+}
+
+#[test]
+fn echo_compressed_blocking() {
+    let server = EchoServer::start();
+    let options = Options::default().deflate(DeflateConfig::default());
+    echo_and_close::<Blocking>(&server.ws_url(), &options, true);
+}
+
+#[test]
+fn echo_compressed_async() {
+    let server = EchoServer::start();
+    let mut deflate = DeflateConfig::default();
+    deflate.client_max_window_bits = 10;
+    deflate.client_no_context_takeover = true;
+    let options = Options::default().deflate(deflate);
+    echo_and_close::<Async>(&server.ws_url(), &options, true);
+}
+
+/// The test CA, and TLS options that trust it and check the name `localhost`.
+fn trusting(ca: &Authority) -> TlsOptions {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("a CA certificate");
+    TlsOptions::roots(roots).server_name("localhost")
+}
+
+#[test]
+fn echo_over_tls_both_front_ends() {
+    let ca = Authority::new("client test CA");
+    let server = EchoServer::start_tls(tls_config(&ca.server(&SERVER_NAMES).settings()));
+    let options = Options::default().tls(trusting(&ca));
+    echo_and_close::<Blocking>(&server.ws_url(), &options, false);
+    echo_and_close::<Async>(&server.ws_url(), &options, false);
+    let compressed = options.clone().deflate(DeflateConfig::default());
+    echo_and_close::<Blocking>(&server.ws_url(), &compressed, true);
+}
+
+#[test]
+fn untrusted_certificates_and_wrong_names_are_refused() {
+    let ca = Authority::new("client test CA");
+    let server = EchoServer::start_tls(tls_config(&ca.server(&SERVER_NAMES).settings()));
+    let other = Authority::new("another CA");
+    let stranger = Options::default().tls(trusting(&other));
+    for result in [
+        Blocking::connect(&server.ws_url(), &stranger).map(|_| ()),
+        Async::connect(&server.ws_url(), &stranger).map(|_| ()),
+    ] {
+        assert!(matches!(result, Err(Error::Tls(_))), "{result:?}");
+    }
+    let wrong_name = Options::default().tls(trusting(&ca).server_name("elsewhere.example"));
+    let result = Blocking::connect(&server.ws_url(), &wrong_name).map(|_| ());
+    assert!(matches!(result, Err(Error::Tls(_))), "{result:?}");
+    // The insecure mode skips the check (test servers only).
+    let insecure = Options::default().tls(TlsOptions::insecure());
+    echo_and_close::<Blocking>(&server.ws_url(), &insecure, false);
+}
+
+#[test]
+fn client_certificates_are_presented_when_required() {
+    let ca = Authority::new("client test CA");
+    let settings = ca
+        .server(&SERVER_NAMES)
+        .settings()
+        .with_client_auth(ca.pem().into_bytes(), ClientAuth::Required);
+    let server = EchoServer::start_tls(tls_config(&settings));
+    let identity = ca.client("client-7");
+    let key = PrivateKeyDer::from_pem_slice(&identity.key_pem()).expect("a key");
+    let with_cert =
+        Options::default().tls(trusting(&ca).client_cert(vec![identity.cert_der().clone()], key));
+    echo_and_close::<Blocking>(&server.ws_url(), &with_cert, false);
+    echo_and_close::<Async>(&server.ws_url(), &with_cert, false);
+    let without = Options::default().tls(trusting(&ca));
+    let mut refused = 0;
+    for _ in 0..2 {
+        // TLS 1.3: the server's refusal may come with the first read after the handshake.
+        match Blocking::connect(&server.ws_url(), &without) {
+            Err(Error::Tls(_) | Error::Reset | Error::Io(_)) => refused += 1,
+            Err(other) => panic!("unexpected error {other:?}"),
+            Ok(mut ws) => {
+                let result = ws.recv();
+                assert!(matches!(
+                    result,
+                    Err(Error::Tls(_) | Error::Reset | Error::Io(_))
+                ));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 2);
+}
+
+/// A handler that answers `whoami` with the request's `Authorization` header and selects the
+/// `chat.v2` subprotocol.
+#[derive(Clone)]
+struct WhoAmI;
+
+impl Handler for WhoAmI {
+    type Conn = String;
+
+    fn on_upgrade(&mut self, req: &Request<'_>, accept: &mut Accept<'_>) -> Result<String, Reject> {
+        accept.select_protocol(&["chat.v2"]);
+        let auth = req.header("authorization").unwrap_or_default();
+        Ok(String::from_utf8_lossy(auth).into_owned())
+    }
+
+    fn on_message(&mut self, conn: &mut String, _msg: ProtoMessage<'_>, out: &mut Outbox<'_>) {
+        let _ = out.send(ProtoMessage::Text(conn));
+    }
+}
+
+fn subprotocols_and_headers<F: Front>() {
+    let (running, addr) = start(sockeye_tests::client::test_config(), WhoAmI);
+    let options = Options::default()
+        .protocol("chat.v1")
+        .protocol("chat.v2")
+        .header("Authorization", "Bearer 6f1c");
+    let mut ws = F::connect(&format!("ws://{addr}/"), &options).expect("connect");
+    assert_eq!(ws.protocol().as_deref(), Some("chat.v2"));
+    ws.send(Message::Text("whoami".into())).expect("send");
+    assert_eq!(
+        ws.recv().expect("answer"),
+        Message::Text("Bearer 6f1c".into())
+    );
+    drop(ws);
+    running.handle().shutdown();
+    running.join().expect("clean shutdown");
+    let bad = Options::default().header("X-Bad", "line\r\nbreak");
+    let result = F::connect(&format!("ws://{addr}/"), &bad).map(|_| ());
+    assert!(matches!(result, Err(Error::Options(_))), "{result:?}");
+}
+
+#[test]
+fn subprotocols_and_headers_blocking() {
+    subprotocols_and_headers::<Blocking>();
+}
+
+#[test]
+fn subprotocols_and_headers_async() {
+    subprotocols_and_headers::<Async>();
+}
+
+/// A raw server on a free port: `serve` runs on the first connection, in a thread; joined (and
+/// its panics raised) by [`RawServer::join`].
+struct RawServer {
+    addr: SocketAddr,
+    thread: thread::JoinHandle<()>,
+}
+
+impl RawServer {
+    fn start(serve: impl FnOnce(TcpStream) + Send + 'static) -> RawServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let thread = thread::spawn(move || {
+            let (tcp, _) = listener.accept().expect("accept");
+            tcp.set_read_timeout(Some(PATIENCE)).expect("timeout");
+            serve(tcp);
+        });
+        RawServer { addr, thread }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    fn join(self) {
+        if let Err(panic) = self.thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Reads the request head and answers it with a valid `101`.
+fn accept(tcp: &mut TcpStream) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            tcp.read(&mut byte).expect("read the request"),
+            1,
+            "request cut"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("an ASCII head");
+    let key = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .expect("a key");
+    let key: [u8; 24] = key.trim().as_bytes().try_into().expect("24 bytes");
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        AcceptKey::from_key(&key).as_str()
+    );
+    tcp.write_all(answer.as_bytes()).expect("answer");
+}
+
+/// Reads one masked client frame with a payload under 126 bytes: (opcode, mask, payload).
+fn client_frame(tcp: &mut TcpStream) -> (u8, [u8; 4], Vec<u8>) {
+    let mut head = [0u8; 6];
+    tcp.read_exact(&mut head).expect("a frame header");
+    assert_eq!(head[1] & 0x80, 0x80, "client frames are masked");
+    let len = usize::from(head[1] & 0x7f);
+    assert!(len < 126);
+    let mask = [head[2], head[3], head[4], head[5]];
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).expect("a payload");
+    apply_mask(&mut payload, mask, 0);
+    (head[0] & 0x0f, mask, payload)
+}
+
+fn timeouts_and_refusals<F: Front>() {
+    // A server that accepts TCP and never answers the upgrade.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://{}/", silent.local_addr().expect("addr"));
+    let options = Options::default().handshake_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let result = F::connect(&url, &options).map(|_| ());
+    assert!(
+        matches!(result, Err(Error::Timeout(Phase::Handshake))),
+        "{result:?}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < PATIENCE,
+        "{took:?}"
+    );
+    drop(silent);
+
+    // A server that answers 403.
+    let server = RawServer::start(|mut tcp| {
+        let mut buf = [0u8; 1024];
+        let _ = tcp.read(&mut buf);
+        let _ = tcp.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+    });
+    let result = F::connect(&server.url(), &Options::default()).map(|_| ());
+    assert!(matches!(result, Err(Error::Handshake(_))), "{result:?}");
+    server.join();
+
+    // A server that closes during the upgrade.
+    let server = RawServer::start(drop);
+    let result = F::connect(&server.url(), &Options::default()).map(|_| ());
+    assert!(
+        matches!(result, Err(Error::Reset | Error::Io(_))),
+        "{result:?}"
+    );
+    server.join();
+
+    // Nothing listens.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let result = F::connect(&format!("ws://{port}/"), &Options::default()).map(|_| ());
+    assert!(matches!(result, Err(Error::Io(_))), "{result:?}");
+    let result = F::connect("http://127.0.0.1/", &Options::default()).map(|_| ());
+    assert!(matches!(result, Err(Error::Url(_))), "{result:?}");
+}
+
+#[test]
+fn timeouts_and_refusals_blocking() {
+    timeouts_and_refusals::<Blocking>();
+}
+
+#[test]
+fn timeouts_and_refusals_async() {
+    timeouts_and_refusals::<Async>();
+}
+
+fn server_faults<F: Front>() {
+    // A masked frame from the server: the client fails the connection with 1002.
+    let server = RawServer::start(|mut tcp| {
+        accept(&mut tcp);
+        tcp.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
+            .expect("write");
+        let (opcode, _, payload) = client_frame(&mut tcp);
+        assert_eq!(opcode, 0x8, "a close frame");
+        assert_eq!(&payload[..2], &1002u16.to_be_bytes(), "code 1002");
+    });
+    let mut ws = F::connect(&server.url(), &Options::default()).expect("connect");
+    let result = ws.recv();
+    assert!(matches!(result, Err(Error::Protocol(_))), "{result:?}");
+    assert!(matches!(ws.recv(), Err(Error::Closed)));
+    server.join();
+
+    // The connection ends without a close frame, after a message.
+    let server = RawServer::start(|mut tcp| {
+        accept(&mut tcp);
+        tcp.write_all(&[0x81, 0x02, b'h', b'i']).expect("write");
+    });
+    let mut ws = F::connect(&server.url(), &Options::default()).expect("connect");
+    assert_eq!(
+        ws.recv().expect("the message first"),
+        Message::Text("hi".into())
+    );
+    let result = ws.recv();
+    assert!(matches!(result, Err(Error::Reset)), "{result:?}");
+    server.join();
+
+    // A server that never answers our close: the closing handshake times out.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let server = RawServer::start(move |mut tcp| {
+        accept(&mut tcp);
+        let (opcode, _, _) = client_frame(&mut tcp);
+        assert_eq!(opcode, 0x8);
+        let _ = rx.recv_timeout(PATIENCE);
+    });
+    let options = Options::default().close_timeout(Duration::from_millis(300));
+    let mut ws = F::connect(&server.url(), &options).expect("connect");
+    ws.close(CloseCode::NORMAL, "").expect("close");
+    let started = Instant::now();
+    let result = ws.recv();
+    assert!(
+        matches!(result, Err(Error::Timeout(Phase::Close))),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < PATIENCE);
+    let _ = tx.send(());
+    server.join();
+}
+
+#[test]
+fn server_faults_blocking() {
+    server_faults::<Blocking>();
+}
+
+#[test]
+fn server_faults_async() {
+    server_faults::<Async>();
+}
+
+/// Mask keys are not predictable: 64 pings of one connection carry 64 different keys, and two
+/// connections start with different ones.
+#[test]
+fn masks_differ_within_and_across_connections() {
+    let mut firsts = Vec::new();
+    for _ in 0..2 {
+        let server = RawServer::start(|mut tcp| {
+            accept(&mut tcp);
+            let mut keys = Vec::new();
+            for i in 0..64u8 {
+                let (opcode, mask, payload) = client_frame(&mut tcp);
+                assert_eq!((opcode, payload), (0x9, vec![i]));
+                keys.push(mask);
+            }
+            let mut unique = keys.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), 64, "a repeated mask key");
+            let mut first = Vec::from(keys[0]);
+            first.extend_from_slice(&keys[1]);
+            // Hand the first two keys back in a binary frame.
+            let mut frame = vec![0x82, 8];
+            frame.extend_from_slice(&first);
+            tcp.write_all(&frame).expect("write");
+        });
+        let mut ws = WebSocket::connect(&server.url()).expect("connect");
+        for i in 0..64u8 {
+            ws.ping(&[i]).expect("ping");
+        }
+        match ws.recv().expect("the keys") {
+            Message::Binary(keys) => firsts.push(keys),
+            other => panic!("{other:?}"),
+        }
+        server.join();
+    }
+    assert_ne!(firsts[0], firsts[1], "two connections drew the same keys");
+}
+
+#[test]
+fn split_async_reader_and_writer() {
+    let server = EchoServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let ws = AsyncWebSocket::connect(&server.ws_url())
+            .await
+            .expect("connect");
+        let (mut sink, mut stream) = ws.split();
+        let writer = tokio::spawn(async move {
+            for i in 0..200u32 {
+                sink.feed(Message::Text(format!("m{i}")))
+                    .await
+                    .expect("feed");
+            }
+            sink.flush().await.expect("flush");
+            sink.close().await.expect("close: code 1000");
+        });
+        for i in 0..200u32 {
+            let next = tokio::time::timeout(PATIENCE, stream.next())
+                .await
+                .expect("in time");
+            assert_eq!(
+                next.expect("a message").expect("ok"),
+                Message::Text(format!("m{i}"))
+            );
+        }
+        let close = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("in time");
+        assert_eq!(
+            close.expect("the close").expect("ok"),
+            Message::Close(Some(CloseFrame {
+                code: CloseCode::NORMAL,
+                reason: String::new()
+            }))
+        );
+        let end = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("in time");
+        assert!(end.is_none(), "{end:?}");
+        writer.await.expect("the writer");
+    });
+}
+
+#[test]
+fn tls_config_is_used_as_given() {
+    let ca = Authority::new("client test CA");
+    let server = EchoServer::start_tls(tls_config(&ca.server(&SERVER_NAMES).settings()));
+    let config = sockeye_tests::tls::client_config(&ca, None);
+    let options = Options::default().tls(TlsOptions::config(config).server_name("localhost"));
+    echo_and_close::<Blocking>(&server.ws_url(), &options, false);
+}
