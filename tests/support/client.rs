@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use sockeye::proto::handshake::{ClientRequest, Head, Limits, encode_key, parse_response};
+use sockeye::proto::handshake::{ClientHandshake, ClientRequest, Head, encode_key};
+use sockeye::proto::mask::SeededMasks;
 use sockeye::proto::{
     CloseCode, Config, Connection, Message, NoExtension, ProtocolError, Request as UpgradeRequest,
-    Status,
 };
 use sockeye::server::{
     Accept, CloseReason, ConnId, Handler, HttpResponse, Outbox, Reject, Running, Server,
@@ -126,6 +126,29 @@ impl Request {
     ///
     /// When a field is not valid in a request head.
     pub fn encode(&self, host: &str, key: &[u8; 24]) -> Vec<u8> {
+        let mut out = self.with_head(host, key, |head| {
+            let room = 1024
+                + head
+                    .headers
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len() + 4)
+                    .sum::<usize>();
+            let mut out = vec![0u8; room];
+            let n = head.encode(&mut out).expect("a valid request head");
+            out.truncate(n);
+            out
+        });
+        out.extend_from_slice(&self.trailing);
+        out
+    }
+
+    /// Runs `f` on the request's fields as sockeye-proto's [`ClientRequest`].
+    fn with_head<R>(
+        &self,
+        host: &str,
+        key: &[u8; 24],
+        f: impl FnOnce(&ClientRequest<'_>) -> R,
+    ) -> R {
         let protocols: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
         let headers: Vec<(&str, &str)> = self
             .headers
@@ -137,23 +160,12 @@ impl Request {
         } else {
             &self.path
         };
-        let request = ClientRequest {
+        f(&ClientRequest {
             protocols: &protocols,
             origin: self.origin.as_deref(),
             headers: &headers,
             ..ClientRequest::new(host, path, key)
-        };
-        let mut out = vec![
-            0u8;
-            1024 + headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 4)
-                .sum::<usize>()
-        ];
-        let n = request.encode(&mut out).expect("a valid request head");
-        out.truncate(n);
-        out.extend_from_slice(&self.trailing);
-        out
+        })
     }
 }
 
@@ -161,8 +173,7 @@ impl Request {
 #[derive(Debug)]
 pub struct Pending<S = TcpStream> {
     stream: S,
-    key: [u8; 24],
-    request: Request,
+    handshake: ClientHandshake<NoExtension>,
 }
 
 impl Pending {
@@ -201,21 +212,30 @@ impl Pending {
 }
 
 impl<S: Read + Write> Pending<S> {
-    /// Writes the upgrade request for `host` (the `Host` header) on a connected `stream`.
+    /// Writes the upgrade request for `host` (the `Host` header) on a connected `stream`: the
+    /// client's opening handshake is sockeye-proto's [`ClientHandshake`], as every client of
+    /// the repository's is.
     ///
     /// # Errors
     ///
-    /// Write errors.
+    /// Write errors; `InvalidInput` for a field that is not valid in a request head.
     pub fn send_on(mut stream: S, host: &str, request: &Request) -> io::Result<Pending<S>> {
         let key =
             encode_key((u128::from(next_seed()) << 64 | u128::from(next_seed())).to_le_bytes());
-        stream.write_all(&request.encode(host, &key))?;
+        let mut config = Config::default();
+        config.max_message_size = CLIENT_MAX_MESSAGE;
+        config.max_frame_size = CLIENT_MAX_MESSAGE as u64;
+        let masks = Box::new(SeededMasks::new(next_seed()));
+        let handshake = request
+            .with_head(host, &key, |head| {
+                ClientHandshake::new(head, NoExtension, config, masks)
+            })
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let mut bytes = handshake.request().to_vec();
+        bytes.extend_from_slice(&request.trailing);
+        stream.write_all(&bytes)?;
         stream.flush()?;
-        Ok(Pending {
-            stream,
-            key,
-            request: request.clone(),
-        })
+        Ok(Pending { stream, handshake })
     }
 
     /// The stream.
@@ -223,53 +243,46 @@ impl<S: Read + Write> Pending<S> {
         &self.stream
     }
 
-    /// Reads the answer and checks it with `parse_response` (status 101, `Sec-WebSocket-Accept`,
-    /// subprotocol offered, ...).
+    /// Reads the answer and checks it (status 101, `Sec-WebSocket-Accept`, subprotocol
+    /// offered, ...).
     ///
     /// # Errors
     ///
     /// Socket errors, EOF, or `InvalidData` naming the check the answer failed (a refusal's
     /// status included).
     pub fn finish(mut self) -> io::Result<Client<S>> {
-        let protocols: Vec<&str> = self.request.protocols.iter().map(String::as_str).collect();
-        let request = ClientRequest {
-            protocols: &protocols,
-            ..ClientRequest::new("", "/", &self.key)
-        };
-        let mut input = Vec::new();
+        let mut received = Vec::new();
         loop {
-            match parse_response(&input, &Limits::default(), &request) {
-                Ok(Status::Complete(response)) => {
-                    let head = String::from_utf8_lossy(&input[..response.head_len]).into_owned();
-                    let protocol = response.protocol.map(str::to_owned);
-                    let head_len = response.head_len;
-                    input.drain(..head_len);
-                    let mut config = Config::default();
-                    config.max_message_size = CLIENT_MAX_MESSAGE;
-                    config.max_frame_size = CLIENT_MAX_MESSAGE as u64;
-                    return Ok(Client {
-                        stream: self.stream,
-                        conn: Connection::client(config, NoExtension, next_seed()),
-                        input,
-                        start: 0,
-                        message: Vec::new(),
-                        protocol,
-                        head,
-                    });
-                }
-                Ok(Status::Incomplete { .. }) => {}
+            let start = received.len();
+            if read_more(&mut self.stream, &mut received)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            match self.handshake.receive(&received[start..]) {
+                Ok(true) => break,
+                Ok(false) => {}
                 Err(err) => {
-                    let text = String::from_utf8_lossy(&input);
+                    let text = String::from_utf8_lossy(&received);
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("upgrade refused: {err}: {text:?}"),
                     ));
                 }
             }
-            if read_more(&mut self.stream, &mut input)? == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
         }
+        let opened = self
+            .handshake
+            .finish()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let head_len = received.len() - opened.leftover.len();
+        Ok(Client {
+            stream: self.stream,
+            conn: opened.connection,
+            input: opened.leftover,
+            start: 0,
+            message: Vec::new(),
+            protocol: opened.protocol,
+            head: String::from_utf8_lossy(&received[..head_len]).into_owned(),
+        })
     }
 }
 
