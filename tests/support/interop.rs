@@ -1,16 +1,20 @@
 //! Real WebSocket clients against the engine (`tests/interop_*.rs`): where the clients that
 //! `.ci/interop-setup` installs live, an echo server with permessage-deflate that serves the demo
 //! page (over plain TCP or TLS), running a client with a time limit, and reading the one JSON
-//! line it prints.
+//! line it prints. And the other way round: the Python and Node servers (`python_server.py`,
+//! `node_server.js`) as processes that clients (sockeye-client, `sockeye connect`) talk to.
 //!
-//! A missing client fails the test when the `CI` environment variable is set, and skips it
-//! (with a message saying to run `bash .ci/interop-setup`) elsewhere.
+//! A missing client or server fails the test when the `CI` environment variable is set, and
+//! skips it (with a message saying to run `bash .ci/interop-setup`) elsewhere.
 
 use std::fs;
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use sockeye::demo::DEMO_PAGE;
@@ -142,6 +146,191 @@ pub fn found<T>(client: Result<T, String>) -> Option<T> {
             eprintln!("skipping: {missing}; run `bash .ci/interop-setup` to install it");
             None
         }
+    }
+}
+
+/// `python_server.py` on the venv's Python with `websockets` at [`PYTHON_WEBSOCKETS`]; `None`
+/// when the test is skipped ([`found`]).
+///
+/// # Panics
+///
+/// As [`found`] and [`ServerProcess::start`].
+pub fn python_server() -> Option<ServerProcess> {
+    let python = found(python_websockets())?;
+    let mut command = Command::new(python);
+    command.arg(script("python_server.py"));
+    Some(ServerProcess::start(
+        "python websockets",
+        command,
+        PYTHON_WEBSOCKETS,
+    ))
+}
+
+/// `node_server.js` with the installed `ws` at [`NODE_WS`]; `None` when the test is skipped
+/// ([`found`]).
+///
+/// # Panics
+///
+/// As [`found`] and [`ServerProcess::start`].
+pub fn node_server() -> Option<ServerProcess> {
+    let (node, modules) = found(node_ws())?;
+    let mut command = Command::new(node);
+    command
+        .env("NODE_PATH", modules)
+        .arg(script("node_server.js"));
+    Some(ServerProcess::start("node ws", command, NODE_WS))
+}
+
+/// A server process a test started (`python_server.py`, `node_server.js`), and what it prints;
+/// killed (by its handle) on drop, a failed test included.
+#[derive(Debug)]
+pub struct ServerProcess {
+    /// The server's name, for messages.
+    name: &'static str,
+    child: Child,
+    /// Held open while the test runs: the server exits by itself when its standard input ends.
+    _stdin: Option<ChildStdin>,
+    port: u16,
+    /// The lines of its standard output, read on a thread.
+    lines: Receiver<String>,
+    /// Its standard error so far, read on a thread; shown when something fails.
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// How long a server may take to print its port (an interpreter starting on a busy
+    /// machine).
+    pub const STARTUP: Duration = Duration::from_secs(30);
+
+    /// How long [`expect_closed`](Self::expect_closed) waits for its line (generous: a busy
+    /// 2-core machine).
+    pub const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// Starts `command` and waits up to [`ServerProcess::STARTUP`] for its first line, which
+    /// must name `version` and the port it listens on.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot start, prints nothing in time, or its line is not the expected one.
+    pub fn start(name: &'static str, mut command: Command, version: &str) -> ServerProcess {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("the server's stdout");
+        let mut stderr_pipe = child.stderr.take().expect("the server's stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let collected = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr_pipe.read(&mut buf) {
+                if let Ok(mut text) = collected.lock() {
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+        // The guard exists before anything can fail, so that a failed start kills the child.
+        let mut server = ServerProcess {
+            name,
+            child,
+            _stdin: stdin,
+            port: 0,
+            lines,
+            stderr,
+        };
+        let startup = ServerProcess::STARTUP;
+        let line = server.lines.recv_timeout(startup).unwrap_or_else(|e| {
+            panic!(
+                "{name}: no start line within {startup:?} ({e})\n{}",
+                server.stderr()
+            )
+        });
+        let start = Json::parse(&line).unwrap_or_else(|e| panic!("{name}: {e} in {line:?}"));
+        assert_eq!(
+            start.get("version").as_str(),
+            Some(version),
+            "{name}: {line}"
+        );
+        server.port = start
+            .get("port")
+            .as_f64()
+            .and_then(|port| u16::try_from(port as u64).ok())
+            .filter(|&port| port != 0)
+            .unwrap_or_else(|| panic!("{name}: no port in {line:?}"));
+        server
+    }
+
+    /// The server's name, for messages.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The port it listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL it listens on.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    /// What it wrote to standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .map(|text| text.clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits up to [`ServerProcess::PATIENCE`] for the line saying that a connection ended
+    /// with `code` (and `reason`, when given) received from the client; lines about other
+    /// connections are passed over.
+    ///
+    /// # Panics
+    ///
+    /// When no such line comes in time, with the lines passed over.
+    pub fn expect_closed(&self, code: u16, reason: Option<&str>) {
+        let patience = ServerProcess::PATIENCE;
+        let deadline = Instant::now() + patience;
+        let mut passed = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|e| {
+                panic!(
+                    "{}: no report of a close with {code} and {reason:?} within {patience:?} \
+                     ({e}); other lines: {passed:?}\n--- server stderr\n{}",
+                    self.name,
+                    self.stderr()
+                )
+            });
+            if let Ok(report) = Json::parse(&line) {
+                let same_code = report.get("closed").as_f64() == Some(f64::from(code));
+                let got_reason = report.get("reason").as_str();
+                if same_code && reason.is_none_or(|reason| got_reason == Some(reason)) {
+                    return;
+                }
+            }
+            passed.push(line);
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -616,7 +805,6 @@ pub fn start_serve(
     command: &mut Command,
     limit: Duration,
 ) -> (Child, SocketAddr, String, Receiver<String>) {
-    use std::io::{BufRead as _, BufReader};
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())

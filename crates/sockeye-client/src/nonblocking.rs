@@ -234,7 +234,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for AsyncWebSocket<S> {
                 }
                 Ok(None) => {}
                 Err(Error::Closed) => {
+                    // The conversation is over: our side of the stream ends too (best effort;
+                    // dropping the connection closes it in any case).
                     let _ = this.poll_write_out(cx);
+                    let _ = Pin::new(&mut this.io).poll_shutdown(cx);
                     this.ended = true;
                     return Poll::Ready(None);
                 }
