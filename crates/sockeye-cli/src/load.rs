@@ -28,7 +28,7 @@ mod soak;
 mod stream;
 mod sys;
 #[cfg(feature = "tls")]
-mod tls;
+pub(crate) mod tls;
 mod units;
 
 use std::io::IsTerminal as _;

@@ -1,16 +1,18 @@
-//! The `sockeye` command: `sockeye serve` (an echo server with a demo page and `/pubsub`) and `sockeye load`
-//! (a load generator on the client role).
+//! The `sockeye` command: `sockeye serve` (an echo server with a demo page and `/pubsub`),
+//! `sockeye load` (a load generator on the client role) and `sockeye connect` (an interactive
+//! client).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod connect;
 mod load;
 mod pubsub;
 mod serve;
 mod size;
 
-/// sockeye: a zero-copy WebSocket engine. Serve an echo server, or load one.
+/// sockeye: a zero-copy WebSocket engine. Serve an echo server, load one, or talk to any server.
 #[derive(Debug, Parser)]
 #[command(name = "sockeye", version, about, long_about = None)]
 struct Cli {
@@ -27,6 +29,9 @@ enum Command {
     /// Generate load against a WebSocket echo server (echo, latency, connect or soak) or a /pubsub
     /// server (fanout).
     Load(load::LoadArgs),
+    /// Connect to a WebSocket server: lines from standard input are sent, messages received
+    /// are printed.
+    Connect(connect::ConnectArgs),
 }
 
 /// The engine's and the backplane's log lines (warnings and errors; information too with
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(args),
+        Command::Connect(args) => return connect::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

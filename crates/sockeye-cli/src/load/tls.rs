@@ -1,33 +1,26 @@
-//! wss:// for `sockeye load`: the rustls client configuration from the command line (trusted
-//! CA, server name, client certificate), and the verifier behind `--tls-insecure`.
+//! wss:// for `sockeye load` and `sockeye connect`: the command line's TLS options (trusted CA,
+//! server name, client certificate, `--tls-insecure`) as the client crate's `TlsOptions`.
 //!
-//! Every connection makes a full handshake (session resumption is off), so that connect runs
-//! measure what a crowd of new clients costs the server.
+//! Load runs make a full handshake per connection (session resumption is off), so that connect
+//! runs measure what a crowd of new clients costs the server.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::client::Resumption;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{self, CryptoProvider};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
-
-use sockeye::server::PemSource;
+use rustls::ClientConnection;
+use rustls::pki_types::ServerName;
+use sockeye_client::{TlsOptions, WsUrl};
 
 use super::stream::Connector;
-use sockeye_client::WsUrl;
 
 /// TLS options of every mode.
 #[derive(Debug, clap::Args)]
-pub(super) struct TlsArgs {
+pub(crate) struct TlsArgs {
     /// Use TLS with a ws:// URL too (wss:// URLs always do).
     #[arg(long)]
     tls: bool,
-    /// Trust the CA certificates in FILE (PEM) to sign the server's certificate. Without it
-    /// (or --tls-insecure) no certificate is trusted: the system's store is not read.
+    /// Trust only the CA certificates in FILE (PEM) to sign the server's certificate (by
+    /// default: the system's trusted roots).
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
     /// Accept any server certificate, still checking the handshake signature made with its
@@ -49,7 +42,7 @@ pub(super) struct TlsArgs {
 /// The client side of TLS, shared by a run's connections.
 #[derive(Debug, Clone)]
 pub(super) struct Tls {
-    config: Arc<ClientConfig>,
+    config: Arc<rustls::ClientConfig>,
     server_name: ServerName<'static>,
 }
 
@@ -68,119 +61,63 @@ impl Tls {
 /// name that cannot be a server name.
 pub(super) fn connector(url: &WsUrl, args: &TlsArgs) -> Result<Connector, String> {
     if !url.secure && !args.tls {
-        let given = [
-            ("--tls-ca", args.tls_ca.is_some()),
-            ("--tls-insecure", args.tls_insecure),
-            ("--tls-server-name", args.tls_server_name.is_some()),
-            ("--tls-client-cert", args.tls_client_cert.is_some()),
-        ];
-        if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
-            return Err(format!("{flag} needs a wss:// URL (or --tls)"));
-        }
+        check_plain(args)?;
         return Ok(Connector::plain());
     }
-    let name = args.tls_server_name.as_deref().unwrap_or(&url.host);
-    let server_name = ServerName::try_from(name.to_owned())
-        .map_err(|_| format!("`{name}` is not a TLS server name (a DNS name or an IP address)"))?;
-    let provider = Arc::new(crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS configuration refused: {e}"))?;
-    let builder = if args.tls_insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
-    } else {
-        let mut roots = RootCertStore::empty();
-        if let Some(path) = &args.tls_ca {
-            for cert in certificates(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
-            }
-        }
-        builder.with_root_certificates(roots)
-    };
-    let mut config = match (&args.tls_client_cert, &args.tls_client_key) {
-        (Some(chain), Some(key)) => builder
-            .with_client_auth_cert(certificates(chain)?, private_key(key)?)
-            .map_err(|e| format!("{}: {e}", key.display()))?,
-        _ => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.resumption = Resumption::disabled();
+    let options = options(args)?.no_resumption();
+    let server_name = options.name_for(&url.host).map_err(|e| e.to_string())?;
+    let config = options.client_config().map_err(|e| e.to_string())?;
     Ok(Connector::tls(Tls {
-        config: Arc::new(config),
+        config,
         server_name,
     }))
 }
 
-/// The certificates of a PEM file.
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    PemSource::from(path)
-        .certificates()
-        .map_err(|e| e.to_string())
+impl TlsArgs {
+    /// Whether `--tls` asks for TLS on a ws:// URL.
+    pub(crate) fn forced(&self) -> bool {
+        self.tls
+    }
 }
 
-/// The first private key of a PEM file.
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PemSource::from(path)
-        .private_key()
-        .map_err(|e| e.to_string())
+/// Refuses TLS options on a plain connection.
+///
+/// # Errors
+///
+/// The first TLS option given.
+pub(crate) fn check_plain(args: &TlsArgs) -> Result<(), String> {
+    let given = [
+        ("--tls-ca", args.tls_ca.is_some()),
+        ("--tls-insecure", args.tls_insecure),
+        ("--tls-server-name", args.tls_server_name.is_some()),
+        ("--tls-client-cert", args.tls_client_cert.is_some()),
+    ];
+    match given.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(format!("{flag} needs a wss:// URL (or --tls)")),
+        None => Ok(()),
+    }
 }
 
-/// `--tls-insecure`: any certificate is accepted, but the server must still prove that it
-/// holds the key of the certificate it sent, so the handshake is exercised in full.
-#[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+/// The client crate's TLS options from the command line.
+///
+/// # Errors
+///
+/// A file that cannot be read or holds no certificate or key.
+pub(crate) fn options(args: &TlsArgs) -> Result<TlsOptions, String> {
+    let mut options = match (&args.tls_ca, args.tls_insecure) {
+        (Some(path), _) => TlsOptions::ca_file(path).map_err(|e| e.to_string())?,
+        (None, true) => TlsOptions::insecure(),
+        (None, false) => TlsOptions::default(),
+    };
+    if let Some(name) = &args.tls_server_name {
+        options = options.server_name(name);
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+    if let (Some(chain), Some(key)) = (&args.tls_client_cert, &args.tls_client_key) {
+        options = options
+            .client_cert_files(chain, key)
+            .map_err(|e| e.to_string())?;
     }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    Ok(options)
 }
 
 #[cfg(test)]
