@@ -22,7 +22,7 @@ use crate::url::WsUrl;
 type Ext = Option<Box<PerMessageDeflate>>;
 
 /// Bytes of room [`Session::input`] offers at least.
-const READ_ROOM: usize = 64 << 10;
+const READ_ROOM: usize = 128 << 10;
 
 /// Where the connection is.
 #[derive(Debug)]
@@ -176,7 +176,7 @@ impl Session {
         }
     }
 
-    /// Where the next socket read goes: at least 64 KiB of room.
+    /// Where the next socket read goes: at least 128 KiB of room.
     pub fn input(&mut self) -> &mut [u8] {
         let buf = if self.tls.is_some() {
             self.raw.clear();
@@ -261,18 +261,17 @@ impl Session {
             let Phase::Open(ws) = &mut self.phase else {
                 break;
             };
-            let read = ws.handle_read(
-                &mut self.rbuf[self.start..self.end],
-                &mut self.message,
-                Instant::now(),
-            );
+            let input = &mut self.rbuf[self.start..self.end];
+            let input_at = input.as_ptr() as usize;
+            let input_range = input_at..input_at + input.len();
+            let read = ws.handle_read(input, &mut self.message, Instant::now());
             let owed = if self.tls.is_some() {
                 &mut self.staged
             } else {
                 &mut self.out
             };
             let (consumed, message) = match read {
-                Ok(read) => (read.consumed, read.event.map(owned)),
+                Ok(read) => (read.consumed, decode(read.event, &input_range)),
                 Err(e) => {
                     self.failed = true;
                     ws.poll_transmit(owed);
@@ -284,11 +283,31 @@ impl Session {
             if ws.poll_transmit(owed) {
                 self.seal()?;
             }
-            let Some(message) = message else {
-                if consumed == 0 {
-                    break;
+            let message = match message {
+                Decoded::Nothing if consumed == 0 => break,
+                Decoded::Nothing => continue,
+                Decoded::Ready(message) => message,
+                Decoded::Reassembled { text, at, len } => {
+                    // The connection's contract: a message that is not in the input is the
+                    // whole reassembly buffer. Hand the buffer over instead of copying it.
+                    if at != self.message.as_ptr() as usize || len != self.message.len() {
+                        self.failed = true;
+                        return Err(Error::Closed);
+                    }
+                    let bytes = std::mem::take(&mut self.message);
+                    if text {
+                        // Validated as it arrived; checked again rather than trusted blindly.
+                        match String::from_utf8(bytes) {
+                            Ok(text) => Message::Text(text),
+                            Err(_) => {
+                                self.failed = true;
+                                return Err(Error::Closed);
+                            }
+                        }
+                    } else {
+                        Message::Binary(bytes)
+                    }
                 }
-                continue;
             };
             if matches!(message, Message::Close(_)) {
                 self.close_delivered = true;
@@ -513,6 +532,35 @@ impl Session {
         }
         // A handshake that just finished lets the upgrade request out.
         self.seal()
+    }
+}
+
+/// What one step of the connection delivered.
+enum Decoded {
+    Nothing,
+    /// A message copied out of the input.
+    Ready(Message),
+    /// A text or binary message in the reassembly buffer (its address and length).
+    Reassembled { text: bool, at: usize, len: usize },
+}
+
+/// Copies a message that lies in the input (`input` is its address range); one gathered in
+/// the reassembly buffer is taken afterwards, without a copy.
+fn decode(event: Option<Event<'_>>, input: &core::ops::Range<usize>) -> Decoded {
+    let outside = |bytes: &[u8]| !bytes.is_empty() && !input.contains(&(bytes.as_ptr() as usize));
+    match event {
+        None => Decoded::Nothing,
+        Some(Event::Binary(bytes)) if outside(bytes) => Decoded::Reassembled {
+            text: false,
+            at: bytes.as_ptr() as usize,
+            len: bytes.len(),
+        },
+        Some(Event::Text(text)) if outside(text.as_bytes()) => Decoded::Reassembled {
+            text: true,
+            at: text.as_ptr() as usize,
+            len: text.len(),
+        },
+        Some(event) => Decoded::Ready(owned(event)),
     }
 }
 
