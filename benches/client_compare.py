@@ -5,8 +5,9 @@ against one `sockeye serve` worker.
 
 The server runs pinned to one core, the client to another (`taskset`). Each round runs every
 client in turn for each scenario; the tables give messages per second and the client's CPU time
-per message (utime + stime of the client process while its loops ran), medians and min-max
-over the rounds, and sockeye's CPU per message as a ratio to tokio-tungstenite's.
+per message (utime + stime of the client process while its loops ran, and the user part alone),
+medians and min-max over the rounds, and sockeye's CPU per message as a ratio to
+tokio-tungstenite's.
 
 With --callgrind, each client also runs under `valgrind --tool=callgrind` for a fixed number of
 echoes, twice (N and 2N per connection): the difference of the two totals divided by the extra
@@ -130,9 +131,9 @@ def main():
     print(f"# {stamp}, {args.rounds} rounds of {args.seconds:g} s; server on core "
           f"{args.server_core} (`sockeye serve --threads 1`), client on core {args.client_core}")
     print()
-    print("| scenario | client | messages/s | client CPU µs/msg | CPU ÷ tungstenite |"
+    print("| scenario | client | messages/s | client CPU µs/msg | of which user | CPU ÷ tungstenite |"
           + (" instructions/msg |" if counts else ""))
-    print("|---|---|---:|---:|---:|" + ("---:|" if counts else ""))
+    print("|---|---|---:|---:|---:|---:|" + ("---:|" if counts else ""))
     for name, size, connections in SCENARIOS:
         base = statistics.median(r["cpu_seconds"] / r["messages"]
                                  for r in results[(name, "tungstenite")])
@@ -140,9 +141,10 @@ def main():
             runs = results[(name, client)]
             rates = [r["messages"] / r["seconds"] for r in runs]
             cpu = [r["cpu_seconds"] / r["messages"] * 1e6 for r in runs]
+            user = [r["user_seconds"] / r["messages"] * 1e6 for r in runs]
             ratio = statistics.median(cpu) / (base * 1e6)
             row = (f"| {name} x{connections} | {client} | {cell(rates, 0)} | {cell(cpu, 2)} | "
-                   f"{ratio:.2f} |")
+                   f"{statistics.median(user):.2f} | {ratio:.2f} |")
             if counts:
                 row += f" {counts[(name, client)]:,.0f} |"
             print(row)

@@ -5,7 +5,7 @@
 //! difference is the library's.
 //!
 //! Prints one JSON line: messages echoed, seconds, and this process's CPU seconds (utime and
-//! stime from /proc/self/stat, counted from after the connections opened).
+//! stime from /proc/self/stat, apart and summed, counted from after the connections opened).
 //!
 //! `peer-client-bench --client sockeye|tungstenite --url ws://HOST:PORT/ [--size BYTES]
 //!  [--connections N] [--seconds S | --messages N]`
@@ -44,7 +44,7 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     let duration = Duration::from_secs_f64(seconds);
-    let (messages, elapsed, cpu) = runtime.block_on(async {
+    let (messages, elapsed, (user, system)) = runtime.block_on(async {
         match client.as_str() {
             "sockeye" => run(connections, duration, per_connection, size, || sockeye(&url)).await,
             "tungstenite" => {
@@ -55,7 +55,9 @@ fn main() {
     });
     println!(
         "{{\"client\":\"{client}\",\"size\":{size},\"connections\":{connections},\
-         \"messages\":{messages},\"seconds\":{elapsed:.3},\"cpu_seconds\":{cpu:.3}}}"
+         \"messages\":{messages},\"seconds\":{elapsed:.3},\"cpu_seconds\":{:.3},\
+         \"user_seconds\":{user:.3},\"system_seconds\":{system:.3}}}",
+        user + system
     );
 }
 
@@ -115,14 +117,14 @@ async fn tungstenite(url: &str) -> Tungstenite {
 }
 
 /// Opens `connections`, then runs their loops together for `duration` or `per_connection`
-/// echoes each: (messages, seconds, CPU seconds of the loops).
+/// echoes each: (messages, seconds, user and system CPU seconds of the loops).
 async fn run<C, F>(
     connections: usize,
     duration: Duration,
     per_connection: u64,
     size: usize,
     connect: impl Fn() -> F,
-) -> (u64, f64, f64)
+) -> (u64, f64, (f64, f64))
 where
     C: Echo + 'static,
     F: Future<Output = C>,
@@ -161,16 +163,21 @@ where
             total
         })
         .await;
-    (counts, started.elapsed().as_secs_f64(), cpu_seconds() - cpu_before)
+    let cpu_after = cpu_seconds();
+    (
+        counts,
+        started.elapsed().as_secs_f64(),
+        (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1),
+    )
 }
 
 /// This process's user and system CPU seconds.
-fn cpu_seconds() -> f64 {
+fn cpu_seconds() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // The fields after the command's closing parenthesis; utime and stime are the 12th and
     // 13th of them (in clock ticks of 1/100 s).
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
