@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 #[path = "../fuzz/checks/client.rs"]
 mod client;
+#[path = "../fuzz/checks/client_session.rs"]
+mod client_session;
 #[path = "../fuzz/checks/connection.rs"]
 mod connection;
 #[path = "../fuzz/checks/deflate_connection.rs"]
@@ -114,6 +116,11 @@ fn upgrade_differential_seeds_and_regressions() {
 #[test]
 fn client_seeds_and_regressions() {
     replay("client", client::check);
+}
+
+#[test]
+fn client_session_seeds_and_regressions() {
+    replay("client_session", client_session::check);
 }
 
 #[test]
