@@ -4,7 +4,7 @@
 //!
 //! Two front ends share one core without I/O ([`Session`]):
 //! - [`WebSocket`] blocks its thread on a `std` TCP stream;
-//! - [`AsyncWebSocket`] (feature `tokio`) is a `Stream` of messages and a `Sink` for them, as
+//! - `AsyncWebSocket` (feature `tokio`) is a `Stream` of messages and a `Sink` for them, as
 //!   with tokio-tungstenite.
 //!
 //! The `Sec-WebSocket-Key` and every mask key come from ChaCha20 seeded by the operating

@@ -541,7 +541,11 @@ enum Decoded {
     /// A message copied out of the input.
     Ready(Message),
     /// A text or binary message in the reassembly buffer (its address and length).
-    Reassembled { text: bool, at: usize, len: usize },
+    Reassembled {
+        text: bool,
+        at: usize,
+        len: usize,
+    },
 }
 
 /// Copies a message that lies in the input (`input` is its address range); one gathered in
