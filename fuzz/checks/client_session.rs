@@ -21,7 +21,7 @@ use sockeye_proto::{FrameHeader, OpCode, Role, Rsv, Status};
 /// The largest message accepted in these runs (small, so that limits are reached).
 const MAX: usize = 64 << 10;
 
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let [options, plan, server @ ..] = data else {
         return;
     };
