@@ -34,6 +34,7 @@
 
 mod blocking;
 mod error;
+pub mod io;
 mod message;
 #[cfg(feature = "tokio")]
 mod nonblocking;

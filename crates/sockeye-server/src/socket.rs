@@ -1,9 +1,8 @@
-//! Reading and writing a non-blocking socket, plain or under TLS, from an edge-triggered event
-//! loop: the rules the engine's workers follow, shared with other loops (the `sockeye load`
-//! client drives its connections with these functions). The workers read and write plain
-//! sockets with them; their TLS connections follow the same rules through rustls' unbuffered
-//! API, with buffers the worker lends, while the `tls_*` functions here drive a buffered rustls
-//! connection (the load client's).
+//! Reading and writing a non-blocking socket from an edge-triggered event loop: the rules the
+//! engine's workers follow, shared with other loops (the `sockeye load` client drives its plain
+//! connections with these functions). The workers' TLS connections follow the same rules
+//! through rustls' unbuffered API, with buffers the worker lends; a client's buffered rustls
+//! connection follows them through `sockeye_client::io`.
 //!
 //! - A short read means the socket is empty: the next readiness edge announces more, so no
 //!   read that could only return `WouldBlock` is made ([`Input::Data`]'s `drained`).
@@ -82,129 +81,9 @@ fn write_once(mut write: impl FnMut() -> io::Result<usize>) -> io::Result<usize>
     }
 }
 
-/// Reads ciphertext from `sock` until the TLS session yields plaintext into `buf`, the socket
-/// is empty, or it ends. Handshake messages and alerts the session makes meanwhile are written
-/// at once.
-///
-/// # Errors
-///
-/// The socket's error, or `InvalidData` carrying the [`rustls::Error`] (see [`tls_failure`]).
-#[cfg(feature = "tls")]
-pub fn tls_read<D>(
-    sock: &mut (impl Read + Write),
-    tls: &mut rustls::ConnectionCommon<D>,
-    buf: &mut [u8],
-) -> io::Result<Input> {
-    // Whether the last socket read in this call came back short (the socket is empty).
-    let mut short = false;
-    loop {
-        match tls.reader().read(buf) {
-            // A clean close_notify.
-            Ok(0) => return Ok(Input::Eof),
-            // Drained when the socket read that brought these records was short and they all
-            // fit in `buf`: the next edge announces more. Otherwise the caller reads on.
-            Ok(len) => {
-                return Ok(Input::Data {
-                    len,
-                    drained: short && len < buf.len(),
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            // TCP ended without close_notify. WebSocket's own close handshake tells a clean end
-            // from an abrupt one, and most peers drop TCP after it without close_notify: an end
-            // of stream, as over plain TCP.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Input::Eof),
-            Err(e) => return Err(e),
-        }
-        let mut probe = ShortRead {
-            inner: sock,
-            short: false,
-        };
-        let read = tls.read_tls(&mut probe);
-        short = probe.short;
-        match read {
-            // Ok(0): the session now knows of the EOF; the reader reports it above.
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Input::Empty),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        if let Err(err) = tls.process_new_packets() {
-            // Tell the peer why (the alert rustls queued), then report the failure.
-            let _ = tls_flush(sock, tls);
-            return Err(io::Error::new(io::ErrorKind::InvalidData, err));
-        }
-        // Handshake messages (and key updates, and plaintext held back until the handshake
-        // completed) go out as soon as they are made.
-        tls_flush(sock, tls)?;
-    }
-}
-
-/// Encrypts `buf` and writes the records: the bytes taken, fewer than `buf.len()` only when
-/// the socket is full (the records it did not take wait in the session for [`tls_flush`]).
-///
-/// # Errors
-///
-/// The socket's error.
-#[cfg(feature = "tls")]
-pub fn tls_write<D>(
-    sock: &mut impl Write,
-    tls: &mut rustls::ConnectionCommon<D>,
-    buf: &[u8],
-) -> io::Result<usize> {
-    let mut taken = 0;
-    loop {
-        let n = tls.writer().write(&buf[taken..])?;
-        taken += n;
-        let drained = tls_flush(sock, tls)?;
-        // Records left over: the socket is full. Nothing taken: the session was already at
-        // its limit, left there by a write the socket refused, whose edge will come.
-        if taken == buf.len() || !drained || n == 0 {
-            return Ok(taken);
-        }
-    }
-}
-
-/// Writes the session's pending records until done (`true`) or the socket is full (`false`).
-///
-/// # Errors
-///
-/// The socket's error.
-#[cfg(feature = "tls")]
-pub fn tls_flush<D>(
-    sock: &mut impl Write,
-    tls: &mut rustls::ConnectionCommon<D>,
-) -> io::Result<bool> {
-    while tls.wants_write() {
-        match tls.write_tls(sock) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
-/// The TLS failure inside an error from [`tls_read`], if that is what it is (as opposed to a
-/// socket error).
+/// The TLS failure inside an error from the worker's TLS path, if that is what it is (as
+/// opposed to a socket error).
 #[cfg(feature = "tls")]
 pub fn tls_failure(err: &io::Error) -> Option<&rustls::Error> {
     err.get_ref()?.downcast_ref::<rustls::Error>()
-}
-
-/// A reader that notes whether its last read filled less than it was offered.
-#[cfg(feature = "tls")]
-struct ShortRead<'a, R> {
-    inner: &'a mut R,
-    short: bool,
-}
-
-#[cfg(feature = "tls")]
-impl<R: Read> Read for ShortRead<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.short = n < buf.len();
-        Ok(n)
-    }
 }

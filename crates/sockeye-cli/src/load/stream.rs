@@ -11,6 +11,8 @@ use mio::net::TcpStream;
 
 use sockeye::server::socket;
 pub(super) use sockeye::server::socket::Input;
+#[cfg(feature = "tls")]
+use sockeye_client::io as tls_io;
 
 /// How new connections start: plain TCP, or TLS with a client configuration.
 #[derive(Debug, Clone)]
@@ -102,12 +104,15 @@ impl Stream {
     pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<Input> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            return socket::tls_read(&mut self.tcp, tls, buf).map_err(
-                |e| match socket::tls_failure(&e) {
+            return match tls_io::tls_read(&mut self.tcp, tls, buf) {
+                Ok(tls_io::Input::Data { len, drained }) => Ok(Input::Data { len, drained }),
+                Ok(tls_io::Input::Empty) => Ok(Input::Empty),
+                Ok(tls_io::Input::Eof) => Ok(Input::Eof),
+                Err(e) => Err(match tls_io::tls_failure(&e) {
                     Some(err) => failure(err.clone(), tls.is_handshaking()),
                     None => e,
-                },
-            );
+                }),
+            };
         }
         socket::read(&mut self.tcp, buf)
     }
@@ -124,7 +129,7 @@ impl Stream {
     pub(super) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            return socket::tls_write(&mut self.tcp, tls, buf);
+            return tls_io::tls_write(&mut self.tcp, tls, buf);
         }
         socket::write(&mut self.tcp, buf)
     }
@@ -138,7 +143,7 @@ impl Stream {
     pub(super) fn flush_pending(&mut self) -> io::Result<bool> {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            return socket::tls_flush(&mut self.tcp, tls);
+            return tls_io::tls_flush(&mut self.tcp, tls);
         }
         Ok(true)
     }
@@ -150,7 +155,7 @@ impl Stream {
         if let Some(tls) = self.tls.as_deref_mut() {
             if !tls.is_handshaking() {
                 tls.send_close_notify();
-                let _ = socket::tls_flush(&mut self.tcp, tls);
+                let _ = tls_io::tls_flush(&mut self.tcp, tls);
             }
         }
     }
