@@ -18,13 +18,14 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use sockeye_deflate::DeflateConfig;
 use sockeye_deflate::PerMessageDeflate;
-use sockeye_proto::handshake::{ClientRequest, ResponseError, parse_response};
-use sockeye_proto::{CloseCode, Config, Connection, Event, Message, State, Status};
+use sockeye_proto::handshake::{ClientHandshake, ClientRequest, OpenError};
+use sockeye_proto::mask::SeededMasks;
+use sockeye_proto::{CloseCode, Config, Connection, Event, Message, State};
 
 pub(super) use self::echo::Flow;
 pub(super) use self::fail::Fail;
-use super::deflate;
 use super::fanout::{Peer, Setup};
 use super::payload::Payload;
 use super::report::{Stats, Traffic};
@@ -33,9 +34,6 @@ use sockeye_client::WsUrl;
 
 /// Reads per connection per loop turn before the engine serves the others.
 const MAX_READS_PER_TURN: usize = 16;
-
-/// The largest response head kept while waiting for its end (the proto limit is 8 KiB).
-const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +156,12 @@ impl Outbox<'_> {
 pub(super) struct Client {
     stream: Stream,
     phase: Phase,
-    key: [u8; 24],
+    /// What the upgrade request needs, until it is written.
+    opening: Option<Box<Opening>>,
+    /// The opening handshake, from the request written to the server's verified answer
+    /// (sockeye-proto's, as every client of the repository's).
+    handshake: Option<Box<ClientHandshake<PerMessageDeflate>>>,
+    /// The connection: an inert stand-in until the handshake hands over the real one.
     ws: Connection<PerMessageDeflate>,
     /// Unconsumed input, put in front of the next read: a partial response head, then at most
     /// a frame header or a control frame.
@@ -185,8 +188,7 @@ impl Client {
     pub(super) fn connect(
         addr: SocketAddr,
         role: Role,
-        key: [u8; 24],
-        ws: Connection<PerMessageDeflate>,
+        opening: Opening,
         connector: &Connector,
         registry: &Registry,
         token: Token,
@@ -200,8 +202,13 @@ impl Client {
         Ok(Client {
             stream,
             phase: Phase::Connecting,
-            key,
-            ws,
+            ws: Connection::client(
+                opening.config,
+                PerMessageDeflate::client(DeflateConfig::default()),
+                opening.seed,
+            ),
+            opening: Some(Box::new(opening)),
+            handshake: None,
             carry: Vec::new(),
             msg: Vec::new(),
             out: Vec::new(),
@@ -375,17 +382,24 @@ impl Client {
     }
 
     fn queue_request(&mut self, url: &WsUrl, offer: &str) -> Result<(), Fail> {
+        let Some(opening) = self.opening.take() else {
+            return Ok(());
+        };
+        let Opening {
+            key,
+            ext,
+            config,
+            seed,
+        } = *opening;
         let request = ClientRequest {
             extensions: offer.as_bytes(),
-            ..ClientRequest::new(&url.authority, &url.target, &self.key)
+            ..ClientRequest::new(&url.authority, &url.target, &key)
         };
-        let start = self.out.len();
-        let room = 256 + url.authority.len() + url.target.len() + offer.len();
-        self.out.resize(start + room, 0);
-        let len = request
-            .encode(&mut self.out[start..])
-            .map_err(Fail::Request)?;
-        self.out.truncate(start + len);
+        let masks = Box::new(SeededMasks::new(seed));
+        let handshake =
+            ClientHandshake::new(&request, ext, config, masks).map_err(Fail::Request)?;
+        self.out.extend_from_slice(handshake.request());
+        self.handshake = Some(Box::new(handshake));
         Ok(())
     }
 
@@ -408,44 +422,37 @@ impl Client {
                 Io::Eof => return Err(Fail::HandshakeEof),
                 Io::Blocked => return Ok(false),
             };
-            let request = ClientRequest {
-                extensions: ctx.offer.as_bytes(),
-                ..ClientRequest::new(&self.url(ctx).authority, &self.url(ctx).target, &self.key)
+            let Some(handshake) = self.handshake.as_deref_mut() else {
+                return Err(Fail::HandshakeEof);
             };
-            let head = &rbuf[..len];
-            match parse_response(head, &Default::default(), &request).map_err(Fail::Handshake)? {
-                Status::Incomplete { .. } if len <= MAX_RESPONSE_HEAD => {
-                    self.carry.clear();
-                    self.carry.extend_from_slice(head);
-                }
-                Status::Incomplete { .. } => {
-                    return Err(Fail::Handshake(ResponseError::Http(
-                        sockeye_proto::HandshakeError::HeadTooLarge,
-                    )));
-                }
-                Status::Complete(response) => {
-                    let answer = response.extensions;
-                    let negotiated =
-                        deflate::accept(&mut self.ws, answer).map_err(|error| Fail::Deflate {
-                            error,
-                            answer: answer.to_owned(),
-                        })?;
-                    ctx.stats.deflate_negotiated += u64::from(negotiated);
-                    let now = Instant::now();
-                    self.phase = Phase::Open;
-                    turn.established = true;
-                    ctx.stats.established += 1;
-                    Stats::record(&mut ctx.stats.handshake, now - self.started);
-                    let head_len = response.head_len;
-                    let used = self.process(&mut rbuf[head_len..len], now, ctx)?;
-                    self.carry.clear();
-                    self.carry.extend_from_slice(&rbuf[head_len + used..len]);
-                    // Bytes may wait behind the response: read on next turn, as no edge may
-                    // announce them.
-                    turn.again = more;
-                    return Ok(true);
-                }
+            // The handshake keeps what it is given until the answer is whole; the frames that
+            // follow the answer come back as its leftover.
+            let done = handshake
+                .receive(&rbuf[..len])
+                .map_err(|e| open_failure(e, handshake.offer()))?;
+            self.carry.clear();
+            if !done {
+                continue;
             }
+            let Some(handshake) = self.handshake.take() else {
+                return Err(Fail::HandshakeEof);
+            };
+            let offer = handshake.offer().to_owned();
+            let mut opened = handshake.finish().map_err(|e| open_failure(e, &offer))?;
+            let negotiated = opened.connection.extension().is_negotiated();
+            self.ws = opened.connection;
+            ctx.stats.deflate_negotiated += u64::from(negotiated);
+            let now = Instant::now();
+            self.phase = Phase::Open;
+            turn.established = true;
+            ctx.stats.established += 1;
+            Stats::record(&mut ctx.stats.handshake, now - self.started);
+            let used = self.process(&mut opened.leftover, now, ctx)?;
+            self.carry.extend_from_slice(&opened.leftover[used..]);
+            // Bytes may wait behind the response: read on next turn, as no edge may announce
+            // them.
+            turn.again = more;
+            return Ok(true);
         }
         turn.again = true;
         Ok(false)
@@ -584,17 +591,44 @@ impl Client {
     }
 }
 
-/// A client-role state machine with `ext` (unnegotiated until the server's answer; it stays
-/// inert without `--deflate`), limits raised to fit `size`-byte messages.
-pub(super) fn new_connection(
-    size: usize,
+/// What one connection's upgrade needs: its key, its extension (unnegotiated until the
+/// server's answer; inert without `--deflate`), limits raised to fit `size`-byte messages, and
+/// the seed of its mask keys.
+#[derive(Debug)]
+pub(super) struct Opening {
+    key: [u8; 24],
     ext: PerMessageDeflate,
-    mask_seed: u64,
-) -> Connection<PerMessageDeflate> {
-    let mut config = Config::default();
-    config.max_message_size = config.max_message_size.max(size);
-    // A compressed echo of incompressible bytes is a little longer than the message.
-    let frame = size as u64 + (size as u64 >> 8) + 1024;
-    config.max_frame_size = config.max_frame_size.max(frame);
-    Connection::client(config, ext, mask_seed)
+    config: Config,
+    seed: u64,
+}
+
+impl Opening {
+    /// The opening of a connection for `size`-byte messages.
+    pub(super) fn new(key: [u8; 24], size: usize, ext: PerMessageDeflate, seed: u64) -> Self {
+        let mut config = Config::default();
+        config.max_message_size = config.max_message_size.max(size);
+        // A compressed echo of incompressible bytes is a little longer than the message.
+        let frame = size as u64 + (size as u64 >> 8) + 1024;
+        config.max_frame_size = config.max_frame_size.max(frame);
+        Opening {
+            key,
+            ext,
+            config,
+            seed,
+        }
+    }
+}
+
+/// The failure for a refused answer (`offer` is the extension offer, for the message).
+fn open_failure(error: OpenError, offer: &str) -> Fail {
+    match error {
+        OpenError::Response(e) => Fail::Handshake(e),
+        OpenError::Extension(error) => Fail::Deflate {
+            error,
+            offer: offer.to_owned(),
+        },
+        OpenError::Incomplete => Fail::HandshakeEof,
+        // A future kind of refusal: reported as the answer being wrong.
+        _ => Fail::HandshakeEof,
+    }
 }

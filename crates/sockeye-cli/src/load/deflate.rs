@@ -1,9 +1,9 @@
 //! permessage-deflate on the client role (`--deflate`): the offer every connection of a run
-//! makes, and the check of the server's answer.
+//! makes (the opening handshake checks the server's answer against it).
 
 use sockeye_deflate::{DeflateConfig, NAME, PerMessageDeflate};
-use sockeye_proto::extension::{ParamWriter, parse_offers};
-use sockeye_proto::{Connection, Extension as _, NegotiationError};
+use sockeye_proto::Extension as _;
+use sockeye_proto::extension::ParamWriter;
 
 /// The offer of a run: the client configuration and the `Sec-WebSocket-Extensions` value it
 /// writes (`permessage-deflate; client_max_window_bits`).
@@ -49,36 +49,11 @@ impl Offer {
     }
 }
 
-/// Configures `ws` from the server's `Sec-WebSocket-Extensions` value (`parse_response` already
-/// refused extensions we did not offer); returns whether permessage-deflate is now on. An empty
-/// value means the server declined: the connection runs uncompressed.
-///
-/// # Errors
-///
-/// The answer is malformed, accepts permessage-deflate twice, or has parameters our offer did
-/// not allow: RFC 7692 §7, "a client MUST _Fail the WebSocket Connection_ if the peer server
-/// accepted an extension negotiation offer for this extension with an extension negotiation
-/// response meeting any of the following conditions".
-pub(super) fn accept(
-    ws: &mut Connection<PerMessageDeflate>,
-    answer: &str,
-) -> Result<bool, NegotiationError> {
-    for element in parse_offers(answer) {
-        let element = element?;
-        if element.name() != NAME {
-            return Err(NegotiationError::NotOffered);
-        }
-        if ws.extension().is_negotiated() {
-            return Err(NegotiationError::NotOffered);
-        }
-        ws.extension_mut().accept_response(&element)?;
-    }
-    Ok(ws.extension().is_negotiated())
-}
-
 #[cfg(test)]
 mod tests {
-    use sockeye_proto::Config;
+    use sockeye_proto::handshake::{AcceptKey, ClientHandshake, ClientRequest, OpenError};
+    use sockeye_proto::mask::SeededMasks;
+    use sockeye_proto::{Config, NegotiationError};
 
     use super::*;
 
@@ -94,10 +69,11 @@ mod tests {
     }
 
     #[test]
-    fn answers() {
+    fn answers_to_the_offer() {
         let offer = Offer::new(6, 0, 12).unwrap();
+        let key = [b'k'; 24];
         // (answer, Ok(negotiated) or the error)
-        let table: [(&str, Result<bool, NegotiationError>); 7] = [
+        let table: [(&str, Result<bool, NegotiationError>); 6] = [
             ("", Ok(false)),
             ("permessage-deflate", Ok(true)),
             ("permessage-deflate; client_max_window_bits=10", Ok(true)),
@@ -110,17 +86,35 @@ mod tests {
                 Err(NegotiationError::NotOffered),
             ),
             (
-                "permessage-deflate, permessage-deflate",
-                Err(NegotiationError::NotOffered),
-            ),
-            (
                 "permessage-deflate; mystery",
                 Err(NegotiationError::UnknownParameter),
             ),
         ];
         for (answer, expected) in table {
-            let mut ws = Connection::client(Config::default(), offer.extension(), 1);
-            assert_eq!(accept(&mut ws, answer), expected, "{answer:?}");
+            let request = ClientRequest {
+                extensions: offer.header().as_bytes(),
+                ..ClientRequest::new("h", "/", &key)
+            };
+            let masks = Box::new(SeededMasks::new(1));
+            let mut handshake =
+                ClientHandshake::new(&request, offer.extension(), Config::default(), masks)
+                    .unwrap();
+            let extension = if answer.is_empty() {
+                String::new()
+            } else {
+                format!("Sec-WebSocket-Extensions: {answer}\r\n")
+            };
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{extension}\r\n",
+                AcceptKey::from_key(&key).as_str()
+            );
+            let outcome = handshake
+                .receive(head.as_bytes())
+                .and_then(|_| handshake.finish())
+                .map(|opened| opened.connection.extension().is_negotiated());
+            let expected = expected.map_err(OpenError::Extension);
+            assert_eq!(outcome, expected, "{answer:?}");
         }
     }
 }

@@ -12,7 +12,7 @@ use mio::{Events, Poll, Token};
 use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
 use sockeye_proto::handshake::encode_key;
 
-use super::client::{self, Client, Ctx, Fail, Flow, Phase, Role, Window};
+use super::client::{Client, Ctx, Fail, Flow, Opening, Phase, Role, Window};
 use super::fanout::{Member, Members, Peer};
 use super::payload::Payload;
 use super::report::{Live, PhaseCode, Stats};
@@ -247,13 +247,12 @@ impl<'a> Engine<'a> {
                 (Role::Echo(Flow::new(id)), self.plan.size)
             }
         };
-        let ws = client::new_connection(size, ext, u64::from_le_bytes(seed8));
+        let opening = Opening::new(encode_key(nonce16), size, ext, u64::from_le_bytes(seed8));
         let registry = self.poll.registry();
         match Client::connect(
             addr,
             role,
-            encode_key(nonce16),
-            ws,
+            opening,
             &self.plan.connector,
             registry,
             Token(index),

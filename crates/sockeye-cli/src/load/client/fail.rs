@@ -26,8 +26,8 @@ pub(crate) enum Fail {
     Deflate {
         /// What is wrong with it.
         error: NegotiationError,
-        /// The server's `Sec-WebSocket-Extensions` value.
-        answer: String,
+        /// Our `Sec-WebSocket-Extensions` offer.
+        offer: String,
     },
     /// The server closed TCP before answering the upgrade.
     HandshakeEof,
@@ -65,10 +65,10 @@ impl fmt::Display for Fail {
             Fail::Tls(e) => write!(f, "tls: {e}"),
             Fail::Request(e) => write!(f, "upgrade request: {e}"),
             Fail::Handshake(e) => write!(f, "handshake: {e}"),
-            Fail::Deflate { error, answer } => write!(
+            Fail::Deflate { error, offer } => write!(
                 f,
-                "handshake: refused the server's permessage-deflate answer \
-                 `Sec-WebSocket-Extensions: {answer}`: {error}"
+                "handshake: refused the server's permessage-deflate answer to the offer \
+                 `Sec-WebSocket-Extensions: {offer}`: {error}"
             ),
             Fail::HandshakeEof => f.write_str("handshake: the server closed the connection"),
             Fail::HandshakeTimeout => f.write_str("handshake: no answer in time"),
