@@ -1,5 +1,8 @@
-//! A blocking WebSocket client on sockeye's client role (`Connection::client` with
-//! permessage-deflate, as `sockeye load` uses it), for driving the Autobahn fuzzing server.
+//! A wire-level WebSocket client for tests that look at the frames themselves (the broadcast
+//! and topics tests compare the compressed bytes two subscribers receive): sockeye-proto's
+//! `ClientHandshake` with permessage-deflate, then the client `Connection` driven by hand, so
+//! that each message comes with the bytes that carried it. Applications and the other tests use
+//! sockeye-client.
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
