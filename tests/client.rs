@@ -586,3 +586,124 @@ fn tls_config_is_used_as_given() {
     let options = Options::default().tls(TlsOptions::config(config).server_name("localhost"));
     echo_and_close::<Blocking>(&server.ws_url(), &options, false);
 }
+
+/// A server that floods pings and never reads: the tokio stream stops reading once the pongs
+/// owed pass its mark and the socket is full, so what the client holds stays bounded (the
+/// server's writes then block, as they should, instead of the client's memory growing).
+#[test]
+fn a_server_that_never_reads_cannot_grow_the_async_clients_output() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let server = RawServer::start(move |mut tcp| {
+        accept(&mut tcp);
+        tcp.set_write_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        // Pings of 125 bytes, up to 64 MiB of them, until the client stops taking them.
+        let mut burst = Vec::new();
+        for _ in 0..512 {
+            burst.extend_from_slice(&[0x89, 125]);
+            burst.extend_from_slice(&[b'p'; 125]);
+        }
+        for _ in 0..1024 {
+            if tcp.write_all(&burst).is_err() {
+                break;
+            }
+        }
+        let _ = rx.recv_timeout(PATIENCE);
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let held = runtime.block_on(async {
+        let mut ws = AsyncWebSocket::connect(&server.url())
+            .await
+            .expect("connect");
+        let mut pings = 0u64;
+        // Read until the stream waits (backpressure), or every ping came (no backpressure).
+        while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(3), ws.next()).await
+        {
+            assert!(matches!(message, Ok(Message::Ping(_))), "{message:?}");
+            pings += 1;
+            if pings == 512 * 1024 {
+                break;
+            }
+        }
+        assert!(pings < 512 * 1024, "every ping was read: no backpressure");
+        ws.session().output().len()
+    });
+    assert!(held < 1 << 20, "{held} bytes of pongs held");
+    let _ = tx.send(());
+    server.join();
+}
+
+/// A reader task and a writer task on one split connection: while the writer's large messages
+/// wait for a slow server, the server's pings make the reader write pongs. Every write that
+/// makes progress wakes both tasks (the socket keeps only the latest waker), so the writer
+/// finishes instead of waiting forever.
+#[test]
+fn a_split_writer_is_not_stranded_by_the_readers_pongs() {
+    const MESSAGES: usize = 8;
+    const SIZE: usize = 1 << 20;
+    let server = RawServer::start(|mut tcp| {
+        accept(&mut tcp);
+        let mut pinger = tcp.try_clone().expect("a second handle");
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = std::sync::Arc::clone(&done);
+        let pings = thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if pinger.write_all(&[0x89, 1, b'p']).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+        });
+        // Read slowly, so that the client's socket fills and its writes wait.
+        let total = MESSAGES * (SIZE + 14);
+        let mut read = 0;
+        let mut buf = vec![0u8; 16 << 10];
+        while read < total {
+            match tcp.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = pings.join();
+        assert!(read >= MESSAGES * SIZE, "only {read} bytes arrived");
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let ws = AsyncWebSocket::connect(&server.url())
+            .await
+            .expect("connect");
+        let (mut sink, mut stream) = ws.split();
+        let reader = tokio::spawn(async move {
+            let mut pings = 0u64;
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Ping(_)) {
+                    pings += 1;
+                }
+            }
+            pings
+        });
+        // About 0.2 s per message here; a stranded writer waits for its timeout.
+        for i in 0..MESSAGES {
+            let mut send = sink.send(Message::Binary(vec![7u8; SIZE]));
+            // The timer is looked at first, so that the send is only polled when its own task
+            // was woken for it (a timeout that polls it could finish it late and hide a hang).
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep(Duration::from_secs(20)) => {
+                    panic!("message {i}: the writer was never woken");
+                }
+                sent = &mut send => sent.expect("send"),
+            }
+        }
+        reader.abort();
+    });
+    server.join();
+}

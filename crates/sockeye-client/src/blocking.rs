@@ -31,6 +31,8 @@ pub struct WebSocket {
     session: Session,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// A write timed out with part of a frame gone: the connection cannot go on.
+    broken: bool,
 }
 
 impl WebSocket {
@@ -76,20 +78,21 @@ impl WebSocket {
             session,
             read_timeout: None,
             write_timeout: None,
+            broken: false,
         };
-        let deadline = Instant::now() + options.handshake_timeout;
+        let deadline = after(options.handshake_timeout);
         while !ws.session.is_open() {
-            ws.write_out(Some(deadline), Phase::Handshake)?;
-            let n = ws.read_in(Some(deadline), Phase::Handshake)?;
+            ws.write_out(deadline, Phase::Handshake)?;
+            let n = ws.read_in(deadline, Phase::Handshake)?;
             if n == 0 {
                 return Err(Error::Reset);
             }
             if let Err(e) = ws.session.received(n) {
-                let _ = ws.write_out(Some(deadline), Phase::Handshake);
+                let _ = ws.write_out(deadline, Phase::Handshake);
                 return Err(e);
             }
         }
-        ws.write_out(Some(deadline), Phase::Handshake)?;
+        ws.write_out(deadline, Phase::Handshake)?;
         ws.tcp.set_read_timeout(None)?;
         ws.tcp.set_write_timeout(None)?;
         Ok(ws)
@@ -126,9 +129,9 @@ impl WebSocket {
         self.read_timeout = timeout;
     }
 
-    /// Makes a send give up with [`Error::Timeout`] when the socket takes nothing for
-    /// `timeout` (`None`, the default: wait). The connection is then unusable: part of a
-    /// frame may have gone.
+    /// Makes a write give up with [`Error::Timeout`] when it has not finished within `timeout`
+    /// (`None`, the default: wait as long as it takes). Part of a frame may have gone: every
+    /// later call then returns [`Error::Closed`] (a message is never sent twice).
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
         self.write_timeout = timeout;
     }
@@ -143,38 +146,47 @@ impl WebSocket {
     /// [`Error::Tls`], [`Error::Io`], [`Error::Timeout`] (a read timeout, or a closing
     /// handshake that did not finish in time), [`Error::Closed`].
     pub fn recv(&mut self) -> Result<Message, Error> {
-        let read_deadline = self.read_timeout.map(|t| Instant::now() + t);
+        self.check_usable()?;
+        let read_deadline = self.read_timeout.and_then(after);
         loop {
+            // Writes (pongs, the close echo) wait no longer than the read may, nor than the
+            // closing handshake, nor than the write timeout.
+            let close = self.session.poll_timeout();
+            let wait = earliest(earliest(read_deadline, close), self.write_deadline());
             match self.session.poll_message() {
                 Ok(Some(message)) => {
-                    self.flush()?;
+                    // The message is the caller's now: a write that fails here fails again at
+                    // the next call, where it is reported.
+                    let _ = self.write_out(wait, Phase::Write);
                     return Ok(message);
                 }
-                Ok(None) => self.flush()?,
+                Ok(None) => self.write_out(wait, Phase::Write)?,
                 Err(e) => {
-                    let _ = self.flush();
+                    let _ = self.write_out(wait, Phase::Write);
                     if matches!(e, Error::Closed | Error::Timeout(_) | Error::Protocol(_)) {
                         let _ = self.tcp.shutdown(Shutdown::Both);
                     }
                     return Err(e);
                 }
             }
-            let close = self.session.poll_timeout();
-            let deadline = match (read_deadline, close) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let n = match self.read_in(deadline, Phase::Read) {
+            let n = match self.read_in(earliest(read_deadline, close), Phase::Read) {
                 Err(Error::Timeout(_)) if close.is_some_and(|at| Instant::now() >= at) => {
                     self.session.handle_timeout(Instant::now());
+                    continue;
+                }
+                // The socket's timer may fire a hair early: only a deadline that passed counts.
+                Err(Error::Timeout(_)) if read_deadline.is_none_or(|at| Instant::now() < at) => {
                     continue;
                 }
                 other => other?,
             };
             if n == 0 {
                 self.session.end_of_input();
-            } else {
-                self.session.received(n)?;
+            } else if let Err(e) = self.session.received(n) {
+                // A TLS failure's alert goes out before the socket is shut.
+                let _ = self.write_out(wait, Phase::Write);
+                let _ = self.tcp.shutdown(Shutdown::Both);
+                return Err(e);
             }
         }
     }
@@ -187,6 +199,7 @@ impl WebSocket {
     /// [`Error::Closed`] after a close frame was sent, [`Error::Send`] for a ping or pong over
     /// 125 bytes, [`Error::Io`] or [`Error::Timeout`] from the socket.
     pub fn send(&mut self, message: &Message) -> Result<(), Error> {
+        self.check_usable()?;
         match message.as_proto() {
             Some(msg) => self.session.send(msg)?,
             None => {
@@ -203,6 +216,7 @@ impl WebSocket {
     ///
     /// As [`send`](Self::send).
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.check_usable()?;
         self.session.send(sockeye_proto::Message::Text(text))?;
         self.flush()
     }
@@ -213,6 +227,7 @@ impl WebSocket {
     ///
     /// As [`send`](Self::send).
     pub fn send_binary(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.check_usable()?;
         self.session.send(sockeye_proto::Message::Binary(bytes))?;
         self.flush()
     }
@@ -223,6 +238,7 @@ impl WebSocket {
     ///
     /// As [`send`](Self::send).
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.check_usable()?;
         self.session.send(sockeye_proto::Message::Ping(payload))?;
         self.flush()
     }
@@ -235,8 +251,11 @@ impl WebSocket {
     ///
     /// [`Error::Closed`] when a close frame was already sent, or the socket's error.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.check_usable()?;
         self.session.close(code, reason)?;
-        self.flush()
+        // The close frame waits no longer than the closing handshake may take.
+        let wait = earliest(self.session.poll_timeout(), self.write_deadline());
+        self.write_out(wait, Phase::Close)
     }
 
     /// Writes whatever is waiting (replies to pings, the close echo).
@@ -245,8 +264,22 @@ impl WebSocket {
     ///
     /// The socket's error, or [`Error::Timeout`] with a write timeout set.
     pub fn flush(&mut self) -> Result<(), Error> {
-        let deadline = self.write_timeout.map(|t| Instant::now() + t);
-        self.write_out(deadline, Phase::Write)
+        self.check_usable()?;
+        self.write_out(self.write_deadline(), Phase::Write)
+    }
+
+    /// When a write started now must be done.
+    fn write_deadline(&self) -> Option<Instant> {
+        self.write_timeout.and_then(after)
+    }
+
+    /// [`Error::Closed`] once a write timed out part way (what is left of the frame would
+    /// otherwise go out with the next call, and a retried message twice).
+    fn check_usable(&self) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::Closed);
+        }
+        Ok(())
     }
 
     /// Writes the session's output whole, by `deadline`.
@@ -257,7 +290,10 @@ impl WebSocket {
                 Ok(0) => return Err(Error::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.session.wrote(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(Error::Timeout(phase)),
+                Err(e) if is_timeout(&e) => {
+                    self.broken = true;
+                    return Err(Error::Timeout(phase));
+                }
                 Err(e) => return Err(Error::Io(e)),
             }
         }
@@ -298,6 +334,19 @@ fn connect_tcp(url: &WsUrl, timeout: Duration) -> Result<TcpStream, Error> {
         }
     }
     Err(last.unwrap_or(Error::Timeout(Phase::Connect)))
+}
+
+/// The instant `timeout` from now (`None` when that is too far to count: no deadline).
+fn after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// The earlier of two deadlines (`None`: none).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The time left before `deadline` as a socket timeout (`None`: no deadline).

@@ -1,7 +1,7 @@
 //! The tokio front end: a connection as a `Stream` of messages and a `Sink` for them.
 
 use core::pin::Pin;
-use core::task::{Context, Poll, ready};
+use core::task::{Context, Poll, Waker, ready};
 use std::io;
 use std::time::Instant;
 
@@ -45,7 +45,8 @@ const HIGH_WATER: usize = 64 << 10;
 /// ```
 ///
 /// The stream ends (`None`) once the closing handshake is over and the server ended the
-/// connection; an error is reported once, then the stream ends. Closing the sink starts the
+/// connection; an error is reported once, then the stream ends. A server that sends without
+/// reading makes the stream wait (past 64 KiB of replies owed) until the socket takes more. Closing the sink starts the
 /// closing handshake (code 1000) when no close was sent; read on for the server's answer.
 #[derive(Debug)]
 pub struct AsyncWebSocket<S = TcpStream> {
@@ -54,6 +55,17 @@ pub struct AsyncWebSocket<S = TcpStream> {
     /// The closing handshake's deadline, armed while one is set.
     sleep: Option<(Instant, Pin<Box<Sleep>>)>,
     ended: bool,
+    /// The tasks waiting for the socket to take more, the reading side's and the writing
+    /// side's: the socket keeps one write waker, the latest given, so each write that makes
+    /// progress wakes both (a split reader that writes a pong must not strand the writer).
+    write_wakers: [Option<Waker>; 2],
+}
+
+/// Which side of the connection polls for the socket to take more.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Stream = 0,
+    Sink = 1,
 }
 
 impl AsyncWebSocket<TcpStream> {
@@ -110,6 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWebSocket<S> {
             session,
             sleep: None,
             ended: false,
+            write_wakers: [None, None],
         };
         tokio::time::timeout(options.handshake_timeout, ws.run_handshake())
             .await
@@ -180,17 +193,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWebSocket<S> {
     /// [`Error::Closed`] when a close frame was already sent, or the socket's error.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.session.close(code, reason)?;
-        self.write_all().await
+        // The close frame waits no longer than the closing handshake may take.
+        match self.session.poll_timeout() {
+            Some(at) => tokio::time::timeout_at(at.into(), self.write_all())
+                .await
+                .map_err(|_| Error::Timeout(Phase::Close))?,
+            None => self.write_all().await,
+        }
     }
 
-    /// Writes the session's output until it is empty or the socket is full.
-    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    /// Writes the session's output until it is empty or the socket is full (then `side`'s task
+    /// is woken when it takes more).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<(), Error>> {
         while !self.session.output().is_empty() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.session.output()))?;
+            let n = match Pin::new(&mut self.io).poll_write(cx, self.session.output()) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => {
+                    self.write_wakers[side as usize] = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            };
             if n == 0 {
                 return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())));
             }
             self.session.wrote(n);
+            for waker in self.write_wakers.iter_mut().filter_map(Option::take) {
+                if !waker.will_wake(cx.waker()) {
+                    waker.wake();
+                }
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -226,28 +258,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for AsyncWebSocket<S> {
         loop {
             match this.session.poll_message() {
                 Ok(Some(message)) => {
-                    // Pongs and the close echo go out as soon as the socket takes them.
-                    if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
-                        return Poll::Ready(Some(Err(e)));
-                    }
+                    // Pongs and the close echo go out as soon as the socket takes them; the
+                    // message is the caller's either way (a write error comes back next poll).
+                    let _ = this.poll_write_out(cx, Side::Stream);
                     return Poll::Ready(Some(Ok(message)));
                 }
                 Ok(None) => {}
                 Err(Error::Closed) => {
-                    // The conversation is over: our side of the stream ends too (best effort;
-                    // dropping the connection closes it in any case).
-                    let _ = this.poll_write_out(cx);
+                    // The conversation is over: the close echo goes, then our side of the
+                    // stream ends too (dropping the connection closes it in any case).
+                    if this.poll_write_out(cx, Side::Stream).is_pending() {
+                        return Poll::Pending;
+                    }
                     let _ = Pin::new(&mut this.io).poll_shutdown(cx);
                     this.ended = true;
                     return Poll::Ready(None);
                 }
-                Err(e) => {
-                    let _ = this.poll_write_out(cx);
-                    return Poll::Ready(Some(Err(e)));
-                }
+                Err(e) => return this.fail(cx, e),
             }
-            if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
-                return Poll::Ready(Some(Err(e)));
+            match this.poll_write_out(cx, Side::Stream) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return this.fail(cx, e),
+                // A server that sends and does not read would grow what waits here without
+                // bound: past the mark, read no more until the socket takes some.
+                Poll::Pending if this.session.output().len() >= HIGH_WATER => {
+                    return Poll::Pending;
+                }
+                Poll::Pending => {}
             }
             if this.poll_deadline(cx) {
                 continue;
@@ -259,16 +296,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for AsyncWebSocket<S> {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                     this.session.end_of_input();
                 }
-                Err(e) => return Poll::Ready(Some(Err(Error::Io(e)))),
+                Err(e) => return this.fail(cx, Error::Io(e)),
                 Ok(()) if n == 0 => this.session.end_of_input(),
                 Ok(()) => {
                     if let Err(e) = this.session.received(n) {
-                        let _ = this.poll_write_out(cx);
-                        return Poll::Ready(Some(Err(e)));
+                        return this.fail(cx, e);
                     }
                 }
             }
         }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWebSocket<S> {
+    /// Reports `error` once: what the session owes the server (a close frame, a TLS alert)
+    /// goes if the socket takes it now, and the stream ends after this item.
+    fn fail(&mut self, cx: &mut Context<'_>, error: Error) -> Poll<Option<Result<Message, Error>>> {
+        let _ = self.poll_write_out(cx, Side::Stream);
+        self.ended = true;
+        Poll::Ready(Some(Err(error)))
     }
 }
 
@@ -278,7 +324,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for AsyncWebSocket<S> {
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
         if this.session.output().len() >= HIGH_WATER {
-            ready!(this.poll_write_out(cx))?;
+            ready!(this.poll_write_out(cx, Side::Sink))?;
         }
         Poll::Ready(Ok(()))
     }
@@ -296,7 +342,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for AsyncWebSocket<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        ready!(this.poll_write_out(cx))?;
+        ready!(this.poll_write_out(cx, Side::Sink))?;
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
         Poll::Ready(Ok(()))
     }
@@ -306,7 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for AsyncWebSocket<S> {
         if !this.session.is_closing() && !this.session.is_finished() && this.session.is_open() {
             this.session.close(CloseCode::NORMAL, "")?;
         }
-        ready!(this.poll_write_out(cx))?;
+        ready!(this.poll_write_out(cx, Side::Sink))?;
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
         Poll::Ready(Ok(()))
     }

@@ -378,7 +378,8 @@ impl Session {
     /// Starts the closing handshake's clock (once).
     fn arm_close_deadline(&mut self) {
         if self.close_deadline.is_none() {
-            self.close_deadline = Some(Instant::now() + self.config.close_timeout);
+            // A timeout too long to add means none.
+            self.close_deadline = Instant::now().checked_add(self.config.close_timeout);
         }
     }
 
@@ -435,14 +436,19 @@ impl Session {
         let done = handshake.receive(&self.rbuf[self.start..self.end]);
         self.start = 0;
         self.end = 0;
-        if !done? {
-            return Ok(());
+        match done {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                self.failed = true;
+                return Err(e.into());
+            }
         }
         let Phase::Handshake(handshake) = std::mem::replace(&mut self.phase, Phase::Switching)
         else {
             unreachable!("checked above");
         };
-        let opened = handshake.finish()?;
+        let opened = handshake.finish().inspect_err(|_| self.failed = true)?;
         self.protocol = opened.protocol;
         self.extensions = opened.extensions;
         self.compressed = opened
@@ -499,7 +505,10 @@ impl Session {
             return Ok(());
         };
         while !bytes.is_empty() {
-            tls.read_tls(&mut bytes)?;
+            // rustls takes nothing more after the peer's close_notify: the rest is dropped.
+            if tls.read_tls(&mut bytes)? == 0 {
+                break;
+            }
             let state = match tls.process_new_packets() {
                 Ok(state) => state,
                 Err(e) => {
@@ -511,9 +520,15 @@ impl Session {
             };
             let n = state.plaintext_bytes_to_read();
             if n > 0 {
+                // What was decoded goes, so that the buffer holds only what is not yet: its
+                // size is bounded by the records in flight, not by the traffic so far.
                 if self.start == self.end {
                     self.start = 0;
                     self.end = 0;
+                } else if self.start > 0 {
+                    self.rbuf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
+                    self.start = 0;
                 }
                 self.rbuf.truncate(self.end);
                 self.rbuf.resize(self.end + n, 0);
@@ -579,5 +594,131 @@ fn owned(event: Event<'_>) -> Message {
             code,
             reason: frame.reason.to_owned(),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::ServerConnection;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use sockeye_proto::handshake::AcceptKey;
+
+    use super::*;
+    use crate::TlsOptions;
+
+    /// A rustls server for `localhost` with a self-signed certificate.
+    fn tls_server() -> ServerConnection {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("a certificate");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+        let chain = vec![CertificateDer::from(cert.cert.der().to_vec())];
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("a server config");
+        ServerConnection::new(Arc::new(config)).expect("a server session")
+    }
+
+    /// Moves bytes both ways until the client's upgrade request has reached the server, and
+    /// answers it; returns the server side.
+    fn open_over_tls(session: &mut Session) -> ServerConnection {
+        let mut server = tls_server();
+        let mut request = Vec::new();
+        for _ in 0..20 {
+            let mut out = session.output();
+            while !out.is_empty() {
+                server.read_tls(&mut out).expect("records");
+                server.process_new_packets().expect("a valid client");
+            }
+            let n = session.output().len();
+            session.wrote(n);
+            let _ = server.reader().read_to_end(&mut request);
+            if request.ends_with(b"\r\n\r\n") {
+                break;
+            }
+            let mut records = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut records).expect("records");
+            }
+            session.receive(&records).expect("a valid server");
+        }
+        let text = String::from_utf8(request).expect("an ASCII request");
+        let key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .expect("a key");
+        let key: &[u8; 24] = key.as_bytes().try_into().expect("24 bytes");
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            AcceptKey::from_key(key).as_str()
+        );
+        server
+            .writer()
+            .write_all(answer.as_bytes())
+            .expect("the answer");
+        server
+    }
+
+    fn records(server: &mut ServerConnection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut out).expect("records");
+        }
+        out
+    }
+
+    fn wss_session() -> Session {
+        let url = WsUrl::parse("wss://localhost/").expect("a URL");
+        let options = Options::default().tls(TlsOptions::insecure());
+        Session::new(&url, &options).expect("a session")
+    }
+
+    #[test]
+    fn bytes_after_close_notify_end_the_read_instead_of_spinning() {
+        let mut session = wss_session();
+        let mut server = open_over_tls(&mut session);
+        server.writer().write_all(b"\x81\x02hi").expect("a frame");
+        server.send_close_notify();
+        let mut wire = records(&mut server);
+        // More than rustls takes in one read after its close_notify.
+        wire.extend_from_slice(&[0x17; 20_000]);
+        session.receive(&wire).expect("taken");
+        assert!(session.is_open());
+        assert!(session.is_end_of_input());
+        assert_eq!(
+            session.poll_message().expect("the frame"),
+            Some(Message::Text("hi".into()))
+        );
+        assert!(matches!(session.poll_message(), Err(Error::Reset)));
+    }
+
+    #[test]
+    fn tls_input_cut_inside_frames_does_not_grow_the_buffer() {
+        let mut session = wss_session();
+        let mut server = open_over_tls(&mut session);
+        session.receive(&records(&mut server)).expect("the answer");
+        assert!(session.is_open());
+        // Each record ends one byte into the next frame's header, 4000 times (16 KB in all).
+        server.writer().write_all(b"\x81").expect("a header byte");
+        for _ in 0..4000 {
+            server.writer().write_all(b"\x02hi\x81").expect("a frame");
+            session.receive(&records(&mut server)).expect("taken");
+            assert_eq!(
+                session.poll_message().expect("a message"),
+                Some(Message::Text("hi".into()))
+            );
+            assert_eq!(session.poll_message().expect("no more"), None);
+        }
+        assert!(
+            session.rbuf.len() < 1024,
+            "{} bytes held",
+            session.rbuf.len()
+        );
     }
 }
