@@ -3,8 +3,10 @@
 
 Servers (benches/README.md says what each one is):
   sockeye        `sockeye serve` (the root workspace's release build, or --sockeye-bin)
-  sockeye-shared `sockeye serve --deflate-no-context-takeover` (deflate scenarios only): one
-                 compressor per worker, reset after every message
+  sockeye-shared `sockeye serve --deflate-no-context-takeover` (deflate scenarios only): every
+                 message compressed from a fresh context
+  sockeye-window `sockeye serve --deflate-history 32KiB` (deflate scenarios only): a send
+                 history as long as the window, the compression of a compressor per connection
   floor          benches/peers peer-floor: raw mio, no validation, the floor of this kernel;
                  peer-floor-fanout for the fan-out scenarios
   tungstenite    benches/peers peer-tungstenite: tokio + tokio-tungstenite
@@ -295,10 +297,17 @@ def sockeye_command(addr, workers, scenario, level, certs):
 
 def sockeye_shared_command(addr, workers, scenario, level, certs):
     # The server resets its compressor after every message (server_no_context_takeover, which
-    # a server may choose alone): one compressor per worker, kept hot, instead of one per
-    # connection. Same level; the wire bytes column shows what the lost history costs.
+    # a server may choose alone): no send history. Same level; the wire bytes column shows what
+    # the lost history costs.
     return sockeye_command(addr, workers, scenario, level, certs) + [
         "--deflate-no-context-takeover"]
+
+
+def sockeye_window_command(addr, workers, scenario, level, certs):
+    # A send history as long as the window (32 KiB at 15 bits): what a compressor of its own per
+    # connection would refer to, so its wire bytes are the ratio of full context takeover.
+    return sockeye_command(addr, workers, scenario, level, certs) + [
+        "--deflate-history", "32KiB"]
 
 
 def peer_command(binary):
@@ -331,6 +340,7 @@ SERVERS = {s.name: s for s in [
     Server("sockeye", sockeye_command, plain=True, deflate=True, multi=True, tls=True,
            fanout=sockeye_command),
     Server("sockeye-shared", sockeye_shared_command, plain=False, deflate=True, multi=True),
+    Server("sockeye-window", sockeye_window_command, plain=False, deflate=True, multi=True),
     Server("floor", peer_command("peer-floor"), plain=True, deflate=False, multi=True,
            fanout=peer_command("peer-floor-fanout")),
     Server("tungstenite", peer_command("peer-tungstenite"), plain=True, deflate=False, multi=True,

@@ -69,7 +69,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     backpressure_limit: usize,
     /// Negotiate permessage-deflate with clients that offer it (off by default: it costs CPU
-    /// per message and up to ~315 KiB per connection).
+    /// per message, and a decompressor of about 47 KiB per connection that sends compressed).
     #[arg(long)]
     deflate: bool,
     /// Compression level, 0 (store) to 9 (smallest).
@@ -84,10 +84,15 @@ pub(crate) struct ServeArgs {
     /// Window bits asked of clients that allow it (client_max_window_bits), 9 to 15.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u8).range(9..=15), requires = "deflate")]
     deflate_client_window_bits: u8,
-    /// Reset the server's compressor after every message (server_no_context_takeover): one
-    /// compressor per worker instead of one per connection.
+    /// Reset the server's compressor after every message (server_no_context_takeover): no
+    /// send history per connection.
     #[arg(long, requires = "deflate")]
     deflate_no_context_takeover: bool,
+    /// Bytes of its recent messages each connection keeps for context takeover (up to the
+    /// window): the worker's one compressor is primed with them for each message sent. 0
+    /// compresses each message from a fresh context.
+    #[arg(long, default_value = "4KiB", value_parser = parse_size, requires = "deflate")]
+    deflate_history: usize,
     /// Ask clients to reset their compressor after every message (client_no_context_takeover).
     #[arg(long, requires = "deflate")]
     deflate_client_no_context_takeover: bool,
@@ -225,6 +230,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         deflate.client_max_window_bits = args.deflate_client_window_bits;
         deflate.server_no_context_takeover = args.deflate_no_context_takeover;
         deflate.client_no_context_takeover = args.deflate_client_no_context_takeover;
+        deflate.send_history = u32::try_from(args.deflate_history).unwrap_or(u32::MAX);
         config.deflate = Some(deflate);
     }
     #[cfg(feature = "tls")]

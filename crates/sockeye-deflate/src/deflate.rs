@@ -85,11 +85,65 @@ impl Deflater {
         Ok(())
     }
 
+    /// Appends the compressed payload of `input` to `out` from a fresh context primed with
+    /// `dictionary` (the peer's most recent decompressed bytes, so the output may refer to them),
+    /// and forgets everything afterwards.
+    pub(crate) fn compress_primed(
+        &mut self,
+        dictionary: &[u8],
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ExtensionError> {
+        self.reset();
+        if !dictionary.is_empty() && !input.is_empty() {
+            self.dirty = true;
+            if self.inner.set_dictionary(dictionary).is_err() {
+                self.reset();
+                return Err(ExtensionError::InvalidData);
+            }
+        }
+        self.compress(input, out, true)
+    }
+
     /// Forgets the history, if there is any.
     pub(crate) fn reset(&mut self) {
         if self.dirty {
             self.inner.reset();
             self.dirty = false;
+        }
+    }
+}
+
+/// The most recent bytes a connection sent compressed, up to a cap: what the peer's window ends
+/// with, primed into the shared compressor so that the next message may refer to them.
+pub(crate) struct History {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl History {
+    /// An empty history that keeps at most `cap` bytes (allocated once, at that size).
+    pub(crate) fn new(cap: usize) -> Self {
+        History {
+            bytes: Vec::with_capacity(cap),
+            cap,
+        }
+    }
+
+    /// The bytes kept, oldest first.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Records a message sent compressed: its bytes follow the history in the peer's window.
+    pub(crate) fn push(&mut self, sent: &[u8]) {
+        if sent.len() >= self.cap {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(&sent[sent.len() - self.cap..]);
+        } else {
+            let excess = (self.bytes.len() + sent.len()).saturating_sub(self.cap);
+            self.bytes.drain(..excess);
+            self.bytes.extend_from_slice(sent);
         }
     }
 }
@@ -106,12 +160,14 @@ pub struct SendSettings {
     pub threshold: usize,
 }
 
-/// A compressor shared by the connections of one worker thread, for the directions that reset
-/// after every message (`server_no_context_takeover`), and for broadcast.
+/// A compressor shared by the connections of one worker thread: for the directions that reset
+/// after every message (`server_no_context_takeover`), for context takeover through each
+/// connection's short history ([`DeflateConfig::send_history`](crate::DeflateConfig::send_history)),
+/// and for broadcast.
 ///
-/// Without context takeover a compressor holds nothing between messages, so one per worker, per
-/// window size and level, serves every connection: no compressor memory per connection (about
-/// 370 KiB at 15 bits with zlib-rs, see the crate docs). Create one per worker thread and give
+/// Reset between messages, a compressor holds nothing of any connection, so one per worker, per
+/// window size and level, serves every connection, and stays warm in cache: no compressor memory
+/// per connection (about 370 KiB at 15 bits with zlib-rs, see the crate docs). Create one per worker thread and give
 /// each connection's [`PerMessageDeflate`](crate::PerMessageDeflate) a clone
 /// ([`with_shared_compressor`](crate::PerMessageDeflate::with_shared_compressor)). Clones share
 /// one set of compressors behind a mutex, which keeps extensions `Send` (a connection may move
@@ -178,15 +234,17 @@ impl SharedCompressor {
             return Ok(Rsv::NONE);
         }
         let window_bits = crate::config::clamp_bits(settings.window_bits);
-        self.compress(window_bits, settings.level.min(9), input, out)?;
+        self.compress(window_bits, settings.level.min(9), &[], input, out)?;
         Ok(Rsv::RSV1)
     }
 
-    /// Compresses `input` with a fresh context and resets the compressor afterwards.
+    /// Compresses `input` from a fresh context primed with `dictionary` (empty: none) and resets
+    /// the compressor afterwards.
     pub(crate) fn compress(
         &self,
         window_bits: u8,
         level: u32,
+        dictionary: &[u8],
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), ExtensionError> {
@@ -205,7 +263,9 @@ impl SharedCompressor {
                 entries.len() - 1
             }
         };
-        entries[index].deflater.compress(input, out, true)
+        entries[index]
+            .deflater
+            .compress_primed(dictionary, input, out)
     }
 }
 

@@ -6,7 +6,7 @@ use sockeye_proto::extension::{ParamWriter, Params};
 use sockeye_proto::{Extension, ExtensionError, NegotiationError, Role, Rsv};
 
 use crate::config::DeflateConfig;
-use crate::deflate::{Deflater, SendSettings, SharedCompressor};
+use crate::deflate::{Deflater, History, SendSettings, SharedCompressor};
 use crate::inflate::Inflater;
 use crate::negotiate::{self, NAME, Negotiated, Side};
 
@@ -28,6 +28,7 @@ pub struct PerMessageDeflate {
     inflater: Option<Box<Inflater>>,
     deflater: Option<Box<Deflater>>,
     shared: Option<SharedCompressor>,
+    history: Option<Box<History>>,
 }
 
 impl PerMessageDeflate {
@@ -49,12 +50,15 @@ impl PerMessageDeflate {
             inflater: None,
             deflater: None,
             shared: None,
+            history: None,
         }
     }
 
-    /// Compresses with `shared` instead of a compressor of its own whenever the send direction
-    /// resets after every message (no context takeover for this endpoint). Give each connection
-    /// of a worker a clone of that worker's [`SharedCompressor`].
+    /// Compresses with `shared` instead of a compressor of its own: from a fresh context when the
+    /// send direction resets after every message (no context takeover for this endpoint), else
+    /// primed with this connection's last
+    /// [`send_history`](DeflateConfig::send_history) bytes sent. Give each connection of a
+    /// worker a clone of that worker's [`SharedCompressor`].
     pub fn with_shared_compressor(mut self, shared: SharedCompressor) -> Self {
         self.shared = Some(shared);
         self
@@ -101,14 +105,16 @@ impl PerMessageDeflate {
         if let Some(deflater) = self.deflater.as_mut() {
             deflater.reset();
         }
+        self.history = None;
     }
 
-    /// Frees the compression state that can be rebuilt: the compressor (always, between
-    /// messages: a fresh one only loses compression ratio), and the decompressor when the peer
-    /// resets after every message and no message is partly received. For idle connections
-    /// under memory pressure.
+    /// Frees the compression state that can be rebuilt: the compressor and the send history
+    /// (always, between messages: a fresh context only loses compression ratio), and the
+    /// decompressor when the peer resets after every message and no message is partly received.
+    /// For idle connections under memory pressure.
     pub fn release_idle_state(&mut self) {
         self.deflater = None;
+        self.history = None;
         let recv_reset = self.negotiated.is_some_and(|n| n.recv.no_context_takeover);
         if recv_reset && !self.inflater.as_ref().is_some_and(|i| i.in_message()) {
             self.inflater = None;
@@ -118,6 +124,13 @@ impl PerMessageDeflate {
     /// Which heap state is allocated now: (decompressor, compressor of its own).
     pub fn has_state(&self) -> (bool, bool) {
         (self.inflater.is_some(), self.deflater.is_some())
+    }
+
+    /// How many bytes of send history are kept now (see
+    /// [`send_history`](DeflateConfig::send_history)); its buffer holds up to the configured
+    /// amount.
+    pub fn send_history_len(&self) -> usize {
+        self.history.as_ref().map_or(0, |h| h.bytes().len())
     }
 }
 
@@ -182,6 +195,7 @@ impl Extension for PerMessageDeflate {
         self.negotiated = Some(negotiated);
         self.inflater = None;
         self.deflater = None;
+        self.history = None;
         Ok(())
     }
 
@@ -215,16 +229,21 @@ impl Extension for PerMessageDeflate {
             return Ok(Rsv::NONE);
         }
         let reset = self.negotiated.is_some_and(|n| n.send.no_context_takeover);
-        match (&self.shared, reset) {
-            (Some(shared), true) => {
-                shared.compress(settings.window_bits, settings.level, input, out)?;
-            }
-            _ => {
-                let deflater = self.deflater.get_or_insert_with(|| {
-                    Box::new(Deflater::new(settings.window_bits, settings.level))
-                });
-                deflater.compress(input, out, reset)?;
-            }
+        let Some(shared) = &self.shared else {
+            let deflater = self.deflater.get_or_insert_with(|| {
+                Box::new(Deflater::new(settings.window_bits, settings.level))
+            });
+            deflater.compress(input, out, reset)?;
+            return Ok(Rsv::RSV1);
+        };
+        let dictionary = self.history.as_ref().map_or(&[][..], |h| h.bytes());
+        shared.compress(settings.window_bits, settings.level, dictionary, input, out)?;
+        // What the peer's window ends with now; never more than the window.
+        let cap = (self.config.send_history as usize).min(1 << settings.window_bits);
+        if !reset && cap > 0 && !input.is_empty() {
+            self.history
+                .get_or_insert_with(|| Box::new(History::new(cap)))
+                .push(input);
         }
         Ok(Rsv::RSV1)
     }
@@ -238,6 +257,7 @@ impl fmt::Debug for PerMessageDeflate {
             .field("inflater", &self.inflater.is_some())
             .field("deflater", &self.deflater.is_some())
             .field("shared", &self.shared.is_some())
+            .field("history", &self.send_history_len())
             .finish_non_exhaustive()
     }
 }

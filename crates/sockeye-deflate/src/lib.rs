@@ -16,7 +16,8 @@
 //!    │ zlib inflate into out[len..] windows, out grows      │ shorter than threshold → Rsv::NONE
 //!    │ geometrically, capped at max_out (bomb → 1009)       │ deflate + sync flush, strip
 //!    │ at fin: + 00 00 ff ff, then reset if the peer        │ 00 00 ff ff; reset if no context
-//!    │ has no context takeover; corrupt → 1007              │ takeover (or a SharedCompressor)
+//!    │ has no context takeover; corrupt → 1007              │ takeover; a SharedCompressor is
+//!    │                                                      │ primed with the send history
 //!    ▼                                                      ▼
 //!  Connection: UTF-8 check of text ─▶ Event              frame with RSV1 ─▶ caller's queue
 //! ```
@@ -98,18 +99,23 @@
 //! | [`PerMessageDeflate`] itself      | inline, negotiated or not | 56 B     | 56 B     |
 //! | decompressor                      | first message received    | 46.6 KiB | 46.6 KiB |
 //! | compressor of its own             | first message compressed  | 245 KiB  | 371 KiB  |
+//! | or: send history (see below)      | first message compressed  | 4 KiB    | 4 KiB    |
 //! | compressor, shared (see below)    | once per worker           | 0        | 0        |
 //!
-//! "Shared": a [`SharedCompressor`] given to a connection whose send direction has no context
-//! takeover (`server_no_context_takeover` on a server).
+//! "Shared": a [`SharedCompressor`] given to the connection
+//! ([`PerMessageDeflate::with_shared_compressor`]). It compresses every message of the worker's
+//! connections: from a fresh context when the send direction has no context takeover, else
+//! primed with the connection's send history, the last
+//! [`send_history`](DeflateConfig::send_history) bytes it sent compressed (4096 by default, at
+//! most the window), which the peer's window ends with. A connection then holds 4 KiB instead of
+//! a compressor, and the one compressor stays warm in cache.
 //!
 //! zlib-rs sizes differ from C zlib's documented formula (deflate `2^(windowBits+2) +
 //! 2^(memLevel+9)`: 130 KiB at 9 bits, 256 KiB at 15; inflate `2^windowBits` + about 7 KiB): its
 //! compressor always has a 64 Ki-entry hash table (128 KiB) and 112 KiB of symbol buffers
 //! (`memLevel` 8), and its decompressor always allocates a 32 KiB window, so a smaller window saves
-//! compressor memory only. The compressor is the cost to avoid: negotiate
-//! `server_no_context_takeover` and give every connection of a worker the worker's
-//! [`SharedCompressor`]. The decompressor can be freed between messages when the client has no
+//! compressor memory only. The compressor is the cost to avoid: give every connection of a
+//! worker the worker's [`SharedCompressor`]. The decompressor can be freed between messages when the client has no
 //! context takeover ([`PerMessageDeflate::release_idle_state`]). The message being inflated lives
 //! in the connection's message buffer, bounded by `Config::max_message_size`.
 //!

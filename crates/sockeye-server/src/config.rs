@@ -110,11 +110,13 @@ pub struct ServerConfig {
     /// How long graceful shutdown waits for close handshakes. Default 5 s.
     pub shutdown_timeout: Duration,
     /// permessage-deflate (RFC 7692), negotiated with clients that offer it. Default `None`
-    /// (off): compression costs CPU per message and, with context takeover, a compressor and a
-    /// decompressor per connection (about 315 KiB at 15-bit windows with zlib-rs, allocated on
-    /// first use), while sockeye's users mostly send small, latency-bound messages. Browsers
-    /// always offer it, so enable it where bandwidth matters more than CPU and memory; with
-    /// `server_no_context_takeover` one compressor per worker serves every connection.
+    /// (off): compression costs CPU per message and, with the client's context takeover, a
+    /// decompressor per connection that receives compressed messages (about 47 KiB with
+    /// zlib-rs, allocated on first use), while sockeye's users mostly send small, latency-bound
+    /// messages. Browsers always offer it, so enable it where bandwidth matters more than CPU and
+    /// memory. Each worker compresses with one shared compressor, primed with a connection's
+    /// last [`send_history`](DeflateConfig::send_history) bytes for context takeover (4 KiB by
+    /// default), or from a fresh context with `server_no_context_takeover`.
     pub deflate: Option<DeflateConfig>,
     /// TLS termination (wss://) on every listening address. Default `None` (plain ws://).
     #[cfg(feature = "tls")]
