@@ -16,9 +16,9 @@ pub const MAX_WINDOW_BITS: u8 = 15;
 pub struct DeflateConfig {
     /// The server resets its compressor after every message (RFC 7692 §7.1.1.1). Default `false`.
     ///
-    /// Server role: always included in the response (a client may also ask for it). This is what
-    /// lets a server drop its per-connection compressor for a [`SharedCompressor`] (about 370 KiB
-    /// saved per connection at 15 bits). Client role: offered, and a response without it fails.
+    /// Server role: always included in the response (a client may also ask for it); with a
+    /// [`SharedCompressor`] a connection then keeps no send history either. Client role:
+    /// offered, and a response without it fails.
     ///
     /// [`SharedCompressor`]: crate::SharedCompressor
     pub server_no_context_takeover: bool,

@@ -19,8 +19,9 @@ use crate::negotiate::{self, NAME, Negotiated, Side};
 /// [`accept_response`](Extension::accept_response). Once negotiated it claims RSV1.
 ///
 /// State is allocated lazily, sized by the negotiated window: a decompressor on the first
-/// compressed message received, a compressor on the first message compressed (none at all when
-/// the send direction has no context takeover and a [`SharedCompressor`] was given).
+/// compressed message received, and on the first message compressed either a compressor of its
+/// own or, when a [`SharedCompressor`] was given, a send history (none at all when the send
+/// direction has no context takeover).
 pub struct PerMessageDeflate {
     config: DeflateConfig,
     role: Role,

@@ -96,7 +96,7 @@
 //!
 //! | state                             | allocated                 | 9 bits   | 15 bits  |
 //! |-----------------------------------|---------------------------|----------|----------|
-//! | [`PerMessageDeflate`] itself      | inline, negotiated or not | 56 B     | 56 B     |
+//! | [`PerMessageDeflate`] itself      | inline, negotiated or not | 64 B     | 64 B     |
 //! | decompressor                      | first message received    | 46.6 KiB | 46.6 KiB |
 //! | compressor of its own             | first message compressed  | 245 KiB  | 371 KiB  |
 //! | or: send history (see below)      | first message compressed  | 4 KiB    | 4 KiB    |

@@ -15,7 +15,18 @@ fn pair(
     history: u32,
     shared: &SharedCompressor,
 ) -> (PerMessageDeflate, PerMessageDeflate) {
+    leveled(bits, 6, history, shared)
+}
+
+/// The same at compression `level`.
+fn leveled(
+    bits: u8,
+    level: u32,
+    history: u32,
+    shared: &SharedCompressor,
+) -> (PerMessageDeflate, PerMessageDeflate) {
     let mut config = DeflateConfig::default();
+    config.level = level;
     config.server_max_window_bits = bits;
     config.threshold = 0;
     config.send_history = history;
@@ -146,18 +157,21 @@ proptest! {
     #[test]
     fn every_message_decompresses_with_context_takeover(
         bits in 9u8..=15,
+        level in 0u32..=9,
         history in prop::sample::select(vec![0u32, 1, 64, 700, 4096, 40_000]),
         script in messages(),
     ) {
+        // Two connections take turns on one shared compressor, each with its own history.
         let shared = SharedCompressor::new();
-        let (mut server, mut client) = pair(bits, history, &shared);
-        for (message, before) in &script {
+        let mut pairs = [leveled(bits, level, history, &shared), leveled(bits, level, history, &shared)];
+        for (i, (message, before)) in script.iter().enumerate() {
+            let (server, client) = &mut pairs[i % 2];
             match before {
                 8 => server.reset_send_context(),
                 9 => server.release_idle_state(),
                 _ => {}
             }
-            send(&mut server, &mut client, message);
+            send(server, client, message);
             let cap = (history as usize).min(1 << bits);
             prop_assert!(server.send_history_len() <= cap);
         }
