@@ -5,12 +5,18 @@
 //! bits 9 and 15; levels 1 and 6. Both directions negotiate no context takeover, so every
 //! iteration is one independent message, reset included (with takeover, compressing the same
 //! message again would find it in the window and measure nothing real).
+//!
+//! `deflate/takeover`: context takeover the ways a server can keep it, each message a different
+//! stretch of a JSON-like stream, sent round-robin over 1 or 100 connections (128 B, 512 B and
+//! 4 KiB): a compressor per connection (`own`), the worker's shared compressor primed with
+//! each connection's 4 KiB send history (`history`, the engine's default), and the shared
+//! compressor from a fresh context (`fresh`). The wire bytes per message of each are printed.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
+use sockeye_deflate::{DeflateConfig, PerMessageDeflate, SharedCompressor};
 use sockeye_proto::Extension;
 use sockeye_proto::extension::{ParamWriter, parse_offers};
 
@@ -173,12 +179,84 @@ fn decompress(c: &mut Criterion) {
     group.finish();
 }
 
+/// A negotiated server sending with context takeover at level 6, 15 bits: with a compressor of
+/// its own, or from `shared` with `history` bytes of send history.
+fn takeover_server(shared: Option<&SharedCompressor>, history: u32) -> PerMessageDeflate {
+    let mut config = DeflateConfig::default();
+    config.threshold = 0;
+    config.send_history = history;
+    let mut server = PerMessageDeflate::server(config);
+    if let Some(shared) = shared {
+        server = server.with_shared_compressor(shared.clone());
+    }
+    let mut buf = [0u8; 128];
+    let offer = parse_offers("permessage-deflate").next().unwrap().unwrap();
+    assert!(
+        server
+            .accept_offer(&offer, &mut ParamWriter::new(&mut buf))
+            .unwrap()
+    );
+    server
+}
+
+fn takeover(c: &mut Criterion) {
+    const MESSAGES: usize = 1000;
+    let mut group = c.benchmark_group("deflate/takeover");
+    let stream = json(4096 * MESSAGES / 8);
+    for size in [128, 512, 4096] {
+        // Different stretches of the stream, so that no message repeats the last.
+        let messages: Vec<&[u8]> = (0..MESSAGES)
+            .map(|i| {
+                let at = (i * 7919 * 61) % (stream.len() - size);
+                &stream[at..at + size]
+            })
+            .collect();
+        for (how, conns) in [("own", 1), ("own", 100), ("history", 100), ("fresh", 100)] {
+            let shared = SharedCompressor::new();
+            let mut servers: Vec<PerMessageDeflate> = (0..conns)
+                .map(|_| match how {
+                    "own" => takeover_server(None, 0),
+                    "history" => takeover_server(Some(&shared), 4096),
+                    _ => takeover_server(Some(&shared), 0),
+                })
+                .collect();
+            let mut out = Vec::with_capacity(size + 1024);
+            let mut wire = 0;
+            for (i, message) in messages.iter().enumerate() {
+                out.clear();
+                servers[i % conns].encode(message, &mut out).unwrap();
+                wire += out.len();
+            }
+            let name = format!("{how}_{conns}_{size}B");
+            println!(
+                "{name}: {:.1} wire bytes per message",
+                wire as f64 / MESSAGES as f64
+            );
+            group.throughput(Throughput::Elements(1));
+            let mut i = 0;
+            group.bench_function(BenchmarkId::from_parameter(&name), |b| {
+                b.iter(|| {
+                    out.clear();
+                    let message = messages[i % MESSAGES];
+                    black_box(
+                        servers[i % conns]
+                            .encode(black_box(message), &mut out)
+                            .unwrap(),
+                    );
+                    i += 1;
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500))
         .sample_size(20);
-    targets = compress, decompress
+    targets = compress, decompress, takeover
 }
 criterion_main!(benches);
