@@ -66,7 +66,7 @@ pub struct DeflateConfig {
     /// message from a fresh context (RFC 7692 lets a sender decide that alone). Small messages
     /// pay for it: each starts with a reset of the shared compressor, which clears zlib-rs'
     /// 128 KiB hash table (about 10 µs), so below about 1 KiB a compressor per connection is
-    /// cheaper in CPU (see `benches/README.md`, "Compression with a send history"). The history is
+    /// cheaper in CPU (`benches/README.md`, "Compression with a send history"). The history is
     /// dropped after a broadcast and by
     /// [`release_idle_state`](crate::PerMessageDeflate::release_idle_state). Without a
     /// [`SharedCompressor`] a connection keeps a compressor of its own and this is unused.

@@ -162,13 +162,13 @@ pub struct SendSettings {
 
 /// A compressor shared by the connections of one worker thread: for the directions that reset
 /// after every message (`server_no_context_takeover`), for context takeover through each
-/// connection's short history ([`DeflateConfig::send_history`](crate::DeflateConfig::send_history)),
-/// and for broadcast.
+/// connection's short history
+/// ([`DeflateConfig::send_history`](crate::DeflateConfig::send_history)), and for broadcast.
 ///
 /// Reset between messages, a compressor holds nothing of any connection, so one per worker, per
 /// window size and level, serves every connection, and stays warm in cache: no compressor memory
-/// per connection (about 370 KiB at 15 bits with zlib-rs, see the crate docs). Create one per worker thread and give
-/// each connection's [`PerMessageDeflate`](crate::PerMessageDeflate) a clone
+/// per connection (about 370 KiB at 15 bits with zlib-rs, see the crate docs). Create one per
+/// worker thread and give each connection's [`PerMessageDeflate`](crate::PerMessageDeflate) a clone
 /// ([`with_shared_compressor`](crate::PerMessageDeflate::with_shared_compressor)). Clones share
 /// one set of compressors behind a mutex, which keeps extensions `Send` (a connection may move
 /// to another thread) and costs one uncontended lock per compressed message when every clone

@@ -115,8 +115,8 @@
 //! compressor always has a 64 Ki-entry hash table (128 KiB) and 112 KiB of symbol buffers
 //! (`memLevel` 8), and its decompressor always allocates a 32 KiB window, so a smaller window saves
 //! compressor memory only. The compressor is the cost to avoid: give every connection of a
-//! worker the worker's [`SharedCompressor`]. The decompressor can be freed between messages when the client has no
-//! context takeover ([`PerMessageDeflate::release_idle_state`]). The message being inflated lives
+//! worker the worker's [`SharedCompressor`]. The decompressor can be freed between messages when
+//! the client has no context takeover ([`PerMessageDeflate::release_idle_state`]). The message being inflated lives
 //! in the connection's message buffer, bounded by `Config::max_message_size`.
 //!
 //! # Features
