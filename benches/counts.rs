@@ -12,13 +12,13 @@ use std::time::Instant;
 
 use sockeye_deflate::{DeflateConfig, PerMessageDeflate, SharedCompressor};
 use sockeye_proto::connection::write_frame;
-use sockeye_proto::extension::{ParamWriter, parse_offers};
 use sockeye_proto::frame::{FrameHeader, OpCode, Rsv};
 use sockeye_proto::handshake::{AcceptKey, Limits, parse_request};
 use sockeye_proto::mask::apply_mask;
 use sockeye_proto::utf8::Utf8Validator;
 use sockeye_proto::{Config, Connection, Extension, Message, NoExtension, Role};
-use sockeye_tests::vectors::BROWSER_REQUEST;
+use sockeye_tests::deflate::negotiate;
+use sockeye_tests::vectors::{BROWSER_REQUEST, utf8_text};
 
 /// One path: its name, what one operation is, and a runner of N operations that returns a
 /// checksum of the results (so that nothing is optimized away and the smoke run can check it).
@@ -118,21 +118,9 @@ fn handshake(n: u64) -> u64 {
     sum
 }
 
-/// `len` bytes of valid UTF-8 mixing one- to four-byte characters.
-fn mixed_text(len: usize) -> Vec<u8> {
-    let pattern = "price €12 — 値段 🐟 ok; ";
-    let mut out = pattern.repeat(len / pattern.len() + 1);
-    let mut cut = len;
-    while !out.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    out.truncate(cut);
-    out.extend(std::iter::repeat_n('.', len - cut));
-    out.into_bytes()
-}
-
 fn utf8_4k(n: u64) -> u64 {
-    let text = mixed_text(4096);
+    // One- to four-byte characters.
+    let text = utf8_text("price €12 — 値段 🐟 ok; ", 4096);
     let mut ok = 0;
     for _ in 0..n {
         let mut v = Utf8Validator::new();
@@ -213,28 +201,11 @@ fn deflate_pair(history: u32) -> (PerMessageDeflate, PerMessageDeflate) {
     let mut config = DeflateConfig::default();
     config.threshold = 0;
     config.send_history = history;
-    let mut client = PerMessageDeflate::client(config);
-    let mut server =
-        PerMessageDeflate::server(config).with_shared_compressor(SharedCompressor::new());
-    let mut buf = [0u8; 128];
-    let mut writer = ParamWriter::new(&mut buf);
-    client.write_offer(&mut writer).expect("offer");
-    let offer = format!(
-        "permessage-deflate{}",
-        std::str::from_utf8(writer.as_bytes()).expect("ASCII")
-    );
-    let mut buf = [0u8; 128];
-    let mut writer = ParamWriter::new(&mut buf);
-    let offer = parse_offers(&offer).next().expect("one").expect("valid");
-    assert!(server.accept_offer(&offer, &mut writer).expect("accepted"));
-    let response = format!(
-        "permessage-deflate{}",
-        std::str::from_utf8(writer.as_bytes()).expect("ASCII")
-    );
-    client
-        .accept_response(&parse_offers(&response).next().expect("one").expect("valid"))
-        .expect("agreed");
-    (server, client)
+    let (client, server) = negotiate(config, config);
+    (
+        server.with_shared_compressor(SharedCompressor::new()),
+        client,
+    )
 }
 
 const MESSAGES: usize = 64;

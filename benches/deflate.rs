@@ -18,7 +18,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sockeye_deflate::{DeflateConfig, PerMessageDeflate, SharedCompressor};
 use sockeye_proto::Extension;
-use sockeye_proto::extension::{ParamWriter, parse_offers};
+use sockeye_tests::deflate::negotiate;
 
 const SIZES: [usize; 2] = [4 * 1024, 64 * 1024];
 const WINDOWS: [u8; 2] = [9, 15];
@@ -90,27 +90,7 @@ fn pair(bits: u8, level: u32) -> (PerMessageDeflate, PerMessageDeflate) {
     config.client_no_context_takeover = true;
     config.level = level;
     config.threshold = 0;
-    let mut client = PerMessageDeflate::client(config);
-    let mut server = PerMessageDeflate::server(config);
-    let mut buf = [0u8; 128];
-    let mut writer = ParamWriter::new(&mut buf);
-    client.write_offer(&mut writer).unwrap();
-    let offer = format!(
-        "permessage-deflate{}",
-        std::str::from_utf8(writer.as_bytes()).unwrap()
-    );
-    let mut buf = [0u8; 128];
-    let mut writer = ParamWriter::new(&mut buf);
-    let offer = parse_offers(&offer).next().unwrap().unwrap();
-    assert!(server.accept_offer(&offer, &mut writer).unwrap());
-    let response = format!(
-        "permessage-deflate{}",
-        std::str::from_utf8(writer.as_bytes()).unwrap()
-    );
-    client
-        .accept_response(&parse_offers(&response).next().unwrap().unwrap())
-        .unwrap();
-    (client, server)
+    negotiate(config, config)
 }
 
 fn cases() -> Vec<(String, Vec<u8>, u8, u32)> {
@@ -185,18 +165,11 @@ fn takeover_server(shared: Option<&SharedCompressor>, history: u32) -> PerMessag
     let mut config = DeflateConfig::default();
     config.threshold = 0;
     config.send_history = history;
-    let mut server = PerMessageDeflate::server(config);
-    if let Some(shared) = shared {
-        server = server.with_shared_compressor(shared.clone());
+    let server = negotiate(config, config).1;
+    match shared {
+        Some(shared) => server.with_shared_compressor(shared.clone()),
+        None => server,
     }
-    let mut buf = [0u8; 128];
-    let offer = parse_offers("permessage-deflate").next().unwrap().unwrap();
-    assert!(
-        server
-            .accept_offer(&offer, &mut ParamWriter::new(&mut buf))
-            .unwrap()
-    );
-    server
 }
 
 fn takeover(c: &mut Criterion) {

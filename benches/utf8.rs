@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sockeye_proto::utf8::{Utf8Error, Utf8Validator};
+use sockeye_tests::vectors::utf8_text;
 
 const SIZES: [(usize, &str); 4] = [
     (125, "125"),
@@ -17,18 +18,6 @@ const CHUNK: usize = 4096;
 
 /// One to four bytes per code point; 70 bytes long, so 4 KiB reads land inside code points.
 const MIXED: &str = "Hello, κόσμε! 日本語のテキスト 🦀🎉 Grüße, ça va? ";
-
-/// `len` bytes of valid UTF-8: the pattern repeated, padded with ASCII to the exact length.
-fn text(pattern: &str, len: usize) -> Vec<u8> {
-    let mut out = pattern.repeat(len / pattern.len() + 1);
-    let mut cut = len;
-    while !out.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    out.truncate(cut);
-    out.extend(std::iter::repeat_n('.', len - cut));
-    out.into_bytes()
-}
 
 fn incremental(data: &[u8]) -> Result<(), Utf8Error> {
     let mut v = Utf8Validator::new();
@@ -51,7 +40,7 @@ fn validate(c: &mut Criterion) {
         ("mixed", MIXED),
     ] {
         for (len, size) in SIZES {
-            let data = text(pattern, len);
+            let data = utf8_text(pattern, len);
             assert_eq!(data.len(), len);
             assert!(std::str::from_utf8(&data).is_ok());
             assert_eq!(incremental(&data), Ok(()));

@@ -3,6 +3,7 @@
 pub mod autobahn;
 pub mod case_client;
 pub mod client;
+pub mod deflate;
 pub mod engine;
 pub mod interop;
 pub mod json;

@@ -26,3 +26,16 @@ Accept-Language: en-US,en;q=0.9\r\n\
 Sec-WebSocket-Key: q4xkcO32u266gldTuKaSOw==\r\n\
 Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
 \r\n";
+
+/// `len` bytes of valid UTF-8: `pattern` repeated, cut at a character boundary and padded with
+/// ASCII dots to the exact length.
+pub fn utf8_text(pattern: &str, len: usize) -> Vec<u8> {
+    let mut out = pattern.repeat(len / pattern.len() + 1);
+    let mut cut = len;
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.truncate(cut);
+    out.extend(std::iter::repeat_n('.', len - cut));
+    out.into_bytes()
+}

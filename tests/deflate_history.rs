@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 use sockeye_deflate::{DeflateConfig, PerMessageDeflate, SharedCompressor};
-use sockeye_proto::extension::{ParamWriter, parse_offers};
 use sockeye_proto::{Extension, Rsv};
+use sockeye_tests::deflate::negotiate;
 
 /// A negotiated (server, client) pair: the server sends with `bits` and context takeover, from
 /// `shared` with `history` bytes of history.
@@ -30,26 +30,8 @@ fn leveled(
     config.server_max_window_bits = bits;
     config.threshold = 0;
     config.send_history = history;
-    let mut client = PerMessageDeflate::client(config);
-    let mut server = PerMessageDeflate::server(config).with_shared_compressor(shared.clone());
-    let mut buf = [0u8; 128];
-    let mut writer = ParamWriter::new(&mut buf);
-    client.write_offer(&mut writer).unwrap();
-    let offer = format!(
-        "permessage-deflate{}",
-        std::str::from_utf8(writer.as_bytes()).unwrap()
-    );
-    let mut buf = [0u8; 128];
-    let mut writer = ParamWriter::new(&mut buf);
-    let offer = parse_offers(&offer).next().unwrap().unwrap();
-    assert!(server.accept_offer(&offer, &mut writer).unwrap());
-    let response = format!(
-        "permessage-deflate{}",
-        std::str::from_utf8(writer.as_bytes()).unwrap()
-    );
-    client
-        .accept_response(&parse_offers(&response).next().unwrap().unwrap())
-        .unwrap();
+    let (client, server) = negotiate(config, config);
+    let server = server.with_shared_compressor(shared.clone());
     assert!(!server.negotiated().unwrap().send.no_context_takeover);
     (server, client)
 }
