@@ -7,20 +7,25 @@
 //! `step`): clients connect (their upgrade request is queued to send, permessage-deflate
 //! offered or not), send what they have queued in pieces, queue frames (masked, whole or
 //! fragmented, compressed through a client `Connection`) or raw bytes, hang up; sockets take
-//! only so many bytes, or break; the clock moves; the application sends, closes, subscribes and
-//! publishes, in callbacks or as a `Handle`'s commands (send, a job, broadcast, close). At the end every socket takes everything, every client hangs up and the clock
-//! runs out.
+//! only so many bytes, or break; the clock moves; the application sends, closes, subscribes
+//! (with the server's policy, or conflating: latest value per topic) and publishes, in
+//! callbacks or as a `Handle`'s commands (send, a job, broadcast, close). At the end every
+//! socket takes everything, every client hangs up and the clock runs out.
 //!
 //! After each step: the handler heard of a connection only between its `on_open` and its one
 //! `on_close`; each client's bytes are a valid `101` its request accepts (or another status)
 //! and then a valid server frame stream (unmasked, whole frames, text UTF-8) holding at most
 //! one close frame, with nothing after it; the messages a client gets are those the
 //! application queued for it, in order, skipping only publishes the report does not vouch
-//! for; no send queue holds more than the limit plus the largest message sent to it plus the
-//! pongs of one turn's reads; no callback panicked. At the end, every open connection got
-//! every message queued for it, and every opened connection was closed exactly once.
+//! for, but for publishes through a conflating subscription: of those, each topic's arrive
+//! in publish order, any of them skipped, in any order with the rest (conflation reorders
+//! across topics); no send queue holds more than the limit plus the largest message sent to
+//! it plus the pongs of one turn's reads; no callback panicked. At the end, every open
+//! connection got every message queued for it and the latest publish of each topic it got
+//! through a conflating subscription, and every opened connection was closed exactly once.
 //!
 //! Shared by `fuzz/fuzz_targets/driver.rs` and the seed replay in `tests/fuzz_seeds.rs`.
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
@@ -31,7 +36,7 @@ use sockeye_proto::{
     CloseCode, Config, Connection, Event, Extension, Message, OpCode, Rsv, Status,
 };
 use sockeye_server::fuzzing::{ConnState, Engine, Note};
-use sockeye_server::{BackpressurePolicy, SendOutcome, ServerConfig};
+use sockeye_server::{BackpressurePolicy, SendOutcome, ServerConfig, SlowConsumer};
 
 type ClientConn = Connection<Option<Box<PerMessageDeflate>>>;
 
@@ -47,6 +52,42 @@ struct Expected {
     certain: bool,
     text: bool,
     payload: Vec<u8>,
+}
+
+/// The publishes on one topic to a client that took them with a conflating subscription: it
+/// gets a subsequence of them, in publish order, and the last one once its queue empties.
+#[derive(Default)]
+struct Lane {
+    /// `(text, payload)` in publish order.
+    sent: Vec<(bool, Vec<u8>)>,
+    /// How many of `sent` are behind the last one received (received or skipped).
+    got: usize,
+}
+
+impl Lane {
+    /// Whether `payload` is a publish of a conflating subscription; it must come after those
+    /// of its topic received before it.
+    fn take(lanes: &mut [Lane], text: bool, payload: &[u8]) -> bool {
+        // Application payloads start with '#' (see `Run::payload`); the client's own never do.
+        if payload.first() != Some(&b'#') {
+            return false;
+        }
+        for (t, lane) in lanes.iter_mut().enumerate() {
+            let found = lane
+                .sent
+                .iter()
+                .position(|(x, p)| *x == text && p == payload);
+            if let Some(at) = found {
+                assert!(
+                    at >= lane.got,
+                    "topic {t}: {payload:?} again or before a later publish"
+                );
+                lane.got = at + 1;
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// What the check knows of one client.
@@ -75,6 +116,10 @@ struct Client {
     opened: bool,
     closed: bool,
     subscribed: [bool; TOPICS.len()],
+    /// Whether the subscription to each topic conflates (latest value only).
+    conflating: [bool; TOPICS.len()],
+    /// Per topic, the publishes that reached it through a conflating subscription.
+    lanes: [Lane; TOPICS.len()],
 }
 
 impl Client {
@@ -83,6 +128,12 @@ impl Client {
             extensions: self.offer.as_bytes(),
             ..ClientRequest::new("h", "/chat", KEY)
         }
+    }
+
+    /// A publish on topic `t` through a conflating subscription.
+    fn expect_latest(&mut self, t: usize, text: bool, payload: &[u8]) {
+        self.largest = self.largest.max(payload.len() + 14);
+        self.lanes[t].sent.push((text, payload.to_vec()));
     }
 
     fn expect(&mut self, certain: bool, text: bool, payload: &[u8]) {
@@ -145,6 +196,9 @@ impl Client {
                 }
                 _ => continue,
             };
+            if Lane::take(&mut self.lanes, text, payload) {
+                continue;
+            }
             loop {
                 let Some(next) = self.expected.get(self.matched) else {
                     panic!("a message nobody sent: {text} {payload:?}");
@@ -277,10 +331,21 @@ impl Run {
                 self.engine.close(c, CloseCode(code), &reason);
             }
             8 | 9 => {
-                let t = usize::from(input.byte()) % TOPICS.len();
+                let b = input.byte();
+                let t = usize::from(b) % TOPICS.len();
                 if op == 8 {
-                    let added = self.engine.subscribe(c, TOPICS[t]);
-                    self.clients[c].subscribed[t] |= matches!(added, Some(Ok(_)));
+                    // 0xc0 and up: a conflating subscription (else the server's policy).
+                    let conflate = b >= 0xc0;
+                    let added = if conflate {
+                        self.engine
+                            .subscribe_with(c, TOPICS[t], SlowConsumer::Conflate)
+                    } else {
+                        self.engine.subscribe(c, TOPICS[t])
+                    };
+                    if matches!(added, Some(Ok(_))) {
+                        self.clients[c].subscribed[t] = true;
+                        self.clients[c].conflating[t] = conflate;
+                    }
                 } else if self.engine.unsubscribe(c, TOPICS[t]).is_some() {
                     self.clients[c].subscribed[t] = false;
                 }
@@ -363,7 +428,11 @@ impl Run {
     /// through its `Connection` (compressed when negotiated).
     fn frame(&mut self, c: usize, input: &mut Input<'_>) {
         let flags = input.byte();
-        let payload = input.bytes();
+        let mut payload = Cow::Borrowed(input.bytes());
+        if matches!(flags % 8, 0 | 1 | 2 | 7) && payload.first() == Some(&b'#') {
+            // The client's messages never start with '#', which marks the application's.
+            payload.to_mut()[0] = b'%';
+        }
         let client = &mut self.clients[c];
         let opcode = match flags % 8 {
             0 => OpCode::Text,
@@ -375,7 +444,7 @@ impl Run {
             _ => {
                 if let Some(conn) = client.conn.as_mut() {
                     // Large messages too (echoed straight from their bytes): as `payload`.
-                    let payload = &amplify(payload);
+                    let payload = &amplify(&payload);
                     let text = String::from_utf8_lossy(payload);
                     let msg = if flags & 8 != 0 {
                         Message::Text(&text)
@@ -390,7 +459,7 @@ impl Run {
         let payload = match flags % 8 {
             5 => &[0x03, 0xe8][..],
             3 | 4 | 6 => &payload[..payload.len().min(125)],
-            _ => payload,
+            _ => &payload[..],
         };
         let start = client.outbound.len();
         let mask = [flags, 0x5a, 0xa5, 0x3c];
@@ -431,10 +500,17 @@ impl Run {
             .filter(|&c| self.clients[c].subscribed[t])
             .collect();
         let report = self.engine.publish(TOPICS[t], msg).unwrap();
-        assert!(report.delivered as usize <= subscribers.len());
-        let certain = report.delivered as usize == subscribers.len();
+        // Each subscriber counts once at most: delivered, conflated, or another outcome.
+        let counted = (report.delivered + report.conflated) as usize;
+        assert!(counted <= subscribers.len());
+        let certain = counted == subscribers.len();
         for c in subscribers {
-            self.clients[c].expect(certain, text, payload);
+            let client = &mut self.clients[c];
+            if client.conflating[t] {
+                client.expect_latest(t, text, payload);
+            } else {
+                client.expect(certain, text, payload);
+            }
         }
     }
 
@@ -508,6 +584,14 @@ impl Run {
                     .filter(|e| e.certain)
                     .collect();
                 assert!(missing.is_empty(), "client {c} never got {missing:?}");
+                for (t, lane) in client.lanes.iter().enumerate() {
+                    let latest = lane.sent.last();
+                    assert_eq!(
+                        lane.got,
+                        lane.sent.len(),
+                        "client {c} never got the latest of topic {t}: {latest:?}"
+                    );
+                }
             }
             self.engine.hang_up(c);
             self.observe();
@@ -529,7 +613,7 @@ impl Run {
 /// The input's bytes, or, when they start with 0xf0 or more, the bytes repeated to 16 KiB times
 /// (1 + their first byte − 0xf0), up to 256 KiB: large messages take the direct and shared
 /// write paths.
-fn amplify(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+fn amplify(bytes: &[u8]) -> Cow<'_, [u8]> {
     match bytes.first() {
         Some(&first) if first >= 0xf0 => {
             let len = usize::from(first - 0xef) << 14;

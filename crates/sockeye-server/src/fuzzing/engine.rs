@@ -12,7 +12,7 @@ use super::script::Script;
 use crate::config::ServerConfig;
 use crate::handle::{Handle, Job, OwnedMessage, SendOutcome, Stats};
 use crate::handler::{Accept, CloseReason, ConnId, Handler, Outbox, Reject};
-use crate::topics::{Publication, PublishError, PublishReport, TopicError};
+use crate::topics::{Publication, PublishError, PublishReport, SlowConsumer, TopicError};
 use crate::transport::Scratch;
 use crate::worker::{Driver, Phase};
 
@@ -303,6 +303,19 @@ impl Engine {
         let idx = self.slot(client)?;
         self.driver
             .with_outbox(idx, |_, _, out| out.subscribe(pattern))
+    }
+
+    /// Subscribes the client to `pattern` with the slow-consumer `policy` (a conflating
+    /// subscription, say); `None` when the connection is not open.
+    pub fn subscribe_with(
+        &mut self,
+        client: usize,
+        pattern: &str,
+        policy: SlowConsumer,
+    ) -> Option<Result<bool, TopicError>> {
+        let idx = self.slot(client)?;
+        self.driver
+            .with_outbox(idx, |_, _, out| out.subscribe_with(pattern, policy))
     }
 
     /// Unsubscribes the client from `pattern`; `None` when the connection is not open.
