@@ -65,19 +65,31 @@ pub struct DeflateConfig {
     /// of the CPU of a compressor per connection among 100 connections; 0 compresses each
     /// message from a fresh context (RFC 7692 lets a sender decide that alone). Small messages
     /// pay for it: each starts with a reset of the shared compressor, which clears zlib-rs'
-    /// 128 KiB hash table (about 10 µs), so below about 1 KiB a compressor per connection is
-    /// cheaper in CPU (`benches/README.md`, "Compression with a send history"). The history is
+    /// 128 KiB hash table (about 10 µs), so below about 1 KiB a connection that sends often
+    /// would compress for less with a compressor of its own, warm in cache; the
+    /// [`warm_streams`](DeflateConfig::warm_streams) give the most frequent senders one
+    /// (`benches/README.md`, "Warm streams for frequent senders"). The history is
     /// dropped after a broadcast and by
     /// [`release_idle_state`](crate::PerMessageDeflate::release_idle_state). Without a
     /// [`SharedCompressor`] a connection keeps a compressor of its own and this is unused.
     ///
     /// [`SharedCompressor`]: crate::SharedCompressor
     pub send_history: u32,
+    /// How many warm streams a worker's [`SharedCompressor`] lends to the connections that send
+    /// compressed messages most often (see its docs). Default 4: at most 4 compressors more per
+    /// worker (about 1.5 MiB at 15 bits), which spare frequent senders of small messages the
+    /// shared compressor's reset. 0 sends every message with context takeover through the shared
+    /// compressor and the send history. Read by the engine when it makes each worker's
+    /// compressor ([`SharedCompressor::with_warm_streams`]); unused otherwise.
+    ///
+    /// [`SharedCompressor`]: crate::SharedCompressor
+    /// [`SharedCompressor::with_warm_streams`]: crate::SharedCompressor::with_warm_streams
+    pub warm_streams: u16,
 }
 
 impl DeflateConfig {
     /// The defaults: context takeover both ways, 15-bit windows, level 6, `memLevel` 8, a
-    /// 64-byte threshold, 4096 bytes of send history.
+    /// 64-byte threshold, 4096 bytes of send history, 4 warm streams per worker.
     pub const DEFAULT: DeflateConfig = DeflateConfig {
         server_no_context_takeover: false,
         client_no_context_takeover: false,
@@ -87,6 +99,7 @@ impl DeflateConfig {
         mem_level: 8,
         threshold: 64,
         send_history: 4096,
+        warm_streams: 4,
     };
 
     /// The configuration with every value in range (see the type docs).

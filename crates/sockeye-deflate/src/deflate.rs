@@ -94,15 +94,21 @@ impl Deflater {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), ExtensionError> {
+        self.prime(if input.is_empty() { &[] } else { dictionary })?;
+        self.compress(input, out, true)
+    }
+
+    /// Starts a fresh context that may refer to `dictionary` (empty: none).
+    fn prime(&mut self, dictionary: &[u8]) -> Result<(), ExtensionError> {
         self.reset();
-        if !dictionary.is_empty() && !input.is_empty() {
+        if !dictionary.is_empty() {
             self.dirty = true;
             if self.inner.set_dictionary(dictionary).is_err() {
                 self.reset();
                 return Err(ExtensionError::InvalidData);
             }
         }
-        self.compress(input, out, true)
+        Ok(())
     }
 
     /// Forgets the history, if there is any.
@@ -116,9 +122,18 @@ impl Deflater {
 
 /// The most recent bytes a connection sent compressed, up to a cap: what the peer's window ends
 /// with, primed into the shared compressor so that the next message may refer to them.
+///
+/// It also remembers the connection's claim on a warm stream of the shared compressor: which
+/// stream continues this connection's compressed bytes, and when it last compressed.
 pub(crate) struct History {
     bytes: Vec<u8>,
     cap: usize,
+    /// The token of the warm stream that holds this connection's context; 0: none. Tokens are
+    /// never reused, so a stream taken over by another connection is never mistaken for ours.
+    stream: u64,
+    /// The shared compressor's count of messages compressed when this connection last compressed
+    /// one through it; 0: never.
+    last_tick: u64,
 }
 
 impl History {
@@ -127,6 +142,8 @@ impl History {
         History {
             bytes: Vec::with_capacity(cap),
             cap,
+            stream: 0,
+            last_tick: 0,
         }
     }
 
@@ -160,6 +177,12 @@ pub struct SendSettings {
     pub threshold: usize,
 }
 
+/// The longest message a warm stream compresses. Longer ones go through the shared compressor,
+/// primed with the sender's history: their reset is a small part of their cost, and a context
+/// of a whole window makes zlib search longer chains than a primed 4 KiB does, so a warm stream
+/// costs more CPU per message from about 1 KiB on (`benches/deflate.rs`, `deflate/takeover`).
+const WARM_MAX_MESSAGE: usize = 512;
+
 /// A compressor shared by the connections of one worker thread: for the directions that reset
 /// after every message (`server_no_context_takeover`), for context takeover through each
 /// connection's short history
@@ -173,9 +196,32 @@ pub struct SendSettings {
 /// one set of compressors behind a mutex, which keeps extensions `Send` (a connection may move
 /// to another thread) and costs one uncontended lock per compressed message when every clone
 /// stays on its worker. Compressors are allocated on first use and kept.
+///
+/// **Warm streams** ([`with_warm_streams`](SharedCompressor::with_warm_streams)): a reset costs
+/// about as much as compressing a few hundred bytes (zlib-rs clears a 128 KiB hash table), so a
+/// connection that sends small messages often would rather keep its context. Up to `n`
+/// compressors are lent to the connections that compress most often: a connection that
+/// compresses again within `n` messages of the worker takes the least recently used warm stream
+/// (primed with its history, as the shared one is), and its next messages continue that stream
+/// with no reset and no priming, as with a compressor of its own, until another connection takes
+/// the stream over. Connections that compress less often use the one shared compressor. Memory is
+/// bounded by `n` compressors per worker, whatever the number of connections.
 #[derive(Clone, Default)]
 pub struct SharedCompressor {
-    inner: Arc<Mutex<Vec<SharedEntry>>>,
+    inner: Arc<Mutex<Shared>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// One compressor per window size and level, reset before every message.
+    entries: Vec<SharedEntry>,
+    /// The warm streams lent to frequent senders, at most `warm_limit`.
+    warm: Vec<WarmStream>,
+    warm_limit: usize,
+    /// Messages compressed with a send history, the clock of "recently".
+    tick: u64,
+    /// The last token given to a warm stream.
+    last_token: u64,
 }
 
 struct SharedEntry {
@@ -184,25 +230,47 @@ struct SharedEntry {
     deflater: Box<Deflater>,
 }
 
+struct WarmStream {
+    /// The claim of the connection whose context it holds (see `History::stream`); 0: none.
+    token: u64,
+    last_used: u64,
+    window_bits: u8,
+    level: u32,
+    deflater: Box<Deflater>,
+}
+
 impl SharedCompressor {
-    /// An empty shared compressor (no allocation until first use).
+    /// An empty shared compressor with no warm streams (no allocation until first use).
     pub fn new() -> Self {
         SharedCompressor::default()
     }
 
-    /// How many compressors it holds (one per distinct window size and level used).
-    pub fn len(&self) -> usize {
-        self.entries().len()
+    /// An empty shared compressor that lends up to `n` warm streams to the connections that
+    /// compress most often (see the type docs): at most `n` compressors more per worker (about
+    /// 370 KiB each at 15 bits), allocated as connections take them.
+    pub fn with_warm_streams(n: usize) -> Self {
+        let shared = SharedCompressor::default();
+        shared.lock().warm_limit = n;
+        shared
     }
 
-    /// The compressors, locked. A panic while one was compressing leaves its state unknown: the
-    /// set is then emptied and rebuilt on use.
-    fn entries(&self) -> MutexGuard<'_, Vec<SharedEntry>> {
+    /// How many compressors it holds: one per distinct window size and level used, and the warm
+    /// streams taken so far.
+    pub fn len(&self) -> usize {
+        let shared = self.lock();
+        shared.entries.len() + shared.warm.len()
+    }
+
+    /// The state, locked. A panic while a compressor was compressing leaves its state unknown:
+    /// every compressor is then dropped and rebuilt on use. The clock and the last token are
+    /// kept, so that no claim made before matches a stream made after.
+    fn lock(&self) -> MutexGuard<'_, Shared> {
         self.inner.lock().unwrap_or_else(|poisoned| {
-            let mut entries = poisoned.into_inner();
-            entries.clear();
+            let mut shared = poisoned.into_inner();
+            shared.entries.clear();
+            shared.warm.clear();
             self.inner.clear_poison();
-            entries
+            shared
         })
     }
 
@@ -248,33 +316,134 @@ impl SharedCompressor {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), ExtensionError> {
-        let mut entries = self.entries();
-        let index = match entries
+        self.lock()
+            .entry(window_bits, level)
+            .compress_primed(dictionary, input, out)
+    }
+
+    /// Compresses `input` for the connection whose send history is `history`, so that the
+    /// output may refer to what the peer's window ends with, and records `input` in the history.
+    /// Continues the connection's warm stream if it still holds one, takes one over if the
+    /// connection compresses often, else primes the shared compressor with the history.
+    pub(crate) fn compress_with_history(
+        &self,
+        window_bits: u8,
+        level: u32,
+        history: &mut History,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ExtensionError> {
+        if input.is_empty() {
+            // An empty message changes no window (see `Deflater::compress`).
+            out.push(0x00);
+            return Ok(());
+        }
+        let mut guard = self.lock();
+        let shared = &mut *guard;
+        shared.tick += 1;
+        let tick = shared.tick;
+        let recent = history.last_tick != 0
+            && tick.saturating_sub(history.last_tick) <= shared.warm_limit as u64;
+        history.last_tick = tick;
+        let claim = history.stream;
+        history.stream = 0;
+        let small = input.len() <= WARM_MAX_MESSAGE;
+        let held = match claim {
+            0 => None,
+            claim => shared.warm.iter_mut().find(|w| w.token == claim),
+        };
+        if let Some(warm) = held {
+            if !small {
+                // Cheaper through the shared compressor below. The stream then no longer ends
+                // where the peer's window does: it is free for another connection.
+                (warm.token, warm.last_used) = (0, 0);
+            } else {
+                // Ours since the last message: the peer's window ends with all it holds.
+                warm.last_used = tick;
+                if warm.deflater.compress(input, out, false).is_err() {
+                    warm.token = 0;
+                    return Err(ExtensionError::InvalidData);
+                }
+                history.stream = claim;
+                history.push(input);
+                return Ok(());
+            }
+        }
+        if small && recent && shared.warm_limit > 0 {
+            let index = if shared.warm.len() < shared.warm_limit {
+                shared.warm.push(WarmStream {
+                    token: 0,
+                    last_used: 0,
+                    window_bits,
+                    level,
+                    deflater: Box::new(Deflater::new(window_bits, level)),
+                });
+                shared.warm.len() - 1
+            } else {
+                let lru = shared
+                    .warm
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, w)| w.last_used);
+                lru.map_or(0, |(i, _)| i)
+            };
+            shared.last_token += 1;
+            let token = shared.last_token;
+            let warm = &mut shared.warm[index];
+            if (warm.window_bits, warm.level) != (window_bits, level) {
+                *warm.deflater = Deflater::new(window_bits, level);
+                (warm.window_bits, warm.level) = (window_bits, level);
+            }
+            (warm.token, warm.last_used) = (0, tick);
+            warm.deflater.prime(history.bytes())?;
+            warm.deflater.compress(input, out, false)?;
+            warm.token = token;
+            history.stream = token;
+            history.push(input);
+            return Ok(());
+        }
+        shared
+            .entry(window_bits, level)
+            .compress_primed(history.bytes(), input, out)?;
+        history.push(input);
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// The reset-every-time compressor for `window_bits` and `level`, made on first use.
+    fn entry(&mut self, window_bits: u8, level: u32) -> &mut Deflater {
+        let index = match self
+            .entries
             .iter()
             .position(|e| e.window_bits == window_bits && e.level == level)
         {
             Some(index) => index,
             None => {
-                entries.push(SharedEntry {
+                self.entries.push(SharedEntry {
                     window_bits,
                     level,
                     deflater: Box::new(Deflater::new(window_bits, level)),
                 });
-                entries.len() - 1
+                self.entries.len() - 1
             }
         };
-        entries[index]
-            .deflater
-            .compress_primed(dictionary, input, out)
+        &mut self.entries[index].deflater
     }
 }
 
 impl fmt::Debug for SharedCompressor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entries = self.entries();
-        let keys: Vec<(u8, u32)> = entries.iter().map(|e| (e.window_bits, e.level)).collect();
+        let shared = self.lock();
+        let keys: Vec<(u8, u32)> = shared
+            .entries
+            .iter()
+            .map(|e| (e.window_bits, e.level))
+            .collect();
         f.debug_struct("SharedCompressor")
             .field("window_bits_and_levels", &keys)
+            .field("warm_streams", &shared.warm.len())
+            .field("warm_limit", &shared.warm_limit)
             .finish()
     }
 }

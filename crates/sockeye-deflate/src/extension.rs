@@ -237,14 +237,21 @@ impl Extension for PerMessageDeflate {
             deflater.compress(input, out, reset)?;
             return Ok(Rsv::RSV1);
         };
-        let dictionary = self.history.as_ref().map_or(&[][..], |h| h.bytes());
-        shared.compress(settings.window_bits, settings.level, dictionary, input, out)?;
         // What the peer's window ends with now; never more than the window.
         let cap = (self.config.send_history as usize).min(1 << settings.window_bits);
-        if !reset && cap > 0 && !input.is_empty() {
-            self.history
-                .get_or_insert_with(|| Box::new(History::new(cap)))
-                .push(input);
+        if reset || cap == 0 {
+            shared.compress(settings.window_bits, settings.level, &[], input, out)?;
+        } else {
+            let history = self
+                .history
+                .get_or_insert_with(|| Box::new(History::new(cap)));
+            shared.compress_with_history(
+                settings.window_bits,
+                settings.level,
+                history,
+                input,
+                out,
+            )?;
         }
         Ok(Rsv::RSV1)
     }

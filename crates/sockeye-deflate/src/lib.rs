@@ -101,6 +101,7 @@
 //! | compressor of its own             | first message compressed  | 245 KiB  | 371 KiB  |
 //! | or: send history (see below)      | first message compressed  | 4 KiB    | 4 KiB    |
 //! | compressor, shared (see below)    | once per worker           | 0        | 0        |
+//! | warm streams (see below)          | up to `n` per worker      | 0        | 0        |
 //!
 //! "Shared": a [`SharedCompressor`] given to the connection
 //! ([`PerMessageDeflate::with_shared_compressor`]). It compresses every message of the worker's
@@ -108,7 +109,10 @@
 //! primed with the connection's send history, the last
 //! [`send_history`](DeflateConfig::send_history) bytes it sent compressed (4096 by default, at
 //! most the window), which the peer's window ends with. A connection then holds 4 KiB instead of
-//! a compressor, and the one compressor stays warm in cache.
+//! a compressor, and the one compressor stays warm in cache. Priming costs a reset, though, which
+//! small messages feel most: a [`SharedCompressor::with_warm_streams`] also lends up to `n`
+//! compressors (the engine's default is [`DeflateConfig::warm_streams`], 4) to the connections
+//! that compress most often, which then continue their stream as with a compressor of their own.
 //!
 //! zlib-rs sizes differ from C zlib's documented formula (deflate `2^(windowBits+2) +
 //! 2^(memLevel+9)`: 130 KiB at 9 bits, 256 KiB at 15; inflate `2^windowBits` + about 7 KiB): its

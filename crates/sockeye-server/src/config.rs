@@ -116,7 +116,9 @@ pub struct ServerConfig {
     /// messages. Browsers always offer it, so enable it where bandwidth matters more than CPU and
     /// memory. Each worker compresses with one shared compressor, primed with a connection's
     /// last [`send_history`](DeflateConfig::send_history) bytes for context takeover (4 KiB by
-    /// default), or from a fresh context with `server_no_context_takeover`.
+    /// default), or from a fresh context with `server_no_context_takeover`; it lends
+    /// [`warm_streams`](DeflateConfig::warm_streams) compressors (4 by default) to the
+    /// connections that send compressed messages most often.
     pub deflate: Option<DeflateConfig>,
     /// TLS termination (wss://) on every listening address. Default `None` (plain ws://).
     #[cfg(feature = "tls")]

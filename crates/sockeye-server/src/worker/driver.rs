@@ -60,8 +60,10 @@ impl<H: Handler, S: Transport> Driver<H, S> {
                 handle,
                 stats: Default::default(),
             },
+            compressor: SharedCompressor::with_warm_streams(
+                config.deflate.map_or(0, |d| usize::from(d.warm_streams)),
+            ),
             config,
-            compressor: SharedCompressor::new(),
             ready: Vec::new(),
             dirty: Vec::new(),
             freed: false,
