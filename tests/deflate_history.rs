@@ -161,10 +161,14 @@ fn a_warm_stream_keeps_the_whole_window_and_is_taken_over() {
         assert_eq!(a.has_state(), (false, false), "no compressor of its own");
 
         // A long message goes through the shared compressor and leaves the stream; the next
-        // short one takes a stream again, primed with the history (the long one's tail).
-        send(&mut a, &mut a_peer, &noise(2000, 8));
-        assert!(send(&mut a, &mut a_peer, &message) > 400, "primed again");
-        assert!(send(&mut a, &mut a_peer, &message) < 40, "warm again");
+        // short one takes a stream again, primed with the history: the long one's last 128
+        // bytes, which it repeats.
+        let long = noise(2000, 8);
+        send(&mut a, &mut a_peer, &long);
+        let next = [&long[long.len() - 128..], &noise(272, 10)[..]].concat();
+        let primed = send(&mut a, &mut a_peer, &next);
+        assert!((250..330).contains(&primed), "primed again: {primed}");
+        assert!(send(&mut a, &mut a_peer, &next) < 40, "warm again");
 
         // Another connection that sends often takes the one warm stream over; `a` must not
         // continue it, and starts again from its history.
@@ -220,6 +224,89 @@ fn connections_that_take_turns_within_the_limit_keep_their_streams() {
     assert_eq!(shared.len(), 4, "memory stays bounded");
 }
 
+#[test]
+fn a_connection_that_ends_or_resets_gives_its_stream_back() {
+    let shared = SharedCompressor::with_warm_streams(2);
+    let (mut b, mut b_peer) = pair(15, 128, &shared);
+    let (mut a, mut a_peer) = pair(15, 128, &shared);
+    let (bm, am) = (noise(400, 21), noise(400, 22));
+    // b takes a stream, then a (the more recent one).
+    for _ in 0..2 {
+        send(&mut b, &mut b_peer, &bm);
+    }
+    for _ in 0..2 {
+        send(&mut a, &mut a_peer, &am);
+    }
+    assert!(send(&mut a, &mut a_peer, &am) < 40);
+    for end in ["drop", "reset"] {
+        // a gives its stream back; c, a new frequent sender, takes that one rather than b's,
+        // the least recently used of those still held.
+        if end == "drop" {
+            drop(a);
+        } else {
+            a.reset_send_context();
+        }
+        let (mut c, mut c_peer) = pair(15, 128, &shared);
+        let cm = noise(400, 23);
+        for _ in 0..2 {
+            send(&mut c, &mut c_peer, &cm);
+        }
+        assert!(
+            send(&mut c, &mut c_peer, &cm) < 40,
+            "{end}: c holds a stream"
+        );
+        assert!(
+            send(&mut b, &mut b_peer, &bm) < 40,
+            "{end}: b kept its stream"
+        );
+        assert_eq!(shared.len(), 3);
+        // The next round ends c the other way; its peer receives nothing more.
+        a = c;
+    }
+}
+
+#[test]
+fn a_stream_taken_over_takes_the_new_holders_window() {
+    // x (15 bits) holds the one stream; y (9 bits: a 512-byte window) takes it over and repeats
+    // bytes it sent more than 512 bytes back, which only a 15-bit compressor would refer to.
+    let shared = SharedCompressor::with_warm_streams(1);
+    let (mut x, mut x_peer) = pair(15, 128, &shared);
+    let (mut y, mut y_peer) = pair(9, 128, &shared);
+    let (xm, y1, y2) = (noise(400, 41), noise(400, 42), noise(400, 43));
+    for _ in 0..2 {
+        send(&mut x, &mut x_peer, &xm);
+    }
+    send(&mut y, &mut y_peer, &y1);
+    send(&mut y, &mut y_peer, &y2);
+    // The stream is now a 9-bit compressor. (This decompressor reads references up to 32 KiB
+    // back whatever the window agreed, so decoding alone would not tell; zlib's would refuse.)
+    let debug = format!("{shared:?}");
+    assert!(debug.contains("warm_streams: [(9, 6)]"), "{debug}");
+    send(&mut y, &mut y_peer, &y1);
+    send(&mut y, &mut y_peer, &y2);
+}
+
+#[test]
+fn a_connection_moved_to_another_shared_compressor_never_continues_a_stream_there() {
+    let (one, two) = (
+        SharedCompressor::with_warm_streams(1),
+        SharedCompressor::with_warm_streams(1),
+    );
+    let (mut c, mut c_peer) = pair(15, 128, &one);
+    let (mut d, mut d_peer) = pair(15, 128, &two);
+    let (cm, dm) = (noise(400, 31), noise(400, 32));
+    for _ in 0..3 {
+        send(&mut c, &mut c_peer, &cm);
+        send(&mut d, &mut d_peer, &dm);
+    }
+    let mut c = c.with_shared_compressor(two.clone());
+    // Each decodes right (`send` checks), whatever the tokens each compressor gave.
+    for _ in 0..3 {
+        send(&mut c, &mut c_peer, &cm);
+        send(&mut d, &mut d_peer, &dm);
+    }
+}
+
 fn messages() -> impl Strategy<Value = Vec<(Vec<u8>, u8, usize)>> {
     // (message, what happens before it: 0-7 nothing, 8 reset_send_context, 9 release,
     // which connection sends it)
@@ -250,10 +337,13 @@ proptest! {
         script in messages(),
     ) {
         // Three connections share one compressor and its warm streams, each with its own
-        // history: streams are taken, continued, taken over and left behind.
+        // history, window and level: streams are taken, continued, taken over (from a
+        // connection with other settings too) and left behind.
         let shared = SharedCompressor::with_warm_streams(warm);
-        let one = || leveled(bits, level, history, &shared);
-        let mut pairs = [one(), one(), one()];
+        let one = |i: u8| {
+            leveled((bits - i).max(9), (level + u32::from(i)) % 10, history, &shared)
+        };
+        let mut pairs = [one(0), one(1), one(2)];
         for (message, before, who) in &script {
             let (server, client) = &mut pairs[*who];
             match before {
@@ -264,7 +354,7 @@ proptest! {
             send(server, client, message);
             let cap = (history as usize).min(1 << bits);
             prop_assert!(server.send_history_len() <= cap);
-            prop_assert!(shared.len() <= 1 + warm);
+            prop_assert!(shared.len() <= 3 + warm, "one per setting and the warm streams");
         }
     }
 }

@@ -79,7 +79,8 @@ pub struct DeflateConfig {
     /// compressed messages most often (see its docs). Default 4: at most 4 compressors more per
     /// worker (about 1.5 MiB at 15 bits), which spare frequent senders of small messages the
     /// shared compressor's reset. 0 sends every message with context takeover through the shared
-    /// compressor and the send history. Read by the engine when it makes each worker's
+    /// compressor and the send history; at most [`MAX_WARM_STREAMS`](crate::MAX_WARM_STREAMS)
+    /// are lent. Read by the engine when it makes each worker's
     /// compressor ([`SharedCompressor::with_warm_streams`]); unused otherwise.
     ///
     /// [`SharedCompressor`]: crate::SharedCompressor

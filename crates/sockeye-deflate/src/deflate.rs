@@ -2,6 +2,7 @@
 //! [`SharedCompressor`].
 
 use core::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use flate2::{Compress, Compression, FlushCompress};
@@ -183,6 +184,13 @@ pub struct SendSettings {
 /// costs more CPU per message from about 1 KiB on (`benches/deflate.rs`, `deflate/takeover`).
 const WARM_MAX_MESSAGE: usize = 512;
 
+/// The most warm streams one shared compressor lends (about 23 MiB at 15 bits).
+pub const MAX_WARM_STREAMS: usize = 64;
+
+/// The last token given to a warm stream, in the whole process: a claim can never match a
+/// stream of another shared compressor either.
+static LAST_TOKEN: AtomicU64 = AtomicU64::new(0);
+
 /// A compressor shared by the connections of one worker thread: for the directions that reset
 /// after every message (`server_no_context_takeover`), for context takeover through each
 /// connection's short history
@@ -198,14 +206,16 @@ const WARM_MAX_MESSAGE: usize = 512;
 /// stays on its worker. Compressors are allocated on first use and kept.
 ///
 /// **Warm streams** ([`with_warm_streams`](SharedCompressor::with_warm_streams)): a reset costs
-/// about as much as compressing a few hundred bytes (zlib-rs clears a 128 KiB hash table), so a
-/// connection that sends small messages often would rather keep its context. Up to `n`
-/// compressors are lent to the connections that compress most often: a connection that
-/// compresses again within `n` messages of the worker takes the least recently used warm stream
-/// (primed with its history, as the shared one is), and its next messages continue that stream
-/// with no reset and no priming, as with a compressor of its own, until another connection takes
-/// the stream over. Connections that compress less often use the one shared compressor. Memory is
-/// bounded by `n` compressors per worker, whatever the number of connections.
+/// more than compressing a few hundred bytes (zlib-rs clears its hash table and chain links,
+/// about 230 KiB), so a connection that sends small messages often would rather keep its
+/// context. Up to `n` compressors are lent to the connections that compress most often: a
+/// connection that compresses a message of up to 512 bytes within `n` messages of its last
+/// takes the least recently used warm stream (primed with its history, as the shared one is),
+/// and its next messages of up to 512 bytes continue that stream with no reset and no priming,
+/// as with a compressor of its own, until another connection takes the stream over. A longer
+/// message, a broadcast, idle release and the connection's end give the stream back.
+/// Connections that compress less often use the shared compressor. Memory is bounded by one
+/// compressor per window size and level used, plus `n`, whatever the number of connections.
 #[derive(Clone, Default)]
 pub struct SharedCompressor {
     inner: Arc<Mutex<Shared>>,
@@ -220,8 +230,6 @@ struct Shared {
     warm_limit: usize,
     /// Messages compressed with a send history, the clock of "recently".
     tick: u64,
-    /// The last token given to a warm stream.
-    last_token: u64,
 }
 
 struct SharedEntry {
@@ -245,13 +253,28 @@ impl SharedCompressor {
         SharedCompressor::default()
     }
 
-    /// An empty shared compressor that lends up to `n` warm streams to the connections that
-    /// compress most often (see the type docs): at most `n` compressors more per worker (about
-    /// 370 KiB each at 15 bits), allocated as connections take them.
+    /// An empty shared compressor that lends up to `n` warm streams (at most
+    /// [`MAX_WARM_STREAMS`]) to the connections that compress most often (see the type docs): at
+    /// most `n` compressors more per worker (about 370 KiB each at 15 bits), allocated as
+    /// connections take them.
     pub fn with_warm_streams(n: usize) -> Self {
         let shared = SharedCompressor::default();
-        shared.lock().warm_limit = n;
+        shared.lock().warm_limit = n.min(MAX_WARM_STREAMS);
         shared
+    }
+
+    /// Gives back the warm stream `history`'s connection holds, if it holds one: its context
+    /// is forgotten (the stream keeps none of the connection's bytes) and it is the first to be
+    /// lent again. For a connection that leaves its stream behind (a broadcast, idle, closed).
+    pub(crate) fn release(&self, history: &mut History) {
+        let claim = std::mem::take(&mut history.stream);
+        if claim == 0 {
+            return;
+        }
+        if let Some(warm) = self.lock().warm.iter_mut().find(|w| w.token == claim) {
+            (warm.token, warm.last_used) = (0, 0);
+            warm.deflater.reset();
+        }
     }
 
     /// How many compressors it holds: one per distinct window size and level used, and the warm
@@ -361,7 +384,7 @@ impl SharedCompressor {
                 // Ours since the last message: the peer's window ends with all it holds.
                 warm.last_used = tick;
                 if warm.deflater.compress(input, out, false).is_err() {
-                    warm.token = 0;
+                    (warm.token, warm.last_used) = (0, 0);
                     return Err(ExtensionError::InvalidData);
                 }
                 history.stream = claim;
@@ -387,8 +410,7 @@ impl SharedCompressor {
                     .min_by_key(|(_, w)| w.last_used);
                 lru.map_or(0, |(i, _)| i)
             };
-            shared.last_token += 1;
-            let token = shared.last_token;
+            let token = LAST_TOKEN.fetch_add(1, Ordering::Relaxed) + 1;
             let warm = &mut shared.warm[index];
             if (warm.window_bits, warm.level) != (window_bits, level) {
                 *warm.deflater = Deflater::new(window_bits, level);
@@ -442,7 +464,14 @@ impl fmt::Debug for SharedCompressor {
             .collect();
         f.debug_struct("SharedCompressor")
             .field("window_bits_and_levels", &keys)
-            .field("warm_streams", &shared.warm.len())
+            .field(
+                "warm_streams",
+                &shared
+                    .warm
+                    .iter()
+                    .map(|w| (w.window_bits, w.level))
+                    .collect::<Vec<_>>(),
+            )
             .field("warm_limit", &shared.warm_limit)
             .finish()
     }

@@ -61,8 +61,16 @@ impl PerMessageDeflate {
     /// [`send_history`](DeflateConfig::send_history) bytes sent. Give each connection of a
     /// worker a clone of that worker's [`SharedCompressor`].
     pub fn with_shared_compressor(mut self, shared: SharedCompressor) -> Self {
+        self.release_warm_stream();
         self.shared = Some(shared);
         self
+    }
+
+    /// Gives back the shared compressor's warm stream this connection holds, if any.
+    fn release_warm_stream(&mut self) {
+        if let (Some(shared), Some(history)) = (&self.shared, self.history.as_mut()) {
+            shared.release(history);
+        }
     }
 
     /// This endpoint's role.
@@ -106,6 +114,7 @@ impl PerMessageDeflate {
         if let Some(deflater) = self.deflater.as_mut() {
             deflater.reset();
         }
+        self.release_warm_stream();
         self.history = None;
     }
 
@@ -115,6 +124,7 @@ impl PerMessageDeflate {
     /// For idle connections under memory pressure.
     pub fn release_idle_state(&mut self) {
         self.deflater = None;
+        self.release_warm_stream();
         self.history = None;
         let recv_reset = self.negotiated.is_some_and(|n| n.recv.no_context_takeover);
         if recv_reset && !self.inflater.as_ref().is_some_and(|i| i.in_message()) {
@@ -196,6 +206,7 @@ impl Extension for PerMessageDeflate {
         self.negotiated = Some(negotiated);
         self.inflater = None;
         self.deflater = None;
+        self.release_warm_stream();
         self.history = None;
         Ok(())
     }
@@ -254,6 +265,12 @@ impl Extension for PerMessageDeflate {
             )?;
         }
         Ok(Rsv::RSV1)
+    }
+}
+
+impl Drop for PerMessageDeflate {
+    fn drop(&mut self) {
+        self.release_warm_stream();
     }
 }
 

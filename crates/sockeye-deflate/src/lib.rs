@@ -137,6 +137,6 @@ mod inflate;
 mod negotiate;
 
 pub use config::{DeflateConfig, MAX_WINDOW_BITS, MIN_WINDOW_BITS};
-pub use deflate::{SendSettings, SharedCompressor};
+pub use deflate::{MAX_WARM_STREAMS, SendSettings, SharedCompressor};
 pub use extension::PerMessageDeflate;
 pub use negotiate::{DirectionParams, NAME, Negotiated};
