@@ -7,6 +7,8 @@ Servers (benches/README.md says what each one is):
                  message compressed from a fresh context
   sockeye-window `sockeye serve --deflate-history 32KiB` (deflate scenarios only): a send
                  history as long as the window, the compression of a compressor per connection
+  sockeye-nowarm `sockeye serve --deflate-warm-streams 0` (deflate scenarios only): the send
+                 history without the warm streams lent to frequent senders
   floor          benches/peers peer-floor: raw mio, no validation, the floor of this kernel;
                  peer-floor-fanout for the fan-out scenarios
   tungstenite    benches/peers peer-tungstenite: tokio + tokio-tungstenite
@@ -166,6 +168,10 @@ SCENARIOS = {
     "4KiB-json": Scenario(["echo", "-c", "100", "-s", "4KiB", "--text"]),
     "4KiB-json-deflate": Scenario(
         ["echo", "-c", "100", "-s", "4KiB", "--text", "--deflate"], DEFLATE, deflate=True),
+    # Small messages from a few busy connections: what the shared compressor's warm streams
+    # are for (each message through the shared one would start with a reset).
+    "256B-json-deflate": Scenario(
+        ["echo", "-c", "4", "-s", "256", "--text", "--deflate"], DEFLATE, deflate=True),
     "idle": Scenario(["connect", "-c", "10000", "--concurrency", "128"]),
     "idle-deflate": Scenario(
         ["connect", "-c", "10000", "--concurrency", "128", "--deflate"], ["--deflate"],
@@ -310,6 +316,13 @@ def sockeye_window_command(addr, workers, scenario, level, certs):
         "--deflate-history", "32KiB"]
 
 
+def sockeye_nowarm_command(addr, workers, scenario, level, certs):
+    # No warm streams: every message with context takeover goes through the shared compressor,
+    # primed with the connection's send history.
+    return sockeye_command(addr, workers, scenario, level, certs) + [
+        "--deflate-warm-streams", "0"]
+
+
 def peer_command(binary):
     return lambda addr, workers, scenario, level, certs: [
         os.path.join(PEER_BIN, binary), "--addr", addr, "--workers", str(workers)
@@ -341,6 +354,7 @@ SERVERS = {s.name: s for s in [
            fanout=sockeye_command),
     Server("sockeye-shared", sockeye_shared_command, plain=False, deflate=True, multi=True),
     Server("sockeye-window", sockeye_window_command, plain=False, deflate=True, multi=True),
+    Server("sockeye-nowarm", sockeye_nowarm_command, plain=False, deflate=True, multi=True),
     Server("floor", peer_command("peer-floor"), plain=True, deflate=False, multi=True,
            fanout=peer_command("peer-floor-fanout")),
     Server("tungstenite", peer_command("peer-tungstenite"), plain=True, deflate=False, multi=True,

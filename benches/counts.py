@@ -46,7 +46,7 @@ ECHOES = [("16B-x16", "16", 16), ("4KiB-x16", "4KiB", 16), ("1MiB-x1", "1MiB", 1
 # Operations per path in the first run (the second runs twice as many).
 PATH_OPS = {"mask-4KiB": 2000, "frame-decode": 100000, "handshake": 2000, "utf8-4KiB": 2000,
             "read-16B": 50000, "send-16B": 50000, "deflate-4KiB": 200, "deflate-4KiB-fresh": 200,
-            "inflate-4KiB": 500}
+            "deflate-256B": 500, "deflate-256B-warm": 500, "inflate-4KiB": 500}
 
 
 def run(what, args, cwd=ROOT):

@@ -70,6 +70,16 @@ const PATHS: &[Path] = &[
         run: deflate_4k_fresh,
     },
     Path {
+        name: "deflate-256B",
+        unit: "256 B JSON-like message compressed (shared compressor, history, no warm stream)",
+        run: deflate_256,
+    },
+    Path {
+        name: "deflate-256B-warm",
+        unit: "the same by a connection holding one of 4 warm streams",
+        run: deflate_256_warm,
+    },
+    Path {
         name: "inflate-4KiB",
         unit: "4 KiB JSON-like message decompressed (context takeover)",
         run: inflate_4k,
@@ -196,14 +206,14 @@ fn quotes(count: usize, len: usize) -> Vec<Vec<u8>> {
 }
 
 /// A negotiated (server, client) pair with context takeover both ways; the server compresses
-/// with a shared compressor and `history` bytes of send history.
-fn deflate_pair(history: u32) -> (PerMessageDeflate, PerMessageDeflate) {
+/// with a shared compressor of `warm` warm streams and `history` bytes of send history.
+fn deflate_pair(history: u32, warm: usize) -> (PerMessageDeflate, PerMessageDeflate) {
     let mut config = DeflateConfig::default();
     config.threshold = 0;
     config.send_history = history;
     let (client, server) = negotiate(config, config);
     (
-        server.with_shared_compressor(SharedCompressor::new()),
+        server.with_shared_compressor(SharedCompressor::with_warm_streams(warm)),
         client,
     )
 }
@@ -211,16 +221,25 @@ fn deflate_pair(history: u32) -> (PerMessageDeflate, PerMessageDeflate) {
 const MESSAGES: usize = 64;
 
 fn deflate_4k(n: u64) -> u64 {
-    compress(n, DeflateConfig::DEFAULT.send_history)
+    compress(n, 4096, DeflateConfig::DEFAULT.send_history, 0)
 }
 
 fn deflate_4k_fresh(n: u64) -> u64 {
-    compress(n, 0)
+    compress(n, 4096, 0, 0)
 }
 
-fn compress(n: u64, history: u32) -> u64 {
-    let messages = quotes(MESSAGES, 4096);
-    let (mut server, _) = deflate_pair(history);
+fn deflate_256(n: u64) -> u64 {
+    compress(n, 256, DeflateConfig::DEFAULT.send_history, 0)
+}
+
+fn deflate_256_warm(n: u64) -> u64 {
+    compress(n, 256, DeflateConfig::DEFAULT.send_history, 4)
+}
+
+/// One connection compresses `n` messages of `size` bytes in turn.
+fn compress(n: u64, size: usize, history: u32, warm: usize) -> u64 {
+    let messages = quotes(MESSAGES, size);
+    let (mut server, _) = deflate_pair(history, warm);
     let mut out = Vec::with_capacity(8192);
     let mut bytes = 0;
     for i in 0..n as usize {
@@ -236,7 +255,7 @@ fn compress(n: u64, history: u32) -> u64 {
 fn inflate_4k(n: u64) -> u64 {
     let messages = quotes(MESSAGES, 4096);
     let history = DeflateConfig::DEFAULT.send_history;
-    let (mut server, mut client) = deflate_pair(history);
+    let (mut server, mut client) = deflate_pair(history, 0);
     // The server's compressed stream, made once outside the counted part (which is the same
     // for N and 2N, so it cancels out); the client decompresses it in order, round after round
     // with its context reset at each round's start.
@@ -252,7 +271,7 @@ fn inflate_4k(n: u64) -> u64 {
     let mut bytes = 0;
     for i in 0..n as usize {
         if i % MESSAGES == 0 {
-            client = deflate_pair(history).1;
+            client = deflate_pair(history, 0).1;
         }
         out.clear();
         client
@@ -281,9 +300,11 @@ fn main() {
             for path in PATHS {
                 let (one, two) = ((path.run)(MESSAGES as u64), (path.run)(2 * MESSAGES as u64));
                 assert!(one > 0 && two > one, "{}: {one}, {two}", path.name);
-                // The mask's checksum depends on the keys, and the first compressed message has
-                // no history: the others do twice the work for twice the operations.
-                if !["mask-4KiB", "deflate-4KiB"].contains(&path.name) {
+                // The mask's checksum depends on the keys, and the first compressed messages
+                // have no history or warm stream: the others do twice the work for twice the
+                // operations.
+                let history = path.name.starts_with("deflate-") && !path.name.ends_with("fresh");
+                if path.name != "mask-4KiB" && !history {
                     assert_eq!(two, 2 * one, "{}", path.name);
                 }
             }

@@ -7,9 +7,10 @@
 //! message again would find it in the window and measure nothing real).
 //!
 //! `deflate/takeover`: context takeover the ways a server can keep it, each message a different
-//! stretch of a JSON-like stream, sent round-robin over 1 or 100 connections (128 B, 512 B and
-//! 4 KiB): a compressor per connection (`own`), the worker's shared compressor primed with
-//! each connection's 4 KiB send history (`history`, the engine's default), and the shared
+//! stretch of a JSON-like stream, sent round-robin over 1, 4 or 100 connections (128 B, 512 B
+//! and 4 KiB): a compressor per connection (`own`), the worker's shared compressor primed with
+//! each connection's 4 KiB send history (`history`), the same with 4 warm streams (`warm`, the
+//! engine's default: 4 connections taking turns keep one each, 100 get none), and the shared
 //! compressor from a fresh context (`fresh`). The wire bytes per message of each are printed.
 
 use std::hint::black_box;
@@ -173,7 +174,9 @@ fn takeover_server(shared: Option<&SharedCompressor>, history: u32) -> PerMessag
 }
 
 fn takeover(c: &mut Criterion) {
-    const MESSAGES: usize = 1000;
+    // Prime, so that each of 4 or 100 connections taking turns gets every message in turn
+    // (with 1000, one of 100 connections would send the same 10 again and again).
+    const MESSAGES: usize = 1009;
     let mut group = c.benchmark_group("deflate/takeover");
     let stream = json(4096 * MESSAGES / 8);
     for size in [128, 512, 4096] {
@@ -184,12 +187,21 @@ fn takeover(c: &mut Criterion) {
                 &stream[at..at + size]
             })
             .collect();
-        for (how, conns) in [("own", 1), ("own", 100), ("history", 100), ("fresh", 100)] {
-            let shared = SharedCompressor::new();
+        for (how, conns) in [
+            ("own", 1),
+            ("own", 100),
+            ("history", 4),
+            ("history", 100),
+            ("warm", 4),
+            ("warm", 100),
+            ("fresh", 100),
+        ] {
+            // "warm": 4 warm streams, which 4 connections taking turns keep and 100 do not get.
+            let shared = SharedCompressor::with_warm_streams(if how == "warm" { 4 } else { 0 });
             let mut servers: Vec<PerMessageDeflate> = (0..conns)
                 .map(|_| match how {
                     "own" => takeover_server(None, 0),
-                    "history" => takeover_server(Some(&shared), 4096),
+                    "history" | "warm" => takeover_server(Some(&shared), 4096),
                     _ => takeover_server(Some(&shared), 0),
                 })
                 .collect();
