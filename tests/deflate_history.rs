@@ -26,8 +26,26 @@ fn leveled(
     history: u32,
     shared: &SharedCompressor,
 ) -> (PerMessageDeflate, PerMessageDeflate) {
+    with_mem_level(
+        bits,
+        level,
+        DeflateConfig::default().mem_level,
+        history,
+        shared,
+    )
+}
+
+/// The same with zlib's `mem_level`.
+fn with_mem_level(
+    bits: u8,
+    level: u32,
+    mem_level: u8,
+    history: u32,
+    shared: &SharedCompressor,
+) -> (PerMessageDeflate, PerMessageDeflate) {
     let mut config = DeflateConfig::default();
     config.level = level;
+    config.mem_level = mem_level;
     config.server_max_window_bits = bits;
     config.threshold = 0;
     config.send_history = history;
@@ -281,7 +299,7 @@ fn a_stream_taken_over_takes_the_new_holders_window() {
     // The stream is now a 9-bit compressor. (This decompressor reads references up to 32 KiB
     // back whatever the window agreed, so decoding alone would not tell; zlib's would refuse.)
     let debug = format!("{shared:?}");
-    assert!(debug.contains("warm_streams: [(9, 6)]"), "{debug}");
+    assert!(debug.contains("warm_streams: [(9, 6, 5)]"), "{debug}");
     send(&mut y, &mut y_peer, &y1);
     send(&mut y, &mut y_peer, &y2);
 }
@@ -332,6 +350,7 @@ proptest! {
     fn every_message_decompresses_with_context_takeover(
         bits in 9u8..=15,
         level in 0u32..=9,
+        mem_level in 1u8..=9,
         history in prop::sample::select(vec![0u32, 1, 64, 700, 4096, 40_000]),
         warm in 0usize..3,
         script in messages(),
@@ -341,7 +360,8 @@ proptest! {
         // connection with other settings too) and left behind.
         let shared = SharedCompressor::with_warm_streams(warm);
         let one = |i: u8| {
-            leveled((bits - i).max(9), (level + u32::from(i)) % 10, history, &shared)
+            let (bits, level) = ((bits - i).max(9), (level + u32::from(i)) % 10);
+            with_mem_level(bits, level, mem_level.saturating_sub(i).max(1), history, &shared)
         };
         let mut pairs = [one(0), one(1), one(2)];
         for (message, before, who) in &script {

@@ -5,25 +5,34 @@ use core::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use flate2::{Compress, Compression, FlushCompress};
 use sockeye_proto::{ExtensionError, Rsv};
+use zlib_rs::{Deflate, DeflateFlush};
 
 use crate::inflate::TAIL;
 
 /// A raw DEFLATE compressor that knows whether it holds history.
+///
+/// zlib-rs' own safe API rather than flate2's, which wraps the same compressor but fixes
+/// `memLevel` at 8 (see [`DeflateConfig::mem_level`](crate::DeflateConfig::mem_level)).
 pub(crate) struct Deflater {
-    inner: Compress,
+    inner: Deflate,
     /// Messages went through since the last reset.
     dirty: bool,
 }
 
 impl Deflater {
-    /// A compressor with a window of `window_bits` at `level`, clamped to 9..=15 (flate2 panics
-    /// outside) and 0..=9.
-    pub(crate) fn new(window_bits: u8, level: u32) -> Self {
-        let (window_bits, level) = (crate::config::clamp_bits(window_bits), level.min(9));
+    /// A compressor with a window of `window_bits`, at `level` and `mem_level`, clamped to
+    /// 9..=15 (zlib-rs' raw streams start at 9), 0..=9 and 1..=9.
+    pub(crate) fn new(window_bits: u8, level: u32, mem_level: u8) -> Self {
+        let config = zlib_rs::DeflateConfig {
+            level: level.min(9) as i32,
+            // Negative: a raw stream, no zlib header or checksum.
+            window_bits: -i32::from(crate::config::clamp_bits(window_bits)),
+            mem_level: i32::from(mem_level.clamp(1, 9)),
+            ..zlib_rs::DeflateConfig::default()
+        };
         Deflater {
-            inner: Compress::new_with_window_bits(Compression::new(level), false, window_bits),
+            inner: Deflate::new_with_config(config),
             dirty: false,
         }
     }
@@ -67,7 +76,7 @@ impl Deflater {
             // an empty DEFLATE block with no compression (§7.2.1): a sync flush.
             let status = self
                 .inner
-                .compress(input, &mut out[len..], FlushCompress::Sync);
+                .compress(input, &mut out[len..], DeflateFlush::SyncFlush);
             let consumed = (self.inner.total_in() - before_in) as usize;
             let produced = (self.inner.total_out() - before_out) as usize;
             out.truncate(len + produced);
@@ -174,8 +183,35 @@ pub struct SendSettings {
     pub window_bits: u8,
     /// The zlib level (0..=9).
     pub level: u32,
+    /// zlib's `memLevel` (1..=9).
+    pub mem_level: u8,
     /// Messages shorter than this are sent uncompressed.
     pub threshold: usize,
+}
+
+impl SendSettings {
+    /// What a compressor for these settings is made with, clamped to the ranges zlib-rs takes.
+    pub(crate) fn params(&self) -> Params {
+        Params {
+            window_bits: crate::config::clamp_bits(self.window_bits),
+            level: self.level.min(9),
+            mem_level: self.mem_level.clamp(1, 9),
+        }
+    }
+}
+
+/// What a compressor is made with: streams with equal parameters can take each other's place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Params {
+    pub(crate) window_bits: u8,
+    pub(crate) level: u32,
+    pub(crate) mem_level: u8,
+}
+
+impl Params {
+    fn deflater(self) -> Box<Deflater> {
+        Box::new(Deflater::new(self.window_bits, self.level, self.mem_level))
+    }
 }
 
 /// The longest message a warm stream compresses. Longer ones go through the shared compressor,
@@ -184,7 +220,7 @@ pub struct SendSettings {
 /// costs more CPU per message from about 1 KiB on (`benches/deflate.rs`, `deflate/takeover`).
 const WARM_MAX_MESSAGE: usize = 512;
 
-/// The most warm streams one shared compressor lends (about 23 MiB at 15 bits).
+/// The most warm streams one shared compressor lends (about 17 MiB at 15 bits, `memLevel` 5).
 pub const MAX_WARM_STREAMS: usize = 64;
 
 /// The last token given to a warm stream, in the whole process: a claim can never match a
@@ -198,7 +234,7 @@ static LAST_TOKEN: AtomicU64 = AtomicU64::new(0);
 ///
 /// Reset between messages, a compressor holds nothing of any connection, so one per worker, per
 /// window size and level, serves every connection, and stays warm in cache: no compressor memory
-/// per connection (about 370 KiB at 15 bits with zlib-rs, see the crate docs). Create one per
+/// per connection (about 270 KiB at 15 bits with zlib-rs, see the crate docs). Create one per
 /// worker thread and give each connection's [`PerMessageDeflate`](crate::PerMessageDeflate) a clone
 /// ([`with_shared_compressor`](crate::PerMessageDeflate::with_shared_compressor)). Clones share
 /// one set of compressors behind a mutex, which keeps extensions `Send` (a connection may move
@@ -233,8 +269,7 @@ struct Shared {
 }
 
 struct SharedEntry {
-    window_bits: u8,
-    level: u32,
+    params: Params,
     deflater: Box<Deflater>,
 }
 
@@ -242,8 +277,7 @@ struct WarmStream {
     /// The claim of the connection whose context it holds (see `History::stream`); 0: none.
     token: u64,
     last_used: u64,
-    window_bits: u8,
-    level: u32,
+    params: Params,
     deflater: Box<Deflater>,
 }
 
@@ -255,7 +289,7 @@ impl SharedCompressor {
 
     /// An empty shared compressor that lends up to `n` warm streams (at most
     /// [`MAX_WARM_STREAMS`]) to the connections that compress most often (see the type docs): at
-    /// most `n` compressors more per worker (about 370 KiB each at 15 bits), allocated as
+    /// most `n` compressors more per worker (about 270 KiB each at 15 bits), allocated as
     /// connections take them.
     pub fn with_warm_streams(n: usize) -> Self {
         let shared = SharedCompressor::default();
@@ -324,8 +358,7 @@ impl SharedCompressor {
         if input.len() < settings.threshold {
             return Ok(Rsv::NONE);
         }
-        let window_bits = crate::config::clamp_bits(settings.window_bits);
-        self.compress(window_bits, settings.level.min(9), &[], input, out)?;
+        self.compress(settings.params(), &[], input, out)?;
         Ok(Rsv::RSV1)
     }
 
@@ -333,14 +366,13 @@ impl SharedCompressor {
     /// the compressor afterwards.
     pub(crate) fn compress(
         &self,
-        window_bits: u8,
-        level: u32,
+        params: Params,
         dictionary: &[u8],
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), ExtensionError> {
         self.lock()
-            .entry(window_bits, level)
+            .entry(params)
             .compress_primed(dictionary, input, out)
     }
 
@@ -350,8 +382,7 @@ impl SharedCompressor {
     /// connection compresses often, else primes the shared compressor with the history.
     pub(crate) fn compress_with_history(
         &self,
-        window_bits: u8,
-        level: u32,
+        params: Params,
         history: &mut History,
         input: &[u8],
         out: &mut Vec<u8>,
@@ -397,9 +428,8 @@ impl SharedCompressor {
                 shared.warm.push(WarmStream {
                     token: 0,
                     last_used: 0,
-                    window_bits,
-                    level,
-                    deflater: Box::new(Deflater::new(window_bits, level)),
+                    params,
+                    deflater: params.deflater(),
                 });
                 shared.warm.len() - 1
             } else {
@@ -412,9 +442,9 @@ impl SharedCompressor {
             };
             let token = LAST_TOKEN.fetch_add(1, Ordering::Relaxed) + 1;
             let warm = &mut shared.warm[index];
-            if (warm.window_bits, warm.level) != (window_bits, level) {
-                *warm.deflater = Deflater::new(window_bits, level);
-                (warm.window_bits, warm.level) = (window_bits, level);
+            if warm.params != params {
+                warm.deflater = params.deflater();
+                warm.params = params;
             }
             (warm.token, warm.last_used) = (0, tick);
             warm.deflater.prime(history.bytes())?;
@@ -425,7 +455,7 @@ impl SharedCompressor {
             return Ok(());
         }
         shared
-            .entry(window_bits, level)
+            .entry(params)
             .compress_primed(history.bytes(), input, out)?;
         history.push(input);
         Ok(())
@@ -433,19 +463,14 @@ impl SharedCompressor {
 }
 
 impl Shared {
-    /// The reset-every-time compressor for `window_bits` and `level`, made on first use.
-    fn entry(&mut self, window_bits: u8, level: u32) -> &mut Deflater {
-        let index = match self
-            .entries
-            .iter()
-            .position(|e| e.window_bits == window_bits && e.level == level)
-        {
+    /// The reset-every-time compressor for `params`, made on first use.
+    fn entry(&mut self, params: Params) -> &mut Deflater {
+        let index = match self.entries.iter().position(|e| e.params == params) {
             Some(index) => index,
             None => {
                 self.entries.push(SharedEntry {
-                    window_bits,
-                    level,
-                    deflater: Box::new(Deflater::new(window_bits, level)),
+                    params,
+                    deflater: params.deflater(),
                 });
                 self.entries.len() - 1
             }
@@ -457,21 +482,12 @@ impl Shared {
 impl fmt::Debug for SharedCompressor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = self.lock();
-        let keys: Vec<(u8, u32)> = shared
-            .entries
-            .iter()
-            .map(|e| (e.window_bits, e.level))
-            .collect();
+        let params = |p: &Params| (p.window_bits, p.level, p.mem_level);
+        let keys: Vec<_> = shared.entries.iter().map(|e| params(&e.params)).collect();
+        let warm: Vec<_> = shared.warm.iter().map(|w| params(&w.params)).collect();
         f.debug_struct("SharedCompressor")
-            .field("window_bits_and_levels", &keys)
-            .field(
-                "warm_streams",
-                &shared
-                    .warm
-                    .iter()
-                    .map(|w| (w.window_bits, w.level))
-                    .collect::<Vec<_>>(),
-            )
+            .field("window_bits_level_mem_level", &keys)
+            .field("warm_streams", &warm)
             .field("warm_limit", &shared.warm_limit)
             .finish()
     }
@@ -495,7 +511,7 @@ mod tests {
             (6, true, &[hello, &[0x00], &[0xf2, 0x00, 0x11, 0x00, 0x00]]),
         ];
         for (level, takeover, want) in cases {
-            let mut deflater = Deflater::new(15, level);
+            let mut deflater = Deflater::new(15, level, 8);
             for (i, payload) in want.iter().enumerate() {
                 let input: &[u8] = if *payload == [0x00] { b"" } else { b"Hello" };
                 let mut out = vec![0xaa];
@@ -515,6 +531,7 @@ mod tests {
         let settings = |window_bits, level| SendSettings {
             window_bits,
             level,
+            mem_level: 8,
             threshold: 0,
         };
         let mut out = Vec::new();

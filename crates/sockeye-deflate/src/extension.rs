@@ -102,6 +102,7 @@ impl PerMessageDeflate {
         Some(SendSettings {
             window_bits,
             level: self.config.level,
+            mem_level: self.config.mem_level,
             threshold: self.config.threshold,
         })
     }
@@ -243,7 +244,11 @@ impl Extension for PerMessageDeflate {
         let reset = self.negotiated.is_some_and(|n| n.send.no_context_takeover);
         let Some(shared) = &self.shared else {
             let deflater = self.deflater.get_or_insert_with(|| {
-                Box::new(Deflater::new(settings.window_bits, settings.level))
+                Box::new(Deflater::new(
+                    settings.window_bits,
+                    settings.level,
+                    settings.mem_level,
+                ))
             });
             deflater.compress(input, out, reset)?;
             return Ok(Rsv::RSV1);
@@ -251,18 +256,12 @@ impl Extension for PerMessageDeflate {
         // What the peer's window ends with now; never more than the window.
         let cap = (self.config.send_history as usize).min(1 << settings.window_bits);
         if reset || cap == 0 {
-            shared.compress(settings.window_bits, settings.level, &[], input, out)?;
+            shared.compress(settings.params(), &[], input, out)?;
         } else {
             let history = self
                 .history
                 .get_or_insert_with(|| Box::new(History::new(cap)));
-            shared.compress_with_history(
-                settings.window_bits,
-                settings.level,
-                history,
-                input,
-                out,
-            )?;
+            shared.compress_with_history(settings.params(), history, input, out)?;
         }
         Ok(Rsv::RSV1)
     }

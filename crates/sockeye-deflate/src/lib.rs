@@ -1,5 +1,6 @@
 //! permessage-deflate (RFC 7692) for sockeye: negotiation, context takeover, window bits,
-//! size-bounded inflate and an optional per-worker shared compressor, on flate2's zlib-rs backend.
+//! size-bounded inflate and an optional per-worker shared compressor, on zlib-rs (compressing
+//! through its own API, decompressing through flate2's).
 //!
 //! [`PerMessageDeflate`] plugs into [`sockeye_proto::Connection`] through the inline
 //! [`Extension`](sockeye_proto::Extension) hook. What it does **not** do: frame, mask, validate
@@ -90,15 +91,15 @@
 //!
 //! # Memory per connection
 //!
-//! Heap per connection (flate2 1.1, zlib-rs 0.6, counted once with an instrumented allocator;
-//! `tests/memory.rs` measures the resident size of 200 states: about 211 KiB at 9 bits and
-//! 315 KiB at 15 bits for both states together, level 6):
+//! Heap per connection (zlib-rs 0.6, counted with an instrumented allocator, level 6,
+//! `memLevel` 5 as by default; `tests/memory.rs` measures the resident size of 200 states: about
+//! 163 KiB at 9 bits and 290 KiB at 15 bits for both states together):
 //!
 //! | state                             | allocated                 | 9 bits   | 15 bits  |
 //! |-----------------------------------|---------------------------|----------|----------|
 //! | [`PerMessageDeflate`] itself      | inline, negotiated or not | 64 B     | 64 B     |
 //! | decompressor                      | first message received    | 46.6 KiB | 46.6 KiB |
-//! | compressor of its own             | first message compressed  | 245 KiB  | 371 KiB  |
+//! | compressor of its own             | first message compressed  | 147 KiB  | 273 KiB  |
 //! | or: send history (see below)      | first message compressed  | 4 KiB    | 4 KiB    |
 //! | compressor, shared (see below)    | once per worker           | 0        | 0        |
 //! | warm streams (see below)          | up to `n` per worker      | 0        | 0        |
@@ -116,8 +117,9 @@
 //!
 //! zlib-rs sizes differ from C zlib's documented formula (deflate `2^(windowBits+2) +
 //! 2^(memLevel+9)`: 130 KiB at 9 bits, 256 KiB at 15; inflate `2^windowBits` + about 7 KiB): its
-//! compressor always has a 64 Ki-entry hash table (128 KiB) and 112 KiB of symbol buffers
-//! (`memLevel` 8), and its decompressor always allocates a 32 KiB window, so a smaller window saves
+//! compressor always has a 64 Ki-entry hash table (128 KiB) and 7 bytes of symbol buffers per
+//! symbol of a block, 2^(`memLevel`+6) symbols (14 KiB at 5, 112 KiB at 8: a compressor of 245
+//! and 371 KiB at 9 and 15 bits then), and its decompressor always allocates a 32 KiB window, so a smaller window saves
 //! compressor memory only. The compressor is the cost to avoid: give every connection of a
 //! worker the worker's [`SharedCompressor`]. The decompressor can be freed between messages when
 //! the client has no context takeover ([`PerMessageDeflate::release_idle_state`]). The message being inflated lives
@@ -125,7 +127,7 @@
 //!
 //! # Features
 //!
-//! None. Dependencies: `sockeye-proto` and `flate2` (with `zlib-rs`, pure Rust).
+//! None. Dependencies: `sockeye-proto`, `zlib-rs` (pure Rust) and `flate2` on it.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -156,6 +156,7 @@ mod tests {
         let s = SendSettings {
             window_bits: 15,
             level: 6,
+            mem_level: 8,
             threshold: 0,
         };
         let a = p.compressed(&s, &compressor).unwrap();
