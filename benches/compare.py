@@ -157,6 +157,9 @@ class Scenario:
 
 
 DEFLATE = ["--deflate", "--deflate-threshold", "0"]
+# zlib's memLevel of the Python and Node peers: sockeye serve's default, so that every server
+# compresses with the same level, windows and memLevel.
+DEFLATE_MEM_LEVEL = 5
 
 # Names as in the old benches/echo.py.
 SCENARIOS = {
@@ -331,12 +334,13 @@ def peer_command(binary):
 
 def python_command(addr, workers, scenario, level, certs):
     return [os.path.join(VENV, "bin", "python"), os.path.join(PEERS, "ws_echo.py"),
-            "--addr", addr, "--level", str(level), "--window-bits", str(scenario.window_bits)]
+            "--addr", addr, "--level", str(level), "--window-bits", str(scenario.window_bits),
+            "--mem-level", str(DEFLATE_MEM_LEVEL)]
 
 
 def node_command(addr, workers, scenario, level, certs):
     return ["node", os.path.join(PEERS, "ws_echo.js"), "--addr", addr, "--level", str(level),
-            "--window-bits", str(scenario.window_bits)]
+            "--window-bits", str(scenario.window_bits), "--mem-level", str(DEFLATE_MEM_LEVEL)]
 
 
 def python_pubsub_command(addr, workers, scenario, level, certs):

@@ -2,7 +2,8 @@
 // An echo server on Node `ws` (pinned 8.18.0) with permessage-deflate, for compare.py.
 //
 // Echoes each message back as the same type; the library answers pings and closes. The
-// compression level is explicit (--level, default 6), every message is compressed
+// compression level is explicit (--level, default 6), and so is zlib's memLevel (--mem-level,
+// default 8, zlib's), every message is compressed
 // (threshold 0), and the window is 15 bits unless --window-bits says otherwise, as in
 // `sockeye serve --deflate`. Prints `listening on HOST:PORT` once ready.
 //
@@ -12,16 +13,18 @@
 const { WebSocketServer } = require('ws');
 
 function parse(argv) {
-  const opts = { addr: '127.0.0.1:9001', level: 6, windowBits: 15 };
+  const opts = { addr: '127.0.0.1:9001', level: 6, memLevel: 8, windowBits: 15 };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (value === undefined) throw new Error(`${flag} needs a value`);
     if (flag === '--addr') opts.addr = value;
     else if (flag === '--level') opts.level = Number(value);
+    else if (flag === '--mem-level') opts.memLevel = Number(value);
     else if (flag === '--window-bits') opts.windowBits = Number(value);
     else throw new Error(`unknown argument ${flag}`);
   }
   if (!(opts.level >= 0 && opts.level <= 9)) throw new Error('--level: 0 to 9');
+  if (!(opts.memLevel >= 1 && opts.memLevel <= 9)) throw new Error('--mem-level: 1 to 9');
   if (!(opts.windowBits >= 9 && opts.windowBits <= 15)) throw new Error('--window-bits: 9 to 15');
   return opts;
 }
@@ -31,7 +34,7 @@ try {
   opts = parse(process.argv.slice(2));
 } catch (e) {
   console.error(`ws_echo.js: ${e.message}\n` +
-    'usage: ws_echo.js [--addr HOST:PORT] [--level 0-9] [--window-bits 9-15]');
+    'usage: ws_echo.js [--addr HOST:PORT] [--level 0-9] [--mem-level 1-9] [--window-bits 9-15]');
   process.exit(2);
 }
 const colon = opts.addr.lastIndexOf(':');
@@ -44,7 +47,7 @@ const wss = new WebSocketServer({
   backlog: 1024,
   maxPayload: 64 << 20,
   perMessageDeflate: {
-    zlibDeflateOptions: { level: opts.level },
+    zlibDeflateOptions: { level: opts.level, memLevel: opts.memLevel },
     threshold: 0,
     serverMaxWindowBits: opts.windowBits,
     clientMaxWindowBits: opts.windowBits,

@@ -3,9 +3,9 @@
 
 Echoes each message back as the same type (str as text, bytes as binary); the library answers
 pings and closes. The compression level is explicit (`--level`, default 6) and the window is
-15 bits unless `--window-bits` says otherwise, as in `sockeye serve --deflate`: `websockets`'
-own default for compression="deflate" (12-bit windows, memLevel 5) is replaced by passing the
-per-message-deflate factory ourselves. Every message is compressed (the library has no
+15 bits unless `--window-bits` says otherwise, as in `sockeye serve --deflate`, and zlib's
+memLevel is `--mem-level` (default 5): `websockets`' own default for compression="deflate"
+(12-bit windows, memLevel 5) is replaced by passing the per-message-deflate factory ourselves. Every message is compressed (the library has no
 threshold). Prints `listening on HOST:PORT` once ready.
 
     target/peers/venv/bin/python benches/peers/ws_echo.py --addr 127.0.0.1:9001 --level 6
@@ -33,6 +33,8 @@ async def main():
     parser.add_argument("--addr", default="127.0.0.1:9001", help="HOST:PORT to listen on")
     parser.add_argument("--level", type=int, default=6, choices=range(0, 10),
                         help="compression level, 0 to 9 (default 6)")
+    parser.add_argument("--mem-level", type=int, default=5, choices=range(1, 10),
+                        help="zlib's memLevel, 1 to 9 (default 5, as websockets')")
     parser.add_argument("--window-bits", type=int, default=15, choices=range(9, 16),
                         help="server and client window bits, 9 to 15 (default 15)")
     opts = parser.parse_args()
@@ -40,7 +42,7 @@ async def main():
     deflate = ServerPerMessageDeflateFactory(
         server_max_window_bits=opts.window_bits,
         client_max_window_bits=opts.window_bits,
-        compress_settings={"level": opts.level},
+        compress_settings={"level": opts.level, "memLevel": opts.mem_level},
     )
     async with serve(echo, host.strip("[]"), int(port), compression="deflate",
                      extensions=[deflate], max_size=64 << 20, backlog=1024) as server:

@@ -63,7 +63,7 @@ pub struct DeflateConfig {
     ///
     /// Each message is then compressed by the worker's shared compressor, primed with these
     /// bytes as a dictionary: the peer's window ends with them, so the message may refer to
-    /// them, as with a compressor of its own, without one per connection (about 370 KiB at 15
+    /// them, as with a compressor of its own, without one per connection (about 270 KiB at 15
     /// bits, cold in cache when many connections send). On JSON-like 4 KiB messages, 4096 bytes
     /// of history make the output about 5 % larger than a full context's and cost about a third
     /// of the CPU of a compressor per connection among 100 connections; 0 compresses each

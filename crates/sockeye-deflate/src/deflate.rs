@@ -68,8 +68,9 @@ impl Deflater {
         let start = out.len();
         loop {
             let len = out.len();
-            // Enough for incompressible input in one call: stored blocks cost 5 bytes a 64 KiB.
-            let room = input.len() + input.len() / 1024 + 64;
+            // Enough for incompressible input in one call: stored blocks cost 5 bytes each, and
+            // are as short as 2 KiB at memLevel 5 (the loop asks again if it was not enough).
+            let room = input.len() + input.len() / 256 + 64;
             out.resize(len + room, 0);
             let (before_in, before_out) = (self.inner.total_in(), self.inner.total_out());
             // "Compress all the octets of the payload of the message using DEFLATE" and end with
@@ -233,7 +234,7 @@ static LAST_TOKEN: AtomicU64 = AtomicU64::new(0);
 /// ([`DeflateConfig::send_history`](crate::DeflateConfig::send_history)), and for broadcast.
 ///
 /// Reset between messages, a compressor holds nothing of any connection, so one per worker, per
-/// window size and level, serves every connection, and stays warm in cache: no compressor memory
+/// window size, level and `memLevel`, serves every connection, and stays warm in cache: no compressor memory
 /// per connection (about 270 KiB at 15 bits with zlib-rs, see the crate docs). Create one per
 /// worker thread and give each connection's [`PerMessageDeflate`](crate::PerMessageDeflate) a clone
 /// ([`with_shared_compressor`](crate::PerMessageDeflate::with_shared_compressor)). Clones share
@@ -251,7 +252,7 @@ static LAST_TOKEN: AtomicU64 = AtomicU64::new(0);
 /// as with a compressor of its own, until another connection takes the stream over. A longer
 /// message, a broadcast, idle release and the connection's end give the stream back.
 /// Connections that compress less often use the shared compressor. Memory is bounded by one
-/// compressor per window size and level used, plus `n`, whatever the number of connections.
+/// compressor per window size, level and `memLevel` used, plus `n`, whatever the number of connections.
 #[derive(Clone, Default)]
 pub struct SharedCompressor {
     inner: Arc<Mutex<Shared>>,
@@ -259,7 +260,7 @@ pub struct SharedCompressor {
 
 #[derive(Default)]
 struct Shared {
-    /// One compressor per window size and level, reset before every message.
+    /// One compressor per window size, level and `memLevel`, reset before every message.
     entries: Vec<SharedEntry>,
     /// The warm streams lent to frequent senders, at most `warm_limit`.
     warm: Vec<WarmStream>,
@@ -311,8 +312,8 @@ impl SharedCompressor {
         }
     }
 
-    /// How many compressors it holds: one per distinct window size and level used, and the warm
-    /// streams taken so far.
+    /// How many compressors it holds: one per distinct window size, level and `memLevel` used,
+    /// and the warm streams taken so far.
     pub fn len(&self) -> usize {
         let shared = self.lock();
         shared.entries.len() + shared.warm.len()

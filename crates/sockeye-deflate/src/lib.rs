@@ -116,7 +116,7 @@
 //! that compress most often, which then continue their stream as with a compressor of their own.
 //!
 //! zlib-rs sizes differ from C zlib's documented formula (deflate `2^(windowBits+2) +
-//! 2^(memLevel+9)`: 130 KiB at 9 bits, 256 KiB at 15; inflate `2^windowBits` + about 7 KiB): its
+//! 2^(memLevel+9)`: 130 KiB at 9 bits, 256 KiB at 15 with memLevel 8; inflate `2^windowBits` + about 7 KiB): its
 //! compressor always has a 64 Ki-entry hash table (128 KiB) and 7 bytes of symbol buffers per
 //! symbol of a block, 2^(`memLevel`+6) symbols (14 KiB at 5, 112 KiB at 8: a compressor of 245
 //! and 371 KiB at 9 and 15 bits then), and its decompressor always allocates a 32 KiB window, so a smaller window saves

@@ -29,7 +29,7 @@ pub(crate) struct Driver<H: Handler, S> {
     pub(crate) io: Io,
     pub(crate) app: App<H>,
     pub(crate) config: ServerConfig,
-    /// One compressor per window size and level for the connections that reset after every
+    /// One compressor per window size, level and `memLevel` for the connections that reset after every
     /// message, and for broadcasts.
     pub(crate) compressor: SharedCompressor,
     /// Connections to read again next turn (budget spent, or reading resumed).
