@@ -13,6 +13,7 @@ use sockeye_proto::{
     Config, Connection, Extension, FrameHeader, Message, NegotiationError, OpCode, ProtocolError,
     Rsv,
 };
+use sockeye_tests::deflate::negotiate;
 use sockeye_tests::engine::{OwnedEvent, Peer};
 
 const SEED: u64 = 0x7692;
@@ -38,27 +39,6 @@ fn server_answer(server: &mut PerMessageDeflate, offers: &str) -> Option<String>
         }
     }
     None
-}
-
-/// A client and a server extension negotiated through real header text.
-fn negotiate(
-    client: DeflateConfig,
-    server: DeflateConfig,
-) -> (PerMessageDeflate, PerMessageDeflate) {
-    let mut client = PerMessageDeflate::client(client);
-    let mut server = PerMessageDeflate::server(server);
-    let mut buf = [0u8; 128];
-    let mut writer = ParamWriter::new(&mut buf);
-    client.write_offer(&mut writer).unwrap();
-    let offer = format!(
-        "permessage-deflate{}",
-        std::str::from_utf8(writer.as_bytes()).unwrap()
-    );
-    let response = server_answer(&mut server, &offer).expect("offer accepted");
-    let response = format!("permessage-deflate{response}");
-    let params = parse_offers(&response).next().unwrap().unwrap();
-    client.accept_response(&params).unwrap();
-    (client, server)
 }
 
 /// A client connection that received permessage-deflate with default parameters: what the
