@@ -105,7 +105,7 @@ impl Deflater {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), ExtensionError> {
-        self.prime(if input.is_empty() { &[] } else { dictionary })?;
+        self.prime(dictionary)?;
         self.compress(input, out, true)
     }
 
