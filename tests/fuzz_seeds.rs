@@ -1,6 +1,8 @@
 //! Replays every fuzz seed (`fuzz/seeds/<target>/`) and saved crash (`fuzz/regressions/<target>/`)
 //! through the invariant checks of the fuzz targets, on every `cargo test`, so that a fixed
 //! crash stays fixed without a fuzzer run. The checks are the targets' own (`fuzz/checks/`).
+//! With `SOCKEYE_FUZZ_KEPT=1` the kept corpora (`fuzz/kept/<target>/`, thousands of inputs) are
+//! replayed too: after a change to a check or to what it checks.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -52,15 +54,21 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
-/// Runs `check` on every seed and regression of `target`, naming each input that fails.
+/// Runs `check` on every seed and regression of `target` (and kept input, when asked), naming
+/// each input that fails.
 fn replay(target: &str, check: fn(&[u8])) {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let seeds = files(&fuzz.join("seeds").join(target));
     assert!(!seeds.is_empty(), "no seeds in fuzz/seeds/{target}/");
     let regressions = files(&fuzz.join("regressions").join(target));
+    let kept = match std::env::var_os("SOCKEYE_FUZZ_KEPT") {
+        Some(v) if v == "1" => files(&fuzz.join("kept").join(target)),
+        _ => Vec::new(),
+    };
     let failed: Vec<String> = seeds
         .iter()
         .chain(&regressions)
+        .chain(&kept)
         .filter(|path| {
             let data = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             catch_unwind(AssertUnwindSafe(|| check(&data))).is_err()

@@ -13,19 +13,20 @@
 //! socket takes everything, every client hangs up and the clock runs out.
 //!
 //! After each step: the handler heard of a connection only between its `on_open` and its one
-//! `on_close`; each client's bytes are a valid `101` its request accepts (or another status)
-//! and then a valid server frame stream (unmasked, whole frames, text UTF-8) holding at most
-//! one close frame, with nothing after it; the messages a client gets are those the
-//! application queued for it, in order, skipping only publishes the report does not vouch
-//! for, but for publishes through a conflating subscription: of those, each topic's arrive
-//! in publish order, any of them skipped, in any order with the rest (conflation reorders
-//! across topics); no send queue holds more than the limit plus the largest message sent to
-//! it plus the pongs of one turn's reads; no callback panicked. At the end, every open
-//! connection got every message queued for it and the latest publish of each topic it got
+//! `on_close`; each client's bytes are a valid `101` its request accepts (or another status) and
+//! then a valid server frame stream (unmasked, whole frames, text UTF-8) holding at most one close
+//! frame, with nothing after it; the messages a client gets are those the application queued for
+//! it, in order, skipping only publishes the report does not vouch for, but for publishes through a
+//! conflating subscription: of those, each topic's arrive in publish order, any of them skipped, in
+//! any order with the rest (conflation reorders across topics); whatever the policies, a topic's
+//! publishes arrive in publish order; no send queue holds more than the limit plus the largest
+//! message sent to it plus the pongs of one turn's reads; no callback panicked. At the end, every
+//! open connection got every message queued for it and the latest publish of each topic it got
 //! through a conflating subscription, and every opened connection was closed exactly once.
 //!
 //! Shared by `fuzz/fuzz_targets/driver.rs` and the seed replay in `tests/fuzz_seeds.rs`.
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sockeye_deflate::{DeflateConfig, PerMessageDeflate};
@@ -120,6 +121,10 @@ struct Client {
     conflating: [bool; TOPICS.len()],
     /// Per topic, the publishes that reached it through a conflating subscription.
     lanes: [Lane; TOPICS.len()],
+    /// The topic of each publish it was subscribed to, by serial.
+    topic_of: HashMap<u32, usize>,
+    /// Per topic, the serial of the last publish received.
+    last_serial: [u32; TOPICS.len()],
 }
 
 impl Client {
@@ -196,6 +201,17 @@ impl Client {
                 }
                 _ => continue,
             };
+            if let Some(serial) = serial(payload) {
+                if let Some(&t) = self.topic_of.get(&serial) {
+                    // Whatever the policies were, one topic's publishes arrive in order.
+                    assert!(
+                        serial > self.last_serial[t],
+                        "topic {t}: #{serial} after #{}",
+                        self.last_serial[t]
+                    );
+                    self.last_serial[t] = serial;
+                }
+            }
             if Lane::take(&mut self.lanes, text, payload) {
                 continue;
             }
@@ -216,6 +232,13 @@ impl Client {
         self.inbound.drain(..off);
         conn.poll_transmit(&mut self.outbound);
     }
+}
+
+/// The serial of an application's payload (`#serial:`, see `Run::payload`).
+fn serial(payload: &[u8]) -> Option<u32> {
+    let rest = payload.strip_prefix(b"#")?;
+    let end = rest.iter().position(|&b| b == b':')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
 /// The input, read a byte at a time (zeros past its end).
@@ -506,6 +529,7 @@ impl Run {
         let certain = counted == subscribers.len();
         for c in subscribers {
             let client = &mut self.clients[c];
+            client.topic_of.insert(self.serial, t);
             if client.conflating[t] {
                 client.expect_latest(t, text, payload);
             } else {

@@ -47,7 +47,9 @@
 //!   with the callback's sends.
 //! - Latest-value conflation ([`SlowConsumer::Conflate`]) keeps the order of each topic but not
 //!   across topics: a conflated message leaves when its subscriber's queue empties, after what
-//!   was queued meanwhile on other topics.
+//!   was queued meanwhile on other topics. A subscription changed from conflating to another
+//!   policy while a message of its topic waits sends that message first, whatever the limit
+//!   (its publish admitted it), then the newer ones under the new policy.
 //!
 //! # Across nodes
 //!

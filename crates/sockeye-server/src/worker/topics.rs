@@ -315,6 +315,21 @@ impl Topics {
         }
     }
 
+    /// Takes the conflated message of `topic` waiting for the connection in `slot`, if any.
+    fn take_conflated(&mut self, slot: usize, topic: &str) -> Option<Arc<Publication>> {
+        if self.conflated.is_empty() {
+            return None;
+        }
+        let key = slot as u32;
+        let pending = self.conflated.get_mut(&key)?;
+        let at = pending.iter().position(|q| *q.topic == *topic)?;
+        let older = pending.remove(at);
+        if pending.is_empty() {
+            self.conflated.remove(&key);
+        }
+        Some(older)
+    }
+
     /// Whether the connection in `slot` has conflated messages waiting.
     pub(crate) fn has_conflated(&self, slot: usize) -> bool {
         !self.conflated.is_empty() && self.conflated.contains_key(&(slot as u32))
@@ -344,7 +359,8 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         let mut report = PublishReport::default();
         let mut variants = Variants::default();
         for m in &recipients {
-            self.deliver(m.slot as usize, m.policy, p, &mut variants, &mut report);
+            let policy = Some(m.policy);
+            self.deliver(m.slot as usize, policy, p, &mut variants, &mut report);
         }
         recipients.clear();
         self.app.topics.scratch = recipients;
@@ -371,20 +387,31 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         let mut report = PublishReport::default();
         let mut variants = Variants::default();
         for p in &pending {
-            self.deliver(idx, SlowConsumer::Conflate, p, &mut variants, &mut report);
+            let policy = Some(SlowConsumer::Conflate);
+            self.deliver(idx, policy, p, &mut variants, &mut report);
             variants.0.clear();
         }
     }
 
-    /// One subscriber's copy of `p`.
+    /// One subscriber's copy of `p`, under the subscription's `policy`; `None` for a
+    /// message its publish already admitted (a conflated one), which no limit refuses.
     fn deliver(
         &mut self,
         idx: usize,
-        policy: SlowConsumer,
+        policy: Option<SlowConsumer>,
         p: &Arc<Publication>,
         variants: &mut Variants,
         report: &mut PublishReport,
     ) {
+        if policy.is_some_and(|policy| policy != SlowConsumer::Conflate) {
+            if let Some(older) = self.app.topics.take_conflated(idx, &p.topic) {
+                // The subscription stopped conflating while a message of this topic waited:
+                // that message goes first, so that the topic keeps its order. (Its publisher's
+                // report already counted it as conflated.)
+                let mut counted = PublishReport::default();
+                self.deliver(idx, None, &older, &mut Variants::default(), &mut counted);
+            }
+        }
         let now = self.timers.now;
         let Some(slot) = self.conns.get_mut(idx) else {
             return;
@@ -407,7 +434,8 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         let stats = &mut self.app.stats;
         let queued = slot.link.queue.len();
         let topics = &mut self.app.topics;
-        if policy == SlowConsumer::Conflate && (queued > 0 || topics.is_conflated(idx, &p.topic)) {
+        let conflate = policy == Some(SlowConsumer::Conflate);
+        if conflate && (queued > 0 || topics.is_conflated(idx, &p.topic)) {
             if topics.conflate(idx, p) {
                 stats.conflated += 1;
             }
@@ -418,7 +446,7 @@ impl<H: Handler, S: Transport> Driver<H, S> {
             }
             return;
         }
-        if queued > self.config.backpressure.limit {
+        if let Some(policy) = policy.filter(|_| queued > self.config.backpressure.limit) {
             stats.sends_over_limit += 1;
             match policy {
                 SlowConsumer::Drop => {
@@ -441,7 +469,7 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         let bufs = &mut self.io.bufs;
         slot.link.poll_transmit(&mut bufs.cork);
         let queue = &mut slot.link.queue;
-        if policy == SlowConsumer::Conflate {
+        if conflate {
             // Nothing waits (or it would have been conflated): one write now, from the shared
             // bytes, after any pong owed; what the kernel leaves waits by reference.
             let mut wire = Wire {

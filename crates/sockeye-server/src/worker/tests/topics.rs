@@ -204,6 +204,44 @@ fn conflation_keeps_the_newest_pending_message_of_each_topic() {
 }
 
 #[test]
+fn a_subscription_that_stops_conflating_sends_the_waiting_message_first() {
+    let (mut sim, idx, script) = stalled(SlowConsumer::Conflate, 1 << 20);
+    assert_eq!(publish(&mut sim, "a", "a0").delivered, 1);
+    assert_eq!(publish(&mut sim, "a", "a1").conflated, 1);
+    assert_eq!(publish(&mut sim, "b", "b1").conflated, 1);
+    let topics = &mut sim.driver.app.topics;
+    assert!(!topics.subscribe(idx, "a", SlowConsumer::Drop).unwrap());
+    // `a2` is the first plain publish of `a`: the conflated `a1` is queued ahead of it, and `b`
+    // still waits for the queue to empty.
+    assert_eq!(publish(&mut sim, "a", "a2").delivered, 1);
+    assert!(sim.driver.app.topics.has_conflated(idx));
+    assert_eq!(publish(&mut sim, "a", "a3").delivered, 1);
+    sim.drain(idx, &script, usize::MAX / 2);
+    assert_eq!(
+        received(&script),
+        ["a0", "a1", "a2", "a3", "b1"].map(text),
+        "one topic's messages in publish order"
+    );
+    assert!(!sim.driver.app.topics.has_conflated(idx));
+}
+
+#[test]
+fn a_conflated_message_is_not_refused_when_its_subscription_stops_conflating() {
+    let (mut sim, idx, script) = stalled(SlowConsumer::Conflate, 100);
+    let [a0, a1, a2] = ["a0", "a1", "a2"].map(|s| format!("{s:>60}"));
+    assert_eq!(publish(&mut sim, "a", &a0).delivered, 1);
+    assert_eq!(publish(&mut sim, "a", &a1).conflated, 1);
+    let topics = &mut sim.driver.app.topics;
+    topics.subscribe(idx, "a", SlowConsumer::Fail).unwrap();
+    // 62 bytes queued, under the limit of 100: `a1` (admitted when it was conflated) is queued
+    // first, and `a2` is then over the limit.
+    let report = publish(&mut sim, "a", &a2);
+    assert_eq!((report.delivered, report.refused), (0, 1));
+    sim.drain(idx, &script, usize::MAX / 2);
+    assert_eq!(received(&script), [a0, a1].map(|s| text(&s)));
+}
+
+#[test]
 fn fail_and_drop_miss_the_messages_over_the_limit_and_say_so() {
     for policy in [SlowConsumer::Fail, SlowConsumer::Drop] {
         let (mut sim, idx, script) = stalled(policy, 100);
