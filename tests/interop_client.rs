@@ -10,6 +10,9 @@
 //! that the server reports. Then a close started by the server (4002 and a reason) and a
 //! connection without compression.
 //!
+//! Each runs once more over TLS (`wss://`, the server's certificate from a CA made for the
+//! test, which the client trusts alone), with the same scenario.
+//!
 //! The server processes come from `sockeye_tests::interop` (`python_server`, `node_server`). A
 //! missing interpreter or package fails the test when `CI` is set and skips it elsewhere
 //! (`interop::found`).
@@ -18,9 +21,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use sockeye_client::{
-    AsyncWebSocket, CloseCode, CloseFrame, DeflateConfig, Error, Message, Options, Phase, WebSocket,
+    AsyncWebSocket, CloseCode, CloseFrame, DeflateConfig, Error, Message, Options, Phase, Session,
+    TlsOptions, WebSocket,
 };
-use sockeye_tests::interop::{ServerProcess, node_server, python_server};
+use sockeye_tests::interop::{
+    ServerProcess, TestCa, node_server, node_server_tls, python_server, python_server_tls,
+};
 
 /// How long any single wait may take before the test fails (generous: a busy 2-core machine).
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -58,6 +64,38 @@ fn node_ws_server_blocking() {
 #[test]
 fn node_ws_server_async() {
     if let Some(server) = node_server() {
+        scenario::<Async>(&server);
+    }
+}
+
+#[test]
+fn python_websockets_server_tls_blocking() {
+    let ca = TestCa::new("interop-client-python-blocking");
+    if let Some(server) = python_server_tls(&ca) {
+        scenario::<Blocking>(&server);
+    }
+}
+
+#[test]
+fn python_websockets_server_tls_async() {
+    let ca = TestCa::new("interop-client-python-async");
+    if let Some(server) = python_server_tls(&ca) {
+        scenario::<Async>(&server);
+    }
+}
+
+#[test]
+fn node_ws_server_tls_blocking() {
+    let ca = TestCa::new("interop-client-node-blocking");
+    if let Some(server) = node_server_tls(&ca) {
+        scenario::<Blocking>(&server);
+    }
+}
+
+#[test]
+fn node_ws_server_tls_async() {
+    let ca = TestCa::new("interop-client-node-async");
+    if let Some(server) = node_server_tls(&ca) {
         scenario::<Async>(&server);
     }
 }
@@ -206,13 +244,18 @@ fn uncompressed_exchange<F: Front>(server: &ServerProcess, what: &str) {
     server.expect_closed(1000, Some(""));
 }
 
-/// The options of every connection: generous timeouts, and permessage-deflate (its default
-/// parameters) when `deflate` is set.
-fn options(deflate: bool) -> Options {
-    let options = Options::default()
+/// The options of every connection to `server`: generous timeouts, its test CA as the only
+/// root when it serves TLS, and permessage-deflate (its default parameters) when `deflate` is
+/// set.
+fn options(server: &ServerProcess, deflate: bool) -> Options {
+    let mut options = Options::default()
         .connect_timeout(PATIENCE)
         .handshake_timeout(PATIENCE)
         .close_timeout(PATIENCE);
+    if let Some(ca) = server.ca_file() {
+        let tls = TlsOptions::ca_file(ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
+        options = options.tls(tls);
+    }
     if deflate {
         options.deflate(DeflateConfig::default())
     } else {
@@ -281,16 +324,20 @@ fn describe(message: &Message) -> String {
 ///
 /// # Panics
 ///
-/// When the connection fails, with the server's standard error.
+/// When the connection fails (with the server's standard error), or runs over TLS where the
+/// server serves none or the other way round.
 fn connect<F: Front>(server: &ServerProcess, deflate: bool) -> F {
-    F::connect(&server.url(), &options(deflate)).unwrap_or_else(|e| {
+    let ws = F::connect(&server.url(), &options(server, deflate)).unwrap_or_else(|e| {
         panic!(
             "{} via {}: connect (deflate {deflate}): {e}\n--- server stderr\n{}",
             server.name(),
             F::NAME,
             server.stderr()
         )
-    })
+    });
+    let tls = ws.session().tls().is_some();
+    assert_eq!(tls, server.ca_file().is_some(), "{}: TLS", server.name());
+    ws
 }
 
 /// One client connection, whichever front end runs it. Every wait is bounded by [`PATIENCE`].
@@ -304,6 +351,7 @@ trait Front: Sized {
     fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error>;
     fn extensions(&self) -> String;
     fn is_compressed(&self) -> bool;
+    fn session(&self) -> &Session;
 
     /// Sends `message` and returns the next message received.
     ///
@@ -350,6 +398,9 @@ impl Front for Blocking {
     fn is_compressed(&self) -> bool {
         self.0.is_compressed()
     }
+    fn session(&self) -> &Session {
+        self.0.session()
+    }
 }
 
 /// The tokio front end on a current-thread runtime of its own; each call is bounded by a
@@ -394,5 +445,8 @@ impl Front for Async {
     }
     fn is_compressed(&self) -> bool {
         self.ws.is_compressed()
+    }
+    fn session(&self) -> &Session {
+        self.ws.session()
     }
 }

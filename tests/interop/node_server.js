@@ -1,8 +1,8 @@
 // A Node `ws` server for sockeye-client (driven by tests/interop_client.rs).
 //
-// Usage: NODE_PATH=target/interop/node/node_modules node node_server.js
+// Usage: NODE_PATH=target/interop/node/node_modules node node_server.js [--tls CERT KEY]
 //
-// Listens on 127.0.0.1, on a port the system picks, with permessage-deflate on for every
+// Listens on 127.0.0.1 (over TLS with the PEM certificate chain CERT and key KEY when given), on a port the system picks, with permessage-deflate on for every
 // message (threshold 0) and messages of up to 20 MiB. Prints one JSON line once it listens:
 // {"server": "node-ws", "version": "...", "port": N}. Then, per message:
 //
@@ -21,6 +21,8 @@
 // is gone) or after LIFETIME_MS, whichever comes first.
 'use strict';
 
+const fs = require('fs');
+const https = require('https');
 const WebSocket = require('ws');
 const { version } = require('ws/package.json');
 
@@ -75,12 +77,22 @@ function answer(ws, data, isBinary, extensions) {
   }
 }
 
-const server = new WebSocket.WebSocketServer({
-  host: '127.0.0.1',
-  port: 0,
-  maxPayload: MAX_SIZE,
-  perMessageDeflate: { threshold: 0 },
-});
+// The HTTPS server that carries the WebSocket server with `--tls CERT KEY`, null without it.
+function tlsServer(args) {
+  if (args.length === 0) return null;
+  if (args.length !== 3 || args[0] !== '--tls') {
+    console.error('usage: node_server.js [--tls CERT KEY]');
+    process.exit(2);
+  }
+  return https.createServer({ cert: fs.readFileSync(args[1]), key: fs.readFileSync(args[2]) });
+}
+
+const carrier = tlsServer(process.argv.slice(2));
+const options = { maxPayload: MAX_SIZE, perMessageDeflate: { threshold: 0 } };
+const server = carrier
+  ? new WebSocket.WebSocketServer({ server: carrier, ...options })
+  : new WebSocket.WebSocketServer({ host: '127.0.0.1', port: 0, ...options });
+if (carrier) carrier.listen(0, '127.0.0.1');
 
 // The upgrade response's extension header, kept on the request for the 'connection' event.
 server.on('headers', (headers, req) => {
@@ -97,8 +109,8 @@ server.on('connection', (ws, req) => {
   ws.on('error', () => {});
 });
 
-server.on('listening', () => {
-  announce({ server: 'node-ws', version, port: server.address().port });
+(carrier || server).on('listening', () => {
+  announce({ server: 'node-ws', version, port: (carrier || server).address().port });
 });
 
 // The test keeps standard input open while it runs: its end means the test is gone.

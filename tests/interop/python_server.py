@@ -1,8 +1,8 @@
 """A Python `websockets` server for sockeye-client (driven by tests/interop_client.rs).
 
-Usage: python_server.py
+Usage: python_server.py [--tls CERT KEY]
 
-Listens on 127.0.0.1, on a port the system picks, with permessage-deflate (the library's
+Listens on 127.0.0.1 (over TLS with the PEM certificate chain CERT and key KEY when given), on a port the system picks, with permessage-deflate (the library's
 default, every message compressed) and messages of up to 20 MiB. Prints one JSON line once it
 listens: {"server": "python-websockets", "version": "...", "port": N}. Then, per message:
 
@@ -22,6 +22,7 @@ seconds, whichever comes first.
 
 import asyncio
 import json
+import ssl
 import sys
 
 import websockets
@@ -96,7 +97,19 @@ async def stdin_closed():
         pass
 
 
+def tls_context(argv):
+    """The server's TLS context for `--tls CERT KEY`, None without it."""
+    if not argv:
+        return None
+    if len(argv) != 3 or argv[0] != "--tls":
+        sys.exit("usage: python_server.py [--tls CERT KEY]")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(argv[1], argv[2])
+    return context
+
+
 async def main():
+    context = tls_context(sys.argv[1:])
     # Keepalive pings are off: an unasked ping would show up among the messages the test reads.
     async with serve(
         handler,
@@ -105,6 +118,7 @@ async def main():
         max_size=MAX_SIZE,
         ping_interval=None,
         close_timeout=STEP,
+        ssl=context,
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         announce(server="python-websockets", version=websockets.__version__, port=port)

@@ -156,14 +156,31 @@ pub fn found<T>(client: Result<T, String>) -> Option<T> {
 ///
 /// As [`found`] and [`ServerProcess::start`].
 pub fn python_server() -> Option<ServerProcess> {
+    python_server_with(None)
+}
+
+/// [`python_server`] over TLS, with `ca`'s server certificate.
+///
+/// # Panics
+///
+/// As [`python_server`].
+pub fn python_server_tls(ca: &TestCa) -> Option<ServerProcess> {
+    python_server_with(Some(ca))
+}
+
+fn python_server_with(tls: Option<&TestCa>) -> Option<ServerProcess> {
     let python = found(python_websockets())?;
     let mut command = Command::new(python);
     command.arg(script("python_server.py"));
-    Some(ServerProcess::start(
-        "python websockets",
-        command,
-        PYTHON_WEBSOCKETS,
-    ))
+    let name = match tls {
+        Some(ca) => {
+            command.arg("--tls").args(ca.server_files());
+            "python websockets (TLS)"
+        }
+        None => "python websockets",
+    };
+    let server = ServerProcess::start(name, command, PYTHON_WEBSOCKETS);
+    Some(server.trusting(tls))
 }
 
 /// `node_server.js` with the installed `ws` at [`NODE_WS`]; `None` when the test is skipped
@@ -173,12 +190,33 @@ pub fn python_server() -> Option<ServerProcess> {
 ///
 /// As [`found`] and [`ServerProcess::start`].
 pub fn node_server() -> Option<ServerProcess> {
+    node_server_with(None)
+}
+
+/// [`node_server`] over TLS, with `ca`'s server certificate.
+///
+/// # Panics
+///
+/// As [`node_server`].
+pub fn node_server_tls(ca: &TestCa) -> Option<ServerProcess> {
+    node_server_with(Some(ca))
+}
+
+fn node_server_with(tls: Option<&TestCa>) -> Option<ServerProcess> {
     let (node, modules) = found(node_ws())?;
     let mut command = Command::new(node);
     command
         .env("NODE_PATH", modules)
         .arg(script("node_server.js"));
-    Some(ServerProcess::start("node ws", command, NODE_WS))
+    let name = match tls {
+        Some(ca) => {
+            command.arg("--tls").args(ca.server_files());
+            "node ws (TLS)"
+        }
+        None => "node ws",
+    };
+    let server = ServerProcess::start(name, command, NODE_WS);
+    Some(server.trusting(tls))
 }
 
 /// A server process a test started (`python_server.py`, `node_server.js`), and what it prints;
@@ -195,6 +233,8 @@ pub struct ServerProcess {
     lines: Receiver<String>,
     /// Its standard error so far, read on a thread; shown when something fails.
     stderr: Arc<Mutex<String>>,
+    /// The CA file that signed its certificate, when it serves TLS.
+    ca_file: Option<PathBuf>,
 }
 
 impl ServerProcess {
@@ -248,6 +288,7 @@ impl ServerProcess {
             port: 0,
             lines,
             stderr,
+            ca_file: None,
         };
         let startup = ServerProcess::STARTUP;
         let line = server.lines.recv_timeout(startup).unwrap_or_else(|e| {
@@ -281,9 +322,21 @@ impl ServerProcess {
         self.port
     }
 
-    /// The URL it listens on.
+    /// Marks the server as serving TLS with a certificate `ca` signed (nothing for `None`).
+    fn trusting(mut self, ca: Option<&TestCa>) -> Self {
+        self.ca_file = ca.map(|ca| ca.ca_file().to_owned());
+        self
+    }
+
+    /// The URL it listens on (`wss://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/", self.port)
+        let scheme = if self.ca_file.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
+    }
+
+    /// The PEM file of the CA that signed its certificate, when it serves TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 
     /// What it wrote to standard error so far.
@@ -444,27 +497,47 @@ impl Drop for EchoServer {
 }
 
 /// A test CA in a temporary directory, as a PEM file for clients in other languages, and a
-/// server certificate it signed for [`SERVER_NAMES`].
+/// server certificate it signed for [`SERVER_NAMES`] (also as PEM files, for servers in other
+/// languages).
 #[derive(Debug)]
 pub struct TestCa {
-    /// Holds `ca_file`; removed on drop.
+    /// Holds the files; removed on drop.
     _dir: TempDir,
     ca_file: PathBuf,
     server: Identity,
+    server_files: [PathBuf; 2],
 }
 
 impl TestCa {
-    /// Makes the CA and the certificate; writes `ca.pem`.
+    /// Makes the CA and the certificate; writes `ca.pem`, `server.pem` and `server-key.pem`.
+    ///
+    /// # Panics
+    ///
+    /// When a file cannot be written.
     pub fn new(label: &str) -> TestCa {
         let ca = Authority::new("sockeye interop test CA");
         let server = ca.server(&SERVER_NAMES);
         let dir = TempDir::new(label);
         let ca_file = ca.write_pem(&dir.path().join("ca.pem"));
+        let server_files = [
+            (dir.path().join("server.pem"), server.chain_pem()),
+            (dir.path().join("server-key.pem"), server.key_pem()),
+        ]
+        .map(|(path, pem)| {
+            fs::write(&path, pem).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            path
+        });
         TestCa {
             _dir: dir,
             ca_file,
             server,
+            server_files,
         }
+    }
+
+    /// The server certificate's PEM files: the chain and the private key.
+    pub fn server_files(&self) -> &[PathBuf; 2] {
+        &self.server_files
     }
 
     /// The CA certificate, PEM.
