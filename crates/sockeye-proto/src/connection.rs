@@ -393,6 +393,9 @@ impl<E: Extension> Connection<E> {
         let (frame, header_len) = match self.frame {
             Some(frame) => (frame, 0),
             None => {
+                if let Some((header, len)) = self.small_frame(input) {
+                    return single_frame(header, len, input);
+                }
                 let decoded = FrameHeader::decode(input, self.role, self.ext.rsv())?;
                 let Status::Complete((header, len)) = decoded else {
                     return Ok(Read {
@@ -460,6 +463,48 @@ impl<E: Extension> Connection<E> {
             consumed,
             event: Some(event),
         })
+    }
+
+    /// The frame nearly every message is, recognised from its first two bytes: final, no RSV
+    /// bit, text or binary, at most 125 bytes of payload, masked as this role receives, whole
+    /// in `input`, within the limits, with no message in progress. `None` leaves the frame to
+    /// [`FrameHeader::decode`] and [`check_frame`](Self::check_frame), which accept every
+    /// frame this does, with the same header.
+    #[inline]
+    fn small_frame(&self, input: &[u8]) -> Option<(FrameHeader, usize)> {
+        let [b0, b1, rest @ ..] = input else {
+            return None;
+        };
+        let opcode = match b0 {
+            0x81 => OpCode::Text,
+            0x82 => OpCode::Binary,
+            _ => return None,
+        };
+        let len = usize::from(b1 & 0x7f);
+        let masked = b1 & 0x80 != 0;
+        let limit = self.limits.max_frame_size.min(self.limits.max_message_size);
+        if len > 125 || masked != (self.role == Role::Server) || len as u64 > u64::from(limit) {
+            return None;
+        }
+        if self.message.is_some() {
+            return None;
+        }
+        let (mask, header_len) = if masked {
+            (Some(*rest.first_chunk::<4>()?), 6)
+        } else {
+            (None, 2)
+        };
+        if input.len() < header_len + len {
+            return None;
+        }
+        let header = FrameHeader {
+            fin: true,
+            rsv: Rsv::NONE,
+            opcode,
+            mask,
+            payload_len: len as u64,
+        };
+        Some((header, header_len))
     }
 
     /// Checks the sequence and size rules for a data frame and records it as the frame in
@@ -877,6 +922,7 @@ fn utf8_feed(validator: &mut Utf8Validator, bytes: &[u8]) -> Result<(), Protocol
 }
 
 /// The zero-copy path: a whole unfragmented, uncompressed frame inside `input`.
+#[inline]
 fn single_frame(
     header: FrameHeader,
     header_len: usize,
@@ -918,6 +964,11 @@ pub fn write_frame(
 
 /// Appends the header of a whole (FIN) frame of `len` payload bytes.
 fn write_header(out: &mut Vec<u8>, opcode: OpCode, rsv: Rsv, len: usize, mask: Option<[u8; 4]>) {
+    if mask.is_none() && len <= 125 {
+        // A server's short frame, the most common: two bytes, as `FrameHeader::encode` writes them.
+        out.extend_from_slice(&[0x80 | rsv.bits() | opcode as u8, len as u8]);
+        return;
+    }
     let header = FrameHeader {
         fin: true,
         rsv,
@@ -928,4 +979,119 @@ fn write_header(out: &mut Vec<u8>, opcode: OpCode, rsv: Rsv, len: usize, mask: O
     let mut bytes = [0u8; MAX_HEADER_LEN];
     let n = header.encode(&mut bytes);
     out.extend_from_slice(&bytes[..n]);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A connection of `role` with the given limits, in the middle of a fragmented message
+    /// when `fragmenting`.
+    fn connection(
+        role: Role,
+        max_frame: u64,
+        max_message: usize,
+        fragmenting: bool,
+    ) -> Connection<NoExtension> {
+        let config = Config {
+            max_frame_size: max_frame,
+            max_message_size: max_message,
+            ..Config::default()
+        };
+        let mut conn = match role {
+            Role::Server => Connection::server(config, NoExtension),
+            Role::Client => Connection::client(config, NoExtension, 7),
+        };
+        if fragmenting {
+            let header = FrameHeader {
+                fin: false,
+                rsv: Rsv::NONE,
+                opcode: OpCode::Binary,
+                mask: (role == Role::Server).then_some([1, 2, 3, 4]),
+                payload_len: 0,
+            };
+            let mut frame = [0u8; MAX_HEADER_LEN];
+            let n = header.encode(&mut frame);
+            let mut message = Vec::new();
+            let read = conn
+                .handle_read(&mut frame[..n], &mut message, Instant::now())
+                .expect("a first fragment");
+            assert_eq!((read.consumed, read.event.is_none()), (n, true));
+            assert!(conn.message.is_some());
+        }
+        conn
+    }
+
+    #[test]
+    fn a_client_s_small_message_takes_the_short_path() {
+        let conn = connection(Role::Server, 1 << 20, 1 << 20, false);
+        let mut frame = vec![0x82, 0x80 | 16, 9, 8, 7, 6];
+        frame.extend_from_slice(&[0u8; 16]);
+        let (header, len) = conn.small_frame(&frame).expect("the short path");
+        assert_eq!(
+            (header.payload_len, header.mask, len),
+            (16, Some([9, 8, 7, 6]), 6)
+        );
+        // Not whole yet: the general path waits for the rest.
+        assert!(conn.small_frame(&frame[..21]).is_none());
+    }
+
+    #[test]
+    fn write_header_writes_what_encode_does() {
+        let opcodes = [
+            OpCode::Text,
+            OpCode::Binary,
+            OpCode::Continuation,
+            OpCode::Ping,
+        ];
+        for opcode in opcodes {
+            for rsv in [Rsv::NONE, Rsv::RSV1] {
+                for len in (0..=130).chain([0xffff, 0x10000]) {
+                    for mask in [None, Some([1, 2, 3, 4])] {
+                        let header = FrameHeader {
+                            fin: true,
+                            rsv,
+                            opcode,
+                            mask,
+                            payload_len: len as u64,
+                        };
+                        let mut encoded = [0u8; MAX_HEADER_LEN];
+                        let n = header.encode(&mut encoded);
+                        let mut out = vec![0xee];
+                        write_header(&mut out, opcode, rsv, len, mask);
+                        assert_eq!(out[1..], encoded[..n], "{header:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        /// The short path's oracle: every frame it takes, the general path takes too, with the
+        /// same header and length, within the limits and the message rules.
+        #[test]
+        fn the_short_path_takes_only_what_the_general_path_accepts_alike(
+            first in prop_oneof![Just(0x81u8), Just(0x82u8), any::<u8>()],
+            second in any::<u8>(),
+            rest in proptest::collection::vec(any::<u8>(), 0..140),
+            server in any::<bool>(),
+            max_frame in 0u64..200,
+            max_message in 0usize..200,
+            fragmenting in any::<bool>(),
+        ) {
+            let role = if server { Role::Server } else { Role::Client };
+            let conn = connection(role, max_frame, max_message, fragmenting);
+            let mut input = vec![first, second];
+            input.extend_from_slice(&rest);
+            if let Some((header, len)) = conn.small_frame(&input) {
+                let general = FrameHeader::decode(&input, role, conn.ext.rsv());
+                prop_assert_eq!(general, Ok(Status::Complete((header, len))));
+                prop_assert!(conn.check_frame(&header, 0).is_ok());
+                prop_assert!(header.fin && header.rsv.is_empty() && !header.opcode.is_control());
+                prop_assert!(input.len() as u64 >= len as u64 + header.payload_len);
+            }
+        }
+    }
 }
