@@ -1,7 +1,8 @@
 //! The control lane over a real loopback socket: with megabytes queued for a client that does
 //! not read, a pong and the close frame of a server-initiated close do not wait behind the
 //! queued data (they leave at the next frame boundary; only what the kernel already holds comes
-//! first).
+//! first). The client reads nothing until the server has seen its ping, so the flood is queued
+//! by then whatever the scheduling.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -16,10 +17,13 @@ use sockeye_tests::client::{Client, OwnedEvent, Pending, Request, TIMEOUT, start
 const COUNT: usize = 48;
 const SIZE: usize = 1 << 20;
 
-/// Tells the test each connection's id; on the text "flood", queues `COUNT` binary messages of
-/// `SIZE` bytes, each filled with its sequence number.
+/// Tells the test each connection's id, and each ping it got; on the text "flood", queues
+/// `COUNT` binary messages of `SIZE` bytes, each filled with its sequence number.
 #[derive(Debug, Clone)]
-struct Flood(Sender<ConnId>);
+struct Flood {
+    ids: Sender<ConnId>,
+    pings: Sender<()>,
+}
 
 impl Handler for Flood {
     type Conn = ();
@@ -29,7 +33,11 @@ impl Handler for Flood {
     }
 
     fn on_open(&mut self, _: &mut (), out: &mut Outbox<'_>) {
-        let _ = self.0.send(out.id());
+        let _ = self.ids.send(out.id());
+    }
+
+    fn on_ping(&mut self, _: &mut (), _: &[u8], _: &mut Outbox<'_>) {
+        let _ = self.pings.send(());
     }
 
     fn on_message(&mut self, _: &mut (), msg: Message<'_>, out: &mut Outbox<'_>) {
@@ -80,18 +88,34 @@ fn read_flood(client: &mut Client, next: usize) -> (usize, OwnedEvent) {
     }
 }
 
-fn flooded(config: ServerConfig) -> (sockeye::server::Running, Client, Receiver<ConnId>) {
+/// A server and a client that asked for the flood and then sent a ping with `payload`; returns
+/// once the server's handler has seen the ping. The flood was queued before it (one connection's
+/// callbacks run in order), and the client has read nothing: all but what the kernel holds is
+/// in the engine's queue, whatever the scheduling. (Reading before that would let the server
+/// write the whole flood while it runs the handler, and the pong would rightly come last.)
+fn flooded(
+    config: ServerConfig,
+    payload: &[u8],
+) -> (sockeye::server::Running, Client, Receiver<ConnId>) {
     let (tx, ids) = mpsc::channel();
-    let (running, addr) = start(config, Flood(tx));
+    let (ping_tx, pings) = mpsc::channel();
+    let handler = Flood {
+        ids: tx,
+        pings: ping_tx,
+    };
+    let (running, addr) = start(config, handler);
     let mut client = small_client(addr);
     client.send(Message::Text("flood")).unwrap();
+    client.send(Message::Ping(payload)).unwrap();
+    pings
+        .recv_timeout(TIMEOUT)
+        .expect("the server got the ping");
     (running, client, ids)
 }
 
 #[test]
 fn a_pong_overtakes_the_queued_data_of_a_slow_reader() {
-    let (running, mut client, _ids) = flooded(roomy());
-    client.send(Message::Ping(b"still there?")).unwrap();
+    let (running, mut client, _ids) = flooded(roomy(), b"still there?");
     let (before, event) = read_flood(&mut client, 0);
     assert_eq!(event, OwnedEvent::Pong(b"still there?".to_vec()));
     // What the kernel held when the pong was queued (the server's send buffer grows to a few
@@ -116,16 +140,30 @@ fn a_pong_overtakes_the_queued_data_of_a_slow_reader() {
 
 #[test]
 fn a_handle_close_goes_out_after_at_most_one_partly_written_frame() {
-    let (running, mut client, ids) = flooded(roomy());
+    let (running, mut client, ids) = flooded(roomy(), b"queued?");
     let id = ids.recv_timeout(TIMEOUT).unwrap();
     // Once the pong is back the flood is queued: the close comes behind it.
-    client.send(Message::Ping(b"queued?")).unwrap();
     let (before, event) = read_flood(&mut client, 0);
     assert_eq!(event, OwnedEvent::Pong(b"queued?".to_vec()));
     running
         .handle()
         .close(id, CloseCode::NORMAL, "bye")
         .unwrap();
+    // A worker runs its commands in order: once a job posted behind the close has run (or was
+    // dropped with the connection gone), the close frame is queued, before the client reads on.
+    let (ran, done) = mpsc::channel();
+    running
+        .handle()
+        .with_conn::<(), _>(id, move |_, _| {
+            let _ = ran.send(());
+        })
+        .unwrap();
+    let waited = done.recv_timeout(TIMEOUT);
+    assert_ne!(
+        waited,
+        Err(mpsc::RecvTimeoutError::Timeout),
+        "the close ran"
+    );
     let (more, event) = read_flood(&mut client, before);
     assert_eq!(event, OwnedEvent::Close(Some(1000), "bye".to_owned()));
     assert!(
