@@ -193,6 +193,9 @@ pub fn client_config_with(
     identity: Option<&Identity>,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Arc<ClientConfig> {
+    // *ring* is this project's TLS backend; rustls 0.23.48 deprecates it for lacking a
+    // post-quantum key exchange.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     roots.add(ca.der().clone()).expect("a valid CA certificate");

@@ -29,6 +29,9 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| format!("{key_name}: no usable private key: {e}"))?;
+    // *ring* is this project's TLS backend; rustls 0.23.48 deprecates it for lacking a
+    // post-quantum key exchange.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

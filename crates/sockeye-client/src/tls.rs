@@ -180,7 +180,7 @@ impl TlsOptions {
         if let Some(config) = &self.config {
             return Ok(Arc::clone(config));
         }
-        let provider = Arc::new(crypto::ring::default_provider());
+        let provider = Arc::new(ring_provider());
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| Error::Options(format!("TLS configuration refused: {e}")))?;
@@ -301,6 +301,13 @@ impl ServerCertVerifier for AnyCertificate {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// rustls' *ring* provider, the client's TLS backend. rustls 0.23.48 deprecates it for lacking a
+/// post-quantum key exchange; that is acknowledged here, in one place.
+#[allow(deprecated)]
+pub(crate) fn ring_provider() -> CryptoProvider {
+    crypto::ring::default_provider()
 }
 
 #[cfg(test)]

@@ -101,13 +101,12 @@ mod tests {
     /// A real ClientHello from rustls' client for `name`.
     fn hello(name: &str) -> Vec<u8> {
         let roots = rustls::RootCertStore::empty();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::ring_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         let server = name.to_owned().try_into().unwrap();
         let mut client = rustls::ClientConnection::new(Arc::new(config), server).unwrap();
         let mut out = Vec::new();
