@@ -42,66 +42,54 @@ const UNICODE: &str = "héllo, wörld ✓ 🦀";
 
 #[test]
 fn python_websockets_server_blocking() {
-    if let Some(server) = python_server() {
-        scenario::<Blocking>(&server);
-    }
+    scenario::<Blocking>(python_server());
 }
 
 #[test]
 fn python_websockets_server_async() {
-    if let Some(server) = python_server() {
-        scenario::<Async>(&server);
-    }
+    scenario::<Async>(python_server());
 }
 
 #[test]
 fn node_ws_server_blocking() {
-    if let Some(server) = node_server() {
-        scenario::<Blocking>(&server);
-    }
+    scenario::<Blocking>(node_server());
 }
 
 #[test]
 fn node_ws_server_async() {
-    if let Some(server) = node_server() {
-        scenario::<Async>(&server);
-    }
+    scenario::<Async>(node_server());
 }
 
 #[test]
 fn python_websockets_server_tls_blocking() {
     let ca = TestCa::new("interop-client-python-blocking");
-    if let Some(server) = python_server_tls(&ca) {
-        scenario::<Blocking>(&server);
-    }
+    scenario::<Blocking>(python_server_tls(&ca));
 }
 
 #[test]
 fn python_websockets_server_tls_async() {
     let ca = TestCa::new("interop-client-python-async");
-    if let Some(server) = python_server_tls(&ca) {
-        scenario::<Async>(&server);
-    }
+    scenario::<Async>(python_server_tls(&ca));
 }
 
 #[test]
 fn node_ws_server_tls_blocking() {
     let ca = TestCa::new("interop-client-node-blocking");
-    if let Some(server) = node_server_tls(&ca) {
-        scenario::<Blocking>(&server);
-    }
+    scenario::<Blocking>(node_server_tls(&ca));
 }
 
 #[test]
 fn node_ws_server_tls_async() {
     let ca = TestCa::new("interop-client-node-async");
-    if let Some(server) = node_server_tls(&ca) {
-        scenario::<Async>(&server);
-    }
+    scenario::<Async>(node_server_tls(&ca));
 }
 
-/// Everything the tests check against one server, through the front end `F`.
-fn scenario<F: Front>(server: &ServerProcess) {
+/// Everything the tests check against one server, through the front end `F` (`None`: the
+/// server is missing and the test skipped, see `interop::found`).
+fn scenario<F: Front>(server: Option<ServerProcess>) {
+    let Some(server) = &server else {
+        return;
+    };
     let started = Instant::now();
     let what = format!("{} via {}", server.name(), F::NAME);
     let extensions = compressed_exchange::<F>(server, &what);

@@ -172,15 +172,13 @@ fn python_server_with(tls: Option<&TestCa>) -> Option<ServerProcess> {
     let python = found(python_websockets())?;
     let mut command = Command::new(python);
     command.arg(script("python_server.py"));
-    let name = match tls {
-        Some(ca) => {
-            command.arg("--tls").args(ca.server_files());
-            "python websockets (TLS)"
-        }
-        None => "python websockets",
-    };
-    let server = ServerProcess::start(name, command, PYTHON_WEBSOCKETS);
-    Some(server.trusting(tls))
+    let names = ["python websockets", "python websockets (TLS)"];
+    Some(ServerProcess::start_with(
+        names,
+        command,
+        PYTHON_WEBSOCKETS,
+        tls,
+    ))
 }
 
 /// `node_server.js` with the installed `ws` at [`NODE_WS`]; `None` when the test is skipped
@@ -208,15 +206,8 @@ fn node_server_with(tls: Option<&TestCa>) -> Option<ServerProcess> {
     command
         .env("NODE_PATH", modules)
         .arg(script("node_server.js"));
-    let name = match tls {
-        Some(ca) => {
-            command.arg("--tls").args(ca.server_files());
-            "node ws (TLS)"
-        }
-        None => "node ws",
-    };
-    let server = ServerProcess::start(name, command, NODE_WS);
-    Some(server.trusting(tls))
+    let names = ["node ws", "node ws (TLS)"];
+    Some(ServerProcess::start_with(names, command, NODE_WS, tls))
 }
 
 /// A server process a test started (`python_server.py`, `node_server.js`), and what it prints;
@@ -312,6 +303,22 @@ impl ServerProcess {
         server
     }
 
+    /// [`start`](Self::start), over TLS with `tls`'s server certificate when given (the script
+    /// takes `--tls CERT KEY`); `names` are the server's names without TLS and with it.
+    fn start_with(
+        names: [&'static str; 2],
+        mut command: Command,
+        version: &str,
+        tls: Option<&TestCa>,
+    ) -> ServerProcess {
+        if let Some(ca) = tls {
+            command.arg("--tls").args(ca.server_files());
+        }
+        let mut server = ServerProcess::start(names[usize::from(tls.is_some())], command, version);
+        server.ca_file = tls.map(|ca| ca.ca_file().to_owned());
+        server
+    }
+
     /// The server's name, for messages.
     pub fn name(&self) -> &'static str {
         self.name
@@ -320,12 +327,6 @@ impl ServerProcess {
     /// The port it listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// Marks the server as serving TLS with a certificate `ca` signed (nothing for `None`).
-    fn trusting(mut self, ca: Option<&TestCa>) -> Self {
-        self.ca_file = ca.map(|ca| ca.ca_file().to_owned());
-        self
     }
 
     /// The URL it listens on (`wss://` when it serves TLS).
