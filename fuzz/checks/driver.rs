@@ -10,7 +10,8 @@
 //! only so many bytes, or break; the clock moves; the application sends, closes, subscribes
 //! (with the server's policy, or conflating: latest value per topic) and publishes, in
 //! callbacks or as a `Handle`'s commands (send, a job, broadcast, close). At the end every
-//! socket takes everything, every client hangs up and the clock runs out.
+//! socket takes everything, the server reads what is left, every client hangs up and the clock
+//! runs out.
 //!
 //! After each step: the handler heard of a connection only between its `on_open` and its one
 //! `on_close`; each client's bytes are a valid `101` its request accepts (or another status) and
@@ -593,13 +594,46 @@ impl Run {
         assert_eq!(self.engine.stats().handler_panics, 0, "a callback panicked");
     }
 
-    /// Every socket takes everything: open connections get all that was queued for them.
+    /// Every socket takes everything and the server reads what is left: open connections get
+    /// all that was queued for them.
     /// Then every client hangs up and the clock runs out: every connection ends, once.
     fn finish(&mut self) {
         for c in 0..self.clients.len() {
             self.engine.room(c, None);
         }
         self.observe();
+        // What the clients sent and the server has not read yet takes turns of its own: the
+        // read budget caps each turn's reads at a few receive buffers, and a connection may be
+        // many buffers behind (a large message sent in one step). Every turn reads at least
+        // half a buffer (the rest of the buffer holds at most a frame header), so the bound
+        // is generous; reading must go on until every live connection has read everything.
+        let unread = |run: &mut Self| {
+            let mut most = 0;
+            for c in 0..run.clients.len() {
+                if run.engine.state(c).is_some() {
+                    most = most.max(run.engine.unread(c));
+                }
+            }
+            most
+        };
+        let turns = unread(self) / (self.engine.config().recv_buffer / 2) + 2;
+        for _ in 0..turns {
+            if unread(self) == 0 {
+                break;
+            }
+            self.engine.advance(Duration::ZERO);
+            self.observe();
+        }
+        for c in 0..self.clients.len() {
+            if let Some(state) = self.engine.state(c) {
+                let left = self.engine.unread(c);
+                let queued = self.engine.queued(c);
+                assert_eq!(
+                    left, 0,
+                    "client {c}: the server stopped reading, {left} B unread ({state:?}, {queued} B queued)"
+                );
+            }
+        }
         for c in 0..self.clients.len() {
             if self.engine.state(c) == Some(ConnState::Open) {
                 let client = &self.clients[c];

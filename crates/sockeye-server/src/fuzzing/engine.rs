@@ -348,6 +348,11 @@ impl Engine {
         std::mem::take(&mut self.script(client).peer().wire)
     }
 
+    /// The bytes the client sent that the server has not read yet.
+    pub fn unread(&self, client: usize) -> usize {
+        self.script(client).peer().inbound.len()
+    }
+
     /// Whether the server shut its sending side (or closed the socket) for the client.
     pub fn is_shut(&self, client: usize) -> bool {
         self.script(client).peer().shut

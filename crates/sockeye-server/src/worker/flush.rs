@@ -113,6 +113,11 @@ impl<H: Handler, S: Transport> Driver<H, S> {
             // The server closes TCP first (RFC 6455 §7.1.1): send FIN, then read until the
             // peer's EOF so that unread bytes do not turn our close into a reset.
             slot.stream.shutdown_write(&mut self.io.bufs.scratch);
+            if slot.phase == Phase::Draining {
+                // Draining reads nothing: the edges of what arrived meanwhile are spent, so
+                // lingering starts with a read, or those bytes would wait for the peer's FIN.
+                self.ready.push((idx, slot.generation));
+            }
             slot.phase = Phase::Lingering;
             slot.linger_until = super::timers::NEVER;
             self.schedule(idx);

@@ -105,6 +105,35 @@ fn an_idle_close_the_socket_cannot_take_goes_out_before_the_fin() {
 }
 
 #[test]
+fn what_arrives_while_draining_is_read_once_lingering_starts() {
+    let mut config = Sim::config();
+    config.idle_timeout = Some(secs(60));
+    let mut sim = Sim::new(config);
+    let (idx, script) = sim.open();
+    script.peer().room = Some(0);
+    sim.advance(secs(60));
+    assert_eq!(sim.phase(idx), Some(Phase::Draining));
+    sim.send(idx, &script, b"late bytes");
+    assert_eq!(script.peer().inbound.len(), 10, "draining reads nothing");
+    sim.drain(idx, &script, 1 << 10);
+    assert_eq!(sim.phase(idx), Some(Phase::Lingering));
+    assert!(
+        script.peer().inbound.is_empty(),
+        "read (and discarded) with no new edge"
+    );
+    script.peer().eof = true;
+    sim.advance(MS);
+    assert_eq!(
+        sim.phase(idx),
+        Some(Phase::Lingering),
+        "an EOF needs its edge"
+    );
+    sim.driver.event(idx, false, false, true);
+    assert_eq!(sim.phase(idx), None, "the peer's FIN ends it");
+    assert_eq!(sim.notes(), [Note::Close("Timeout(Idle)".into())]);
+}
+
+#[test]
 fn an_unanswered_close_is_dropped_at_the_close_timeout() {
     let mut sim = Sim::new(Sim::config());
     let (idx, script) = sim.open();
