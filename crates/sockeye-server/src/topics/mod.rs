@@ -48,8 +48,11 @@
 //! - Latest-value conflation ([`SlowConsumer::Conflate`]) keeps the order of each topic but not
 //!   across topics: a conflated message leaves when its subscriber's queue empties, after what
 //!   was queued meanwhile on other topics. A subscription changed from conflating to another
-//!   policy while a message of its topic waits sends that message first, whatever the limit
-//!   (its publish admitted it), then the newer ones under the new policy.
+//!   policy while a message of its topic waits queues that message ahead of the next publish
+//!   while the queue is within the limit (no policy refuses it: its publish already counted it
+//!   as conflated); over the limit, it keeps waiting for the queue to empty, and the newer
+//!   publish meets the new policy over the limit. Either way the topic keeps its order and the
+//!   queue its bound.
 //!
 //! # Across nodes
 //!

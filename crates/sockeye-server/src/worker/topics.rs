@@ -403,11 +403,16 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         variants: &mut Variants,
         report: &mut PublishReport,
     ) {
-        if policy.is_some_and(|policy| policy != SlowConsumer::Conflate) {
+        let limit = self.config.backpressure.limit;
+        let within = (self.conns.get(idx)).is_some_and(|slot| slot.link.queue.len() <= limit);
+        if policy.is_some_and(|policy| policy != SlowConsumer::Conflate) && within {
             if let Some(older) = self.app.topics.take_conflated(idx, &p.topic) {
                 // The subscription stopped conflating while a message of this topic waited:
-                // that message goes first, so that the topic keeps its order. (Its publisher's
-                // report already counted it as conflated.)
+                // that message goes first, so that the topic keeps its order. Its publisher's
+                // report already counted it as conflated, so no policy refuses it; it is
+                // queued as any message within the limit is. Over the limit it keeps waiting
+                // (and leaves when the queue empties), and this newer publish meets its policy
+                // over the limit: it is not queued ahead of it either way.
                 let mut counted = PublishReport::default();
                 self.deliver(idx, None, &older, &mut Variants::default(), &mut counted);
             }

@@ -242,6 +242,33 @@ fn a_conflated_message_is_not_refused_when_its_subscription_stops_conflating() {
 }
 
 #[test]
+fn switching_policies_behind_a_full_socket_keeps_the_queue_bounded() {
+    let (mut sim, idx, script) = stalled(SlowConsumer::Conflate, 100);
+    let a = |i: usize| format!("a{i:>60}");
+    assert_eq!(publish(&mut sim, "a", &a(0)).delivered, 1);
+    let mut refused = 0;
+    // Each round parks a message as conflated, then a publish under `Fail` finds the queue
+    // over the limit: the parked one keeps waiting instead of joining the queue.
+    for round in 1..=20 {
+        let topics = &mut sim.driver.app.topics;
+        topics.subscribe(idx, "a", SlowConsumer::Conflate).unwrap();
+        let report = publish(&mut sim, "a", &a(2 * round - 1));
+        assert_eq!(report.conflated, 1, "round {round}");
+        let topics = &mut sim.driver.app.topics;
+        topics.subscribe(idx, "a", SlowConsumer::Fail).unwrap();
+        refused += publish(&mut sim, "a", &a(2 * round)).refused;
+        let queued = sim.driver.conns.get(idx).unwrap().link.queue.len();
+        assert!(queued <= 100 + 64, "round {round}: {queued} bytes queued");
+    }
+    // The first round's parked message fit (63 bytes queued): it went out, and pushed the
+    // queue over the limit for every later round.
+    assert_eq!(refused, 20);
+    sim.drain(idx, &script, usize::MAX / 2);
+    let got = received(&script);
+    assert_eq!(got, [a(0), a(1), a(39)].map(|s| text(&s)));
+}
+
+#[test]
 fn fail_and_drop_miss_the_messages_over_the_limit_and_say_so() {
     for policy in [SlowConsumer::Fail, SlowConsumer::Drop] {
         let (mut sim, idx, script) = stalled(policy, 100);
