@@ -20,7 +20,8 @@
 //!
 //! `ClientHandshake`, fed the same bytes in pieces, agrees with `parse_response` on the whole:
 //! the same head, subprotocol and leftover bytes, refusing only the extensions a connection
-//! without one cannot take, or a head over the limit.
+//! without one cannot take, or a head over the limit. It decides on the same piece as
+//! `parse_response` over the bytes received so far, with the same error.
 //!
 //! Shared by `fuzz/fuzz_targets/client.rs` and the seed replay in `tests/fuzz_seeds.rs`.
 use std::time::{Duration, Instant};
@@ -160,11 +161,30 @@ fn opening(
         .expect("a valid request")
         .with_limits(*limits);
     let mut outcome = Ok(false);
+    // The bytes fed before and after the piece that decided (all of them if none did).
+    let (mut before, mut fed) = (0, 0);
+    let mut decided = false;
     for bytes in data.chunks(piece.max(1)) {
         outcome = hs.receive(bytes);
+        if !decided {
+            before = fed;
+            fed += bytes.len();
+            decided = outcome != Ok(false);
+        }
         if outcome.is_err() {
             break;
         }
+    }
+    // It decides on the piece where the whole-head rules first decide, and as they do: the
+    // same error, not merely an error.
+    if decided {
+        assert_eq!(verdict(&data[..before], limits), Ok(false), "decided late");
+        let expected = match &outcome {
+            Ok(_) | Err(OpenError::Extension(_)) => Ok(true),
+            Err(OpenError::Response(e)) => Err(*e),
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(verdict(&data[..fed], limits), expected);
     }
     if let Err(e) = &outcome {
         assert!(!e.to_string().is_empty());
@@ -190,6 +210,18 @@ fn opening(
         ) if data.len() > limits.max_head_len => {}
         (Err(_), Err(OpenError::Response(_))) => {}
         (whole, outcome) => panic!("parse_response: {whole:?}; ClientHandshake: {outcome:?}"),
+    }
+}
+
+/// What a `ClientHandshake` must say once `prefix` has arrived, by the rules for a whole
+/// head: `parse_response` of all of it, and a head over the limit while it is incomplete.
+fn verdict(prefix: &[u8], limits: &Limits) -> Result<bool, ResponseError> {
+    match parse_response(prefix, limits, &request())? {
+        Status::Complete(_) => Ok(true),
+        Status::Incomplete { .. } if prefix.len() > limits.max_head_len => {
+            Err(ResponseError::Http(HandshakeError::HeadTooLarge))
+        }
+        Status::Incomplete { .. } => Ok(false),
     }
 }
 

@@ -65,6 +65,30 @@ pub(crate) fn next_line<'b>(
     Ok(Status::Complete((content, next)))
 }
 
+/// The verdict on a head whose last line, from `pos`, has no LF yet: what [`next_line`] says of
+/// it and, for a header line (`header`), what [`scan_headers`] says of its first bytes. When
+/// every complete line before `pos` was accepted, the whole head gets this same verdict, so a
+/// head that arrives in pieces is parsed again only when a line ends.
+pub(crate) fn partial_line(
+    buf: &[u8],
+    pos: usize,
+    limits: &Limits,
+    header: bool,
+) -> Result<Status<()>, HandshakeError> {
+    match next_line(buf, pos, limits)? {
+        Status::Complete(_) => {
+            debug_assert!(false, "a partial line with an LF");
+            Ok(Status::incomplete(0))
+        }
+        Status::Incomplete { needed } => {
+            if header {
+                check_partial_header(&buf[pos..])?;
+            }
+            Ok(Status::Incomplete { needed })
+        }
+    }
+}
+
 /// Scans header lines from `pos` up to and including the blank line, calling `on_header` with
 /// each name and (OWS-trimmed) value. Returns the length of the whole head.
 ///

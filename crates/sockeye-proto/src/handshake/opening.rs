@@ -5,7 +5,7 @@
 use core::fmt;
 
 use super::client::{ClientRequest, ResponseError, parse_response};
-use super::{HandshakeError, Limits, WriteError};
+use super::{HandshakeError, Limits, WriteError, http};
 use crate::connection::{Config, Connection};
 use crate::extension::{Extension, NegotiationError, ParamWriter, parse_offers};
 use crate::mask::MaskSource;
@@ -110,6 +110,10 @@ pub struct ClientHandshake<E> {
     offer: String,
     limits: Limits,
     received: Vec<u8>,
+    /// Where the line still arriving starts (0: the status line), and how far `received` was
+    /// searched for its end.
+    line: usize,
+    scanned: usize,
     head_len: usize,
     answer: Option<Answer>,
     failed: Option<OpenError>,
@@ -170,6 +174,8 @@ impl<E: Extension> ClientHandshake<E> {
             offer,
             limits: Limits::default(),
             received: Vec::new(),
+            line: 0,
+            scanned: 0,
             head_len: 0,
             answer: None,
             failed: None,
@@ -221,7 +227,23 @@ impl<E: Extension> ClientHandshake<E> {
     }
 
     /// Parses what arrived; `true` once the answer is whole, verified and negotiated.
+    ///
+    /// Every line before the one still arriving was accepted by the last parse: until an LF
+    /// arrives, only that line can change the verdict, and only it is looked at. A head that
+    /// arrives a byte at a time costs its length times its longest line, not its length squared.
     fn check(&mut self) -> Result<bool, OpenError> {
+        let start = self.scanned;
+        self.scanned = self.received.len();
+        let Some(lf) = memchr::memrchr(b'\n', &self.received[start..]) else {
+            let status = http::partial_line(&self.received, self.line, &self.limits, self.line > 0)
+                .map_err(ResponseError::Http)?;
+            return match status {
+                Status::Incomplete { .. } if self.received.len() > self.limits.max_head_len => {
+                    Err(ResponseError::Http(HandshakeError::HeadTooLarge).into())
+                }
+                _ => Ok(false),
+            };
+        };
         let protocols: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
         let request = ClientRequest {
             protocols: &protocols,
@@ -233,7 +255,11 @@ impl<E: Extension> ClientHandshake<E> {
             Status::Incomplete { .. } if self.received.len() > self.limits.max_head_len => {
                 return Err(ResponseError::Http(HandshakeError::HeadTooLarge).into());
             }
-            Status::Incomplete { .. } => return Ok(false),
+            Status::Incomplete { .. } => {
+                // Every line up to the last LF is whole and accepted.
+                self.line = start + lf + 1;
+                return Ok(false);
+            }
         };
         let mut accepted = false;
         for element in parse_offers(response.extensions) {
@@ -337,6 +363,47 @@ mod tests {
         fn encode(&mut self, _: &[u8], _: &mut Vec<u8>) -> Result<Rsv, ExtensionError> {
             Ok(Rsv::NONE)
         }
+    }
+
+    #[test]
+    fn a_bad_byte_is_refused_as_it_arrives_with_the_whole_head_error() {
+        let key = encode_key([2; 16]);
+        let request = ClientRequest::new(HOST, "/", &key);
+        let good = answer(&key, "");
+        let status_end = good.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let cases: [(&[u8], usize); 5] = [
+            (b"HTTP/1.1 101 OK\rx", 16),
+            (b"HTTP/1.1 101 OK\r\nUpgr\x01", 21),
+            (b"HTTP/1.1 101 OK\r\nX: a\x7f", 21),
+            (b"HTTP/1.1 101 OK\r\n a", 17),
+            (&good[..status_end + 3], usize::MAX),
+        ];
+        for (head, at) in cases {
+            let mut hs =
+                ClientHandshake::new(&request, NoExtension, Config::default(), seeded(1)).unwrap();
+            let limits = Limits::default();
+            for (i, byte) in head.iter().enumerate() {
+                let got = hs.receive(&[*byte]);
+                let whole = match parse_response(&head[..=i], &limits, &request) {
+                    Ok(_) => Ok(false),
+                    Err(e) => Err(OpenError::Response(e)),
+                };
+                assert_eq!(got, whole, "{head:?} after {} bytes", i + 1);
+                assert_eq!(got.is_err(), i >= at, "{head:?} after {} bytes", i + 1);
+            }
+        }
+        // A head over the limit, a byte at a time through one long line.
+        let limits = Limits {
+            max_head_len: 64,
+            ..Limits::default()
+        };
+        let mut hs = ClientHandshake::new(&request, NoExtension, Config::default(), seeded(1))
+            .unwrap()
+            .with_limits(limits);
+        let mut head = b"HTTP/1.1 101 OK\r\nX: ".to_vec();
+        head.resize(80, b'a');
+        let refused = head.iter().position(|b| hs.receive(&[*b]).is_err());
+        assert_eq!(refused, Some(63), "at the 64th byte");
     }
 
     #[test]
