@@ -74,19 +74,13 @@ pub(crate) fn partial_line(
     pos: usize,
     limits: &Limits,
     header: bool,
-) -> Result<Status<()>, HandshakeError> {
-    match next_line(buf, pos, limits)? {
-        Status::Complete(_) => {
-            debug_assert!(false, "a partial line with an LF");
-            Ok(Status::incomplete(0))
-        }
-        Status::Incomplete { needed } => {
-            if header {
-                check_partial_header(&buf[pos..])?;
-            }
-            Ok(Status::Incomplete { needed })
-        }
+) -> Result<(), HandshakeError> {
+    let status = next_line(buf, pos, limits)?;
+    debug_assert!(!status.is_complete(), "a partial line with an LF");
+    if header {
+        check_partial_header(&buf[pos..])?;
     }
+    Ok(())
 }
 
 /// Scans header lines from `pos` up to and including the blank line, calling `on_header` with

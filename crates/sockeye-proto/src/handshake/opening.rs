@@ -110,10 +110,8 @@ pub struct ClientHandshake<E> {
     offer: String,
     limits: Limits,
     received: Vec<u8>,
-    /// Where the line still arriving starts (0: the status line), and how far `received` was
-    /// searched for its end.
+    /// Where the line still arriving starts (0: the status line).
     line: usize,
-    scanned: usize,
     head_len: usize,
     answer: Option<Answer>,
     failed: Option<OpenError>,
@@ -175,7 +173,6 @@ impl<E: Extension> ClientHandshake<E> {
             limits: Limits::default(),
             received: Vec::new(),
             line: 0,
-            scanned: 0,
             head_len: 0,
             answer: None,
             failed: None,
@@ -218,7 +215,7 @@ impl<E: Extension> ClientHandshake<E> {
         if self.answer.is_some() {
             return Ok(true);
         }
-        let result = self.check();
+        let result = self.check(bytes.len());
         if let Err(error) = result {
             // The extension may be half configured: the handshake stays failed.
             self.failed = Some(error);
@@ -231,18 +228,12 @@ impl<E: Extension> ClientHandshake<E> {
     /// Every line before the one still arriving was accepted by the last parse: until an LF
     /// arrives, only that line can change the verdict, and only it is looked at. A head that
     /// arrives a byte at a time costs its length times its longest line, not its length squared.
-    fn check(&mut self) -> Result<bool, OpenError> {
-        let start = self.scanned;
-        self.scanned = self.received.len();
+    fn check(&mut self, new: usize) -> Result<bool, OpenError> {
+        let start = self.received.len() - new;
         let Some(lf) = memchr::memrchr(b'\n', &self.received[start..]) else {
-            let status = http::partial_line(&self.received, self.line, &self.limits, self.line > 0)
+            http::partial_line(&self.received, self.line, &self.limits, self.line > 0)
                 .map_err(ResponseError::Http)?;
-            return match status {
-                Status::Incomplete { .. } if self.received.len() > self.limits.max_head_len => {
-                    Err(ResponseError::Http(HandshakeError::HeadTooLarge).into())
-                }
-                _ => Ok(false),
-            };
+            return self.incomplete();
         };
         let protocols: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
         let request = ClientRequest {
@@ -252,13 +243,10 @@ impl<E: Extension> ClientHandshake<E> {
         };
         let response = match parse_response(&self.received, &self.limits, &request)? {
             Status::Complete(response) => response,
-            Status::Incomplete { .. } if self.received.len() > self.limits.max_head_len => {
-                return Err(ResponseError::Http(HandshakeError::HeadTooLarge).into());
-            }
             Status::Incomplete { .. } => {
                 // Every line up to the last LF is whole and accepted.
                 self.line = start + lf + 1;
-                return Ok(false);
+                return self.incomplete();
             }
         };
         let mut accepted = false;
@@ -278,6 +266,15 @@ impl<E: Extension> ClientHandshake<E> {
             extensions: response.extensions.to_owned(),
         });
         Ok(true)
+    }
+
+    /// The verdict on an answer whose head has not ended: wait for more, unless it is over the
+    /// limit already.
+    fn incomplete(&self) -> Result<bool, OpenError> {
+        if self.received.len() > self.limits.max_head_len {
+            return Err(ResponseError::Http(HandshakeError::HeadTooLarge).into());
+        }
+        Ok(false)
     }
 
     /// The open connection.

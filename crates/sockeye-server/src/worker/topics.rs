@@ -404,8 +404,10 @@ impl<H: Handler, S: Transport> Driver<H, S> {
         report: &mut PublishReport,
     ) {
         let limit = self.config.backpressure.limit;
-        let within = (self.conns.get(idx)).is_some_and(|slot| slot.link.queue.len() <= limit);
-        if policy.is_some_and(|policy| policy != SlowConsumer::Conflate) && within {
+        if policy.is_some_and(|policy| policy != SlowConsumer::Conflate)
+            && self.app.topics.is_conflated(idx, &p.topic)
+            && (self.conns.get(idx)).is_some_and(|slot| slot.link.queue.len() <= limit)
+        {
             if let Some(older) = self.app.topics.take_conflated(idx, &p.topic) {
                 // The subscription stopped conflating while a message of this topic waited:
                 // that message goes first, so that the topic keeps its order. Its publisher's

@@ -74,14 +74,20 @@ fn an_idle_connection_that_does_not_answer_is_closed_with_1001_and_not_waited_fo
     assert_eq!(sim.driver.app.stats.closed_timeout, 1);
 }
 
-#[test]
-fn an_idle_close_the_socket_cannot_take_goes_out_before_the_fin() {
+/// An open connection closed by its idle timer (60 s) while its socket takes nothing.
+fn idle_close_behind_a_full_socket() -> (Sim, usize, sim::Script) {
     let mut config = Sim::config();
     config.idle_timeout = Some(secs(60));
     let mut sim = Sim::new(config);
     let (idx, script) = sim.open();
     script.peer().room = Some(0);
     sim.advance(secs(60));
+    (sim, idx, script)
+}
+
+#[test]
+fn an_idle_close_the_socket_cannot_take_goes_out_before_the_fin() {
+    let (mut sim, idx, script) = idle_close_behind_a_full_socket();
     assert!(!script.peer().shut, "no FIN ahead of the close frame");
     assert_eq!(sim.phase(idx), Some(Phase::Draining));
     sim.drain(idx, &script, 1 << 10);
@@ -106,12 +112,7 @@ fn an_idle_close_the_socket_cannot_take_goes_out_before_the_fin() {
 
 #[test]
 fn what_arrives_while_draining_is_read_once_lingering_starts() {
-    let mut config = Sim::config();
-    config.idle_timeout = Some(secs(60));
-    let mut sim = Sim::new(config);
-    let (idx, script) = sim.open();
-    script.peer().room = Some(0);
-    sim.advance(secs(60));
+    let (mut sim, idx, script) = idle_close_behind_a_full_socket();
     assert_eq!(sim.phase(idx), Some(Phase::Draining));
     sim.send(idx, &script, b"late bytes");
     assert_eq!(script.peer().inbound.len(), 10, "draining reads nothing");
