@@ -25,7 +25,7 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::error::ProtocolError;
 use crate::extension::{Extension, ExtensionError, NoExtension};
 use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, Rsv};
-use crate::mask::{MaskSource, SeededMasks, apply_mask};
+use crate::mask::{MaskSource, SeededMasks, apply_mask, extend_masked};
 use crate::status::Status;
 use crate::utf8::Utf8Validator;
 
@@ -420,14 +420,11 @@ impl<E: Extension> Connection<E> {
             .len()
             .min(usize::try_from(frame.remaining).unwrap_or(usize::MAX));
         let chunk = &mut available[..n];
-        if let Some(key) = frame.mask {
-            apply_mask(chunk, key, 0);
-        }
         // n <= remaining, a u32.
         let remaining = frame.remaining - n as u32;
         let done = remaining == 0;
         if n > 0 || done {
-            self.absorb(chunk, done && frame.fin, remaining, message_buf)?;
+            self.absorb(chunk, frame.mask, done && frame.fin, remaining, message_buf)?;
         }
         let consumed = header_len + n;
         if !done {
@@ -584,10 +581,12 @@ impl<E: Extension> Connection<E> {
         Ok(())
     }
 
-    /// Takes in a piece of the payload of the frame in progress.
+    /// Takes in a piece of the payload of the frame in progress, still masked with `mask` (then
+    /// unmasked as it is copied, or in place for the decompressor).
     fn absorb(
         &mut self,
-        chunk: &[u8],
+        chunk: &mut [u8],
+        mask: Option<[u8; 4]>,
         last: bool,
         remaining: u32,
         message_buf: &mut Vec<u8>,
@@ -596,6 +595,9 @@ impl<E: Extension> Connection<E> {
             return Ok(());
         };
         if message.compressed {
+            if let Some(key) = mask {
+                apply_mask(chunk, key, 0);
+            }
             let before = message_buf.len();
             let max = self.limits.max_message_size as usize;
             self.ext
@@ -611,14 +613,22 @@ impl<E: Extension> Connection<E> {
                 utf8_feed(&mut message.utf8, &message_buf[before..])?;
             }
         } else {
-            if message.text {
-                utf8_feed(&mut message.utf8, chunk)?;
-            }
             // Room for the rest of the frame at once (within the limits, checked on its
             // header): a large message grows its buffer once instead of doubling it. Up to a
             // bound: the length is the peer's claim, not bytes that arrived.
             message_buf.reserve(chunk.len() + (remaining as usize).min(RESERVE_AHEAD_MAX));
-            message_buf.extend_from_slice(chunk);
+            let before = message_buf.len();
+            match mask {
+                Some(key) => extend_masked(message_buf, chunk, key, 0),
+                None => message_buf.extend_from_slice(chunk),
+            }
+            if message.text {
+                if let Err(e) = utf8_feed(&mut message.utf8, &message_buf[before..]) {
+                    // What the message holds stays valid text, as if the piece never came.
+                    message_buf.truncate(before);
+                    return Err(e);
+                }
+            }
         }
         if last && message.text {
             message
@@ -955,10 +965,9 @@ pub fn write_frame(
 ) {
     out.reserve(MAX_HEADER_LEN + payload.len());
     write_header(out, opcode, rsv, payload.len(), mask);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(key) = mask {
-        apply_mask(&mut out[start..], key, 0);
+    match mask {
+        Some(key) => extend_masked(out, payload, key, 0),
+        None => out.extend_from_slice(payload),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sockeye_deflate::PerMessageDeflate;
 use sockeye_proto::frame::MAX_HEADER_LEN;
 use sockeye_proto::handshake::{ClientHandshake, ClientRequest, encode_key};
-use sockeye_proto::mask::{SeededMasks, apply_mask};
+use sockeye_proto::mask::{SeededMasks, extend_masked};
 use sockeye_proto::{CloseCode, Config, Connection, Event, FrameHeader, Message, OpCode, Rsv};
 
 use super::super::deflate::Offer;
@@ -204,10 +204,9 @@ impl Ws {
         let mut bytes = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut bytes);
         self.out.extend_from_slice(&bytes[..n]);
-        let at = self.out.len();
-        self.out.extend_from_slice(payload);
-        if let Some(key) = mask {
-            apply_mask(&mut self.out[at..], key, 0);
+        match mask {
+            Some(key) => extend_masked(&mut self.out, payload, key, 0),
+            None => self.out.extend_from_slice(payload),
         }
     }
 
