@@ -340,10 +340,10 @@ impl<E: Extension> Connection<E> {
     /// follow it, returning the event it completes.
     ///
     /// `message_buf` is the caller's reassembly buffer for this connection: a message that spans
-    /// frames or reads is gathered there (copied once), and its event borrows it. A message that
-    /// arrives whole in one frame in one read is delivered straight from `input`, unmasked in
-    /// place, with no copy. Pass the same buffer on every call; it is cleared at the next call
-    /// after a delivery.
+    /// frames or reads is gathered there (copied once, and unmasked in that copy), and its event
+    /// borrows it. A message that arrives whole in one frame in one read is delivered straight
+    /// from `input`, unmasked in place, with no copy. Pass the same buffer on every call; it is
+    /// cleared at the next call after a delivery.
     ///
     /// Text is validated as it arrives: an invalid byte fails the connection in the call that
     /// sees it, even mid-frame.
