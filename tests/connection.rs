@@ -651,6 +651,25 @@ fn invalid_utf8_fails_in_the_read_that_holds_it() {
 }
 
 #[test]
+fn an_invalid_piece_never_joins_the_gathered_message() {
+    // The continuation is unmasked as it is copied into the message buffer and checked there:
+    // a piece with an invalid byte is taken back out, so the buffer holds only checked text.
+    let now = Instant::now();
+    let mut input = concat(&[
+        client_frame(false, OpCode::Text, b"fine"),
+        client_frame(true, OpCode::Continuation, b"ok\xffzz"),
+    ]);
+    let mut conn = server();
+    let mut message_buf = Vec::new();
+    let first = conn.handle_read(&mut input, &mut message_buf, now).unwrap();
+    assert_eq!((first.consumed, first.event), (10, None));
+    assert_eq!(message_buf, b"fine");
+    let result = conn.handle_read(&mut input[10..], &mut message_buf, now);
+    assert_eq!(result, Err(ProtocolError::InvalidUtf8));
+    assert_eq!(message_buf, b"fine");
+}
+
+#[test]
 fn a_code_point_may_straddle_fragments_and_reads() {
     // "a€b😀!" with € (e2 82 ac) cut across two fragments, 😀 (f0 9f 98 80) across three, and a
     // ping between fragments in the middle of a code point.
