@@ -13,9 +13,7 @@
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
-    // The key twice, in memory order on either endianness.
-    let narrow = u64::from(u32::from_ne_bytes(key));
-    let wide = narrow << 32 | narrow;
+    let wide = doubled(key);
     let mut blocks = buf.chunks_exact_mut(32);
     for block in &mut blocks {
         for word in block.chunks_exact_mut(8) {
@@ -43,8 +41,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 #[inline]
 pub fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
-    let narrow = u64::from(u32::from_ne_bytes(key));
-    let wide = narrow << 32 | narrow;
+    let wide = doubled(key);
     let words = src.chunks_exact(8);
     let tail = words.remainder();
     // Eight-byte arrays flattened from exact chunks have an exact length, so `extend` reserves
@@ -66,6 +63,13 @@ pub fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, byte) in buf.iter_mut().enumerate() {
         *byte ^= key[(i + offset) % 4];
     }
+}
+
+/// The key twice, as one word in memory order on either endianness: eight bytes masked by one XOR.
+#[inline]
+fn doubled(key: [u8; 4]) -> u64 {
+    let narrow = u64::from(u32::from_ne_bytes(key));
+    narrow << 32 | narrow
 }
 
 fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
