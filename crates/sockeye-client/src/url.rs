@@ -157,14 +157,36 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UrlError> {
     if host.is_empty() {
         return Err("the URL has no host: expected ws://HOST:PORT/PATH".into());
     }
+    if !authority.starts_with('[') {
+        check_name(host)?;
+    }
     let port = match port {
         None => None,
+        // Digits only: `u16`'s parser also takes a sign (`+80`), which would then go out in
+        // the Host header as written.
         Some(text) => match text.parse::<u16>() {
-            Ok(port) if port != 0 => Some(port),
+            Ok(port) if port != 0 && text.bytes().all(|b| b.is_ascii_digit()) => Some(port),
             _ => return Err(format!("`{text}` is not a port (1-65535)").into()),
         },
     };
     Ok((host, port))
+}
+
+/// A host name goes out as written, in the Host header and in the name lookup: letters, digits,
+/// `-`, `.` and `_` only (an internationalised name in its `xn--` form).
+fn check_name(host: &str) -> Result<(), UrlError> {
+    let Some(bad) = host
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+    else {
+        return Ok(());
+    };
+    let hint = if bad.is_ascii() {
+        ""
+    } else {
+        " (write an internationalised name in its ASCII form, xn--...)"
+    };
+    Err(format!("`{host}` is not a host name: `{bad}` is not allowed in one{hint}").into())
 }
 
 #[cfg(test)]
@@ -206,6 +228,13 @@ mod tests {
                 "/feed",
             ),
             ("WSS://[::1]:8443", "[::1]:8443", "::1", 8443, "/"),
+            (
+                "ws://feed-2_a.xn--bcher-kva.example:0443/",
+                "feed-2_a.xn--bcher-kva.example:0443",
+                "feed-2_a.xn--bcher-kva.example",
+                443,
+                "/",
+            ),
         ];
         for (text, authority, host, port, target) in table {
             let url = WsUrl::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -236,6 +265,13 @@ mod tests {
             ("ws://h:99999/", "not a port"),
             ("ws://h:/", "not a port"),
             ("ws://h/a b", "ASCII"),
+            ("ws://h:+80/", "not a port"),
+            ("ws://[::1]:+80/", "not a port"),
+            ("ws://h:-1/", "not a port"),
+            ("ws://b\u{fc}cher.example/", "xn--"),
+            ("ws://a b/", "not a host name"),
+            ("ws://%68ost/", "not a host name"),
+            ("ws://h\"x/", "not a host name"),
         ];
         for (text, needle) in table {
             let err = WsUrl::parse(text).expect_err(text);
