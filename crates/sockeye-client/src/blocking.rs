@@ -282,10 +282,13 @@ impl WebSocket {
         Ok(())
     }
 
-    /// Writes the session's output whole, by `deadline`.
+    /// Writes the session's output whole, by `deadline`. Out of time with output left (the
+    /// socket's timer, or the deadline passed between writes: a write that runs out of time
+    /// part way returns the bytes it took), the connection is broken.
     fn write_out(&mut self, deadline: Option<Instant>, phase: Phase) -> Result<(), Error> {
         while !self.session.output().is_empty() {
-            self.tcp.set_write_timeout(left(deadline, phase)?)?;
+            let timeout = left(deadline, phase).inspect_err(|_| self.broken = true)?;
+            self.tcp.set_write_timeout(timeout)?;
             match self.tcp.write(self.session.output()) {
                 Ok(0) => return Err(Error::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.session.wrote(n),
