@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{SinkExt, StreamExt as _};
 use sockeye::proto::handshake::AcceptKey;
 use sockeye::proto::mask::apply_mask;
 use sockeye::proto::{CloseCode, Message as ProtoMessage, Request};
@@ -705,5 +705,149 @@ fn a_split_writer_is_not_stranded_by_the_readers_pongs() {
         }
         reader.abort();
     });
+    server.join();
+}
+
+/// A split connection whose reader waits for bytes when the writer closes, against a server
+/// that takes the close frame and then says nothing (the socket stays open): the reader is
+/// woken to arm the closing handshake's timer and ends with `Timeout(Close)`, instead of
+/// waiting for bytes that never come.
+#[test]
+fn a_split_reader_times_out_the_close_its_writer_started() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let server = RawServer::start(move |mut tcp| {
+        accept(&mut tcp);
+        let (opcode, _, _) = client_frame(&mut tcp);
+        assert_eq!(opcode, 0x8, "a close frame");
+        let _ = rx.recv_timeout(PATIENCE);
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let options = Options::default().close_timeout(Duration::from_millis(300));
+    runtime.block_on(async {
+        let ws = AsyncWebSocket::connect_with(&server.url(), &options)
+            .await
+            .expect("connect");
+        let (mut sink, mut stream) = ws.split();
+        let reader = tokio::spawn(async move { stream.next().await });
+        // The reader is parked on the socket, with no deadline yet, before the close starts.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sink.close().await.expect("the close frame goes");
+        let started = Instant::now();
+        let read = tokio::time::timeout(PATIENCE, reader)
+            .await
+            .expect("the reader was never woken for the close's deadline")
+            .expect("the reader task");
+        assert!(
+            matches!(read, Some(Err(Error::Timeout(Phase::Close)))),
+            "{read:?}"
+        );
+        assert!(started.elapsed() < PATIENCE);
+    });
+    let _ = tx.send(());
+    server.join();
+}
+
+/// A close behind a full socket: `Sink::close` gives up with `Timeout(Close)` when the
+/// closing handshake's time is over, as the inherent `close` does.
+#[test]
+fn closing_the_sink_behind_a_full_socket_times_out() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let server = RawServer::start(move |mut tcp| {
+        accept(&mut tcp);
+        // Never reads.
+        let _ = rx.recv_timeout(PATIENCE);
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let options = Options::default().close_timeout(Duration::from_millis(300));
+    runtime.block_on(async {
+        let mut ws = AsyncWebSocket::connect_with(&server.url(), &options)
+            .await
+            .expect("connect");
+        // Queued, not flushed: more than both sockets' buffers hold.
+        ws.feed(Message::Binary(vec![7u8; 64 << 20]))
+            .await
+            .expect("queued");
+        let closed = tokio::time::timeout(PATIENCE, SinkExt::close(&mut ws))
+            .await
+            .expect("Sink::close did not give up");
+        assert!(
+            matches!(closed, Err(Error::Timeout(Phase::Close))),
+            "{closed:?}"
+        );
+    });
+    let _ = tx.send(());
+    server.join();
+}
+
+/// A writer waits behind a full socket; the reader of the same split connection polls once
+/// (its own poll tries the writer's output too) and then stops polling. When the socket takes
+/// more, the writer's task is woken all the same and its message goes.
+#[test]
+fn a_split_writer_is_woken_after_the_reader_stops_polling() {
+    const SIZE: usize = 8 << 20;
+    let server = RawServer::start(|mut tcp| {
+        accept(&mut tcp);
+        thread::sleep(Duration::from_secs(1));
+        let mut read = 0;
+        let mut buf = vec![0u8; 64 << 10];
+        while read < SIZE {
+            match tcp.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+        assert!(read >= SIZE, "only {read} bytes arrived");
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let ws = AsyncWebSocket::connect(&server.url())
+            .await
+            .expect("connect");
+        let (mut sink, mut stream) = ws.split();
+        let writer = tokio::spawn(async move { sink.send(Message::Binary(vec![7u8; SIZE])).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The reader's one poll, while the writer waits; then nothing polls the stream.
+        let _ = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
+        // Awaiting the task's handle does not poll the send itself: only its waker can.
+        let sent = tokio::time::timeout(PATIENCE, writer)
+            .await
+            .expect("the writer was never woken")
+            .expect("the writer task");
+        sent.expect("send");
+        drop(stream);
+    });
+    server.join();
+}
+
+/// A blocking write that runs out of time part way leaves the connection unusable: what is
+/// left of the frame would otherwise go out with the next call, and a retried message twice.
+#[test]
+fn a_timed_out_blocking_write_breaks_the_connection() {
+    const SIZE: usize = 32 << 20;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let server = RawServer::start(move |mut tcp| {
+        accept(&mut tcp);
+        let _ = rx.recv_timeout(PATIENCE);
+    });
+    let mut ws = WebSocket::connect(&server.url()).expect("connect");
+    ws.set_write_timeout(Some(Duration::from_millis(200)));
+    let sent = ws.send_binary(&vec![7u8; SIZE]);
+    assert!(
+        matches!(sent, Err(Error::Timeout(Phase::Write))),
+        "{sent:?}"
+    );
+    let again = ws.send_binary(&[1]);
+    assert!(matches!(again, Err(Error::Closed)), "{again:?}");
+    assert!(matches!(ws.flush(), Err(Error::Closed)));
+    let _ = tx.send(());
     server.join();
 }

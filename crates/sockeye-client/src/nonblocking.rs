@@ -3,6 +3,8 @@
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker, ready};
 use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Wake;
 use std::time::Instant;
 
 use futures_core::Stream;
@@ -55,10 +57,64 @@ pub struct AsyncWebSocket<S = TcpStream> {
     /// The closing handshake's deadline, armed while one is set.
     sleep: Option<(Instant, Pin<Box<Sleep>>)>,
     ended: bool,
-    /// The tasks waiting for the socket to take more, the reading side's and the writing
-    /// side's: the socket keeps one write waker, the latest given, so each write that makes
-    /// progress wakes both (a split reader that writes a pong must not strand the writer).
-    write_wakers: [Option<Waker>; 2],
+    /// The reading and the writing side's tasks, waiting for the socket to take more or for
+    /// the closing handshake's timer. The socket and the timer each keep one waker, the latest
+    /// given; they are given [`both`](Self::both), so that neither side strands the other.
+    parked: Arc<Parked>,
+    both: Waker,
+    /// Which sides this value parked since it last woke them (a side the timer or the socket
+    /// woke meanwhile only costs a look): a write wakes the other side without a lock when
+    /// it does not wait.
+    maybe_parked: [bool; 2],
+    /// The reading side's task while it waits for bytes: woken when the writing side starts
+    /// the closing handshake, so that it arms the timer.
+    read_waker: Option<Waker>,
+}
+
+/// The two sides' wakers ([`Side`] indexes them), woken together.
+#[derive(Debug, Default)]
+struct Parked {
+    wakers: Mutex<[Option<Waker>; 2]>,
+}
+
+impl Parked {
+    fn wakers(&self) -> std::sync::MutexGuard<'_, [Option<Waker>; 2]> {
+        // A waker's own panic cannot leave the pair half-written.
+        self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `cx`'s task as `side`'s.
+    fn park(&self, side: Side, cx: &Context<'_>) {
+        remember(&mut self.wakers()[side as usize], cx);
+    }
+
+    /// Wakes `side`'s task, if one waits.
+    fn wake_side(&self, side: Side) {
+        let waker = self.wakers()[side as usize].take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// Keeps `cx`'s waker in `slot` (unless the one there wakes the same task).
+fn remember(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *slot = Some(cx.waker().clone());
+    }
+}
+
+impl Wake for Parked {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let [a, b] = core::mem::take(&mut *self.wakers());
+        for waker in [a, b].into_iter().flatten() {
+            waker.wake();
+        }
+    }
 }
 
 /// Which side of the connection polls for the socket to take more.
@@ -117,12 +173,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWebSocket<S> {
     }
 
     async fn handshake(io: S, session: Session, options: &Options) -> Result<Self, Error> {
+        let parked = Arc::new(Parked::default());
         let mut ws = AsyncWebSocket {
             io,
             session,
             sleep: None,
             ended: false,
-            write_wakers: [None, None],
+            both: Waker::from(Arc::clone(&parked)),
+            parked,
+            maybe_parked: [false; 2],
+            read_waker: None,
         };
         tokio::time::timeout(options.handshake_timeout, ws.run_handshake())
             .await
@@ -203,32 +263,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWebSocket<S> {
     }
 
     /// Writes the session's output until it is empty or the socket is full (then `side`'s task
-    /// is woken when it takes more).
+    /// is woken when it takes more, or when the other side's write makes progress).
     fn poll_write_out(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<(), Error>> {
+        let mut parked = false;
         while !self.session.output().is_empty() {
-            let n = match Pin::new(&mut self.io).poll_write(cx, self.session.output()) {
+            let mut shared = Context::from_waker(&self.both);
+            let n = match Pin::new(&mut self.io).poll_write(&mut shared, self.session.output()) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                // Parked, then tried once more: the socket may have taken more between the
+                // first try and the parking, when no waker of this side was there to wake.
+                Poll::Pending if parked => return Poll::Pending,
                 Poll::Pending => {
-                    self.write_wakers[side as usize] = Some(cx.waker().clone());
-                    return Poll::Pending;
+                    self.park(side, cx);
+                    parked = true;
+                    continue;
                 }
             };
             if n == 0 {
                 return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())));
             }
             self.session.wrote(n);
-            for waker in self.write_wakers.iter_mut().filter_map(Option::take) {
-                if !waker.will_wake(cx.waker()) {
-                    waker.wake();
-                }
+            // The other side may wait for this output to go (a split writer behind the
+            // reader's pongs, or a reader behind the writer's messages).
+            let other = side.other();
+            if core::mem::take(&mut self.maybe_parked[other as usize]) {
+                self.parked.wake_side(other);
             }
         }
         Poll::Ready(Ok(()))
     }
 
-    /// Whether the closing handshake's deadline passed (arming its timer otherwise).
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Records `cx`'s task as `side`'s, to be woken with the other's.
+    fn park(&mut self, side: Side, cx: &Context<'_>) {
+        self.parked.park(side, cx);
+        self.maybe_parked[side as usize] = true;
+    }
+
+    /// Whether the closing handshake's deadline passed (arming its timer otherwise, to wake
+    /// both sides).
+    fn poll_deadline(&mut self, cx: &mut Context<'_>, side: Side) -> bool {
         let Some(at) = self.session.poll_timeout() else {
             self.sleep = None;
             return false;
@@ -236,14 +310,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWebSocket<S> {
         if self.sleep.as_ref().is_none_or(|(armed, _)| *armed != at) {
             self.sleep = Some((at, Box::pin(tokio::time::sleep_until(at.into()))));
         }
+        self.park(side, cx);
         let Some((_, sleep)) = self.sleep.as_mut() else {
             return false;
         };
-        if sleep.as_mut().poll(cx).is_ready() {
+        if sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.both))
+            .is_ready()
+        {
             self.session.handle_timeout(Instant::now());
             return true;
         }
         false
+    }
+
+    /// Starts the closing handshake from the writing side: the reading side, waiting for
+    /// bytes, is woken to arm the handshake's timer.
+    fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.session.close(code, reason)?;
+        if let Some(waker) = self.read_waker.take() {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The writing side's wait for the socket while the closing handshake runs: bounded by
+    /// its timer.
+    fn poll_closing_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        match self.poll_write_out(cx, Side::Sink) {
+            Poll::Pending if self.session.is_closing() && self.poll_deadline(cx, Side::Sink) => {
+                Poll::Ready(Err(Error::Timeout(Phase::Close)))
+            }
+            other => other,
+        }
+    }
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::Stream => Side::Sink,
+            Side::Sink => Side::Stream,
+        }
     }
 }
 
@@ -276,21 +385,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for AsyncWebSocket<S> {
                 }
                 Err(e) => return this.fail(cx, e),
             }
-            match this.poll_write_out(cx, Side::Stream) {
-                Poll::Ready(Ok(())) => {}
+            // A server that sends and does not read would grow what waits here without bound:
+            // past the mark, read no more until the socket takes some.
+            let full = match this.poll_write_out(cx, Side::Stream) {
+                Poll::Ready(Ok(())) => false,
                 Poll::Ready(Err(e)) => return this.fail(cx, e),
-                // A server that sends and does not read would grow what waits here without
-                // bound: past the mark, read no more until the socket takes some.
-                Poll::Pending if this.session.output().len() >= HIGH_WATER => {
-                    return Poll::Pending;
-                }
-                Poll::Pending => {}
-            }
-            if this.poll_deadline(cx) {
+                Poll::Pending => this.session.output().len() >= HIGH_WATER,
+            };
+            if this.poll_deadline(cx, Side::Stream) {
                 continue;
             }
+            if full {
+                return Poll::Pending;
+            }
             let mut buf = ReadBuf::new(this.session.input());
-            let read = ready!(Pin::new(&mut this.io).poll_read(cx, &mut buf));
+            let Poll::Ready(read) = Pin::new(&mut this.io).poll_read(cx, &mut buf) else {
+                remember(&mut this.read_waker, cx);
+                return Poll::Pending;
+            };
             let n = buf.filled().len();
             match read {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
@@ -335,14 +447,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for AsyncWebSocket<S> {
             Some(msg) => this.session.send(msg),
             None => {
                 let (code, reason) = close_parts(&message);
-                this.session.close(code, reason)
+                this.start_close(code, reason)
             }
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        ready!(this.poll_write_out(cx, Side::Sink))?;
+        ready!(this.poll_closing_write(cx))?;
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
         Poll::Ready(Ok(()))
     }
@@ -350,9 +462,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for AsyncWebSocket<S> {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
         if !this.session.is_closing() && !this.session.is_finished() && this.session.is_open() {
-            this.session.close(CloseCode::NORMAL, "")?;
+            this.start_close(CloseCode::NORMAL, "")?;
         }
-        ready!(this.poll_write_out(cx, Side::Sink))?;
+        ready!(this.poll_closing_write(cx))?;
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
         Poll::Ready(Ok(()))
     }
