@@ -48,8 +48,11 @@ const HIGH_WATER: usize = 64 << 10;
 ///
 /// The stream ends (`None`) once the closing handshake is over and the server ended the
 /// connection; an error is reported once, then the stream ends. A server that sends without
-/// reading makes the stream wait (past 64 KiB of replies owed) until the socket takes more. Closing the sink starts the
-/// closing handshake (code 1000) when no close was sent; read on for the server's answer.
+/// reading makes the stream wait (past 64 KiB of replies owed) until the socket takes more.
+/// Closing the sink starts the closing handshake (code 1000) when no close was sent; read on
+/// for the server's answer. From the close frame on, both halves give up with
+/// [`Error::Timeout`] when the handshake takes longer than the close timeout of [`Options`]:
+/// the stream waiting for the answer, the sink waiting for the socket to take the frame.
 #[derive(Debug)]
 pub struct AsyncWebSocket<S = TcpStream> {
     io: S,
