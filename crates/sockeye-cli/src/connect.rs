@@ -4,13 +4,15 @@
 use std::io::{self, BufRead as _, Write as _};
 use std::net::TcpStream;
 use std::process::ExitCode;
-use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt as _, StreamExt as _};
 use sockeye_client::{
-    CloseCode, CloseFrame, DeflateConfig, Error, Message, Options, Phase, WebSocket, WsUrl,
+    AsyncWebSocket, CloseCode, CloseFrame, DeflateConfig, Error, Message, Options, WsUrl,
 };
+use tokio::sync::mpsc;
 
 use crate::load::tls::{self, TlsArgs};
 
@@ -22,11 +24,9 @@ const NOT_OPENED: u8 = 1;
 /// Exit status: the closing handshake finished with another code (printed on stderr).
 const CLOSED_WITH_CODE: u8 = 3;
 /// Exit status: the connection ended without a closing handshake, or failed (the server broke
-/// the protocol, TLS failed, the socket broke, the close timed out).
+/// the protocol, TLS failed, the socket broke, the close timed out), or standard output was
+/// closed (the server is told 1001, going away).
 const BROKEN: u8 = 4;
-
-/// How often the loop looks at standard input while waiting for messages.
-const POLL: Duration = Duration::from_millis(20);
 
 /// Connect to a WebSocket server and talk to it: each line of standard input is sent as a text
 /// message (binary with --binary); each message received is printed on its own line (binary
@@ -35,7 +35,7 @@ const POLL: Duration = Duration::from_millis(20);
 ///
 /// Exit status: 0 when the closing handshake finished with 1000, 1001 or no code; 1 when the
 /// connection could not be opened; 3 when it closed with another code; 4 when it ended without
-/// a closing handshake or failed. `--tls` with a ws:// URL connects over TLS as wss:// would.
+/// a closing handshake or failed, or standard output was closed. `--tls` with a ws:// URL connects over TLS as wss:// would.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ConnectArgs {
     /// ws://HOST[:PORT][/PATH] or wss://...
@@ -57,8 +57,8 @@ pub(crate) struct ConnectArgs {
     timeout: u64,
     /// After the end of standard input, keep receiving for SECS seconds before closing (for
     /// servers that stop answering once a close arrives).
-    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
-    linger: f64,
+    #[arg(long, default_value = "0", value_name = "SECS", value_parser = seconds)]
+    linger: Duration,
     /// Print nothing on stderr but errors.
     #[arg(long, short)]
     quiet: bool,
@@ -68,7 +68,25 @@ pub(crate) struct ConnectArgs {
 
 /// Runs `sockeye connect`.
 pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
-    let mut ws = match open(args) {
+    // One thread: the connection's two halves are two futures of one task.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sockeye connect: cannot start the event loop: {e}");
+            return ExitCode::from(NOT_OPENED);
+        }
+    };
+    let ws = match open(args).and_then(|(tcp, url, options)| {
+        runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::from_std(tcp).map_err(|e| e.to_string())?;
+            AsyncWebSocket::upgrade(tcp, &url, &options)
+                .await
+                .map_err(|e| with_hint(&e))
+        })
+    }) {
         Ok(ws) => ws,
         Err(e) => {
             eprintln!("sockeye connect: {e}");
@@ -86,13 +104,22 @@ pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
             args.url
         );
     }
-    let lines = stdin_lines();
-    let status = converse(&mut ws, &lines, args);
+    let lines = stdin_lines(args.binary);
+    let status = runtime.block_on(converse(ws, lines, args));
     ExitCode::from(status)
 }
 
-/// The options from the command line, then the connection.
-fn open(args: &ConnectArgs) -> Result<WebSocket, String> {
+/// A number of seconds, 0 or more (fractions too).
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(value).map_err(|_| format!("`{text}`: expected seconds, 0 or more"))
+}
+
+/// The options from the command line, then the TCP connection (the WebSocket's is opened
+/// over it on the event loop).
+fn open(args: &ConnectArgs) -> Result<(TcpStream, WsUrl, Options), String> {
     let mut url = WsUrl::parse(&args.url).map_err(|e| e.to_string())?;
     let mut options = Options::default()
         .connect_timeout(Duration::from_secs(args.timeout))
@@ -117,7 +144,9 @@ fn open(args: &ConnectArgs) -> Result<WebSocket, String> {
         options = options.deflate(DeflateConfig::default());
     }
     let tcp = connect_tcp(&url, options.connect_timeout)?;
-    WebSocket::upgrade(tcp, &url, &options).map_err(|e| with_hint(&e))
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok((tcp, url, options))
 }
 
 /// Opens TCP to the first of `url`'s addresses that accepts within `timeout`.
@@ -150,21 +179,28 @@ fn with_hint(e: &Error) -> String {
     format!("{e}{hint}")
 }
 
-/// Standard input's lines, read on a thread of their own; the channel closes at its end.
-fn stdin_lines() -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
+/// Lines of standard input waiting to be sent: a few, so that a fast input waits for the
+/// connection instead of piling up in memory.
+const LINES_AHEAD: usize = 64;
+
+/// Standard input's lines, read on a thread of their own; the channel closes at its end. A
+/// line goes without its newline (and, as text, without the carriage return before it).
+fn stdin_lines(binary: bool) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel(LINES_AHEAD);
     thread::spawn(move || {
         let mut stdin = io::stdin().lock();
-        let mut line = Vec::new();
         loop {
-            line.clear();
+            let mut line = Vec::new();
             match stdin.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
-                    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    if line.last() == Some(&b'\n') {
                         line.pop();
+                        if !binary && line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
                     }
-                    if tx.send(line.clone()).is_err() {
+                    if tx.blocking_send(line).is_err() {
                         return;
                     }
                 }
@@ -174,85 +210,117 @@ fn stdin_lines() -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-/// Sends lines and prints messages until the connection ends; returns the exit status.
-fn converse(ws: &mut WebSocket, lines: &mpsc::Receiver<Vec<u8>>, args: &ConnectArgs) -> u8 {
-    let mut input_open = true;
-    // When the close goes out after the end of standard input (with --linger).
-    let mut close_at: Option<Instant> = None;
-    let mut server_close: Option<Option<CloseFrame>> = None;
-    ws.set_read_timeout(Some(POLL));
-    loop {
-        while input_open {
-            match lines.try_recv() {
-                Ok(line) => {
-                    let sent = if args.binary {
-                        ws.send_binary(&line)
-                    } else {
-                        match String::from_utf8(line) {
-                            Ok(text) => ws.send_text(&text),
-                            Err(_) => {
-                                eprintln!(
-                                    "sockeye connect: a line that is not UTF-8 was not sent (use --binary)"
-                                );
-                                Ok(())
-                            }
-                        }
-                    };
-                    match sent {
-                        Ok(()) => {}
-                        // The server closed first: its close frame is on its way.
-                        Err(Error::Closed) => input_open = false,
-                        Err(e) => return broken(&e),
-                    }
-                }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    input_open = false;
-                    close_at = Some(Instant::now() + Duration::from_secs_f64(args.linger.max(0.0)));
+/// Sends the lines, then (after `linger`) the close; returns when the close went, or with
+/// the error that stopped it ([`Error::Closed`]: the server closed first).
+async fn send_lines(
+    sink: &mut SplitSink<AsyncWebSocket, Message>,
+    lines: &mut mpsc::Receiver<Vec<u8>>,
+    binary: bool,
+    linger: Duration,
+) -> Result<(), Error> {
+    while let Some(line) = lines.recv().await {
+        let message = if binary {
+            Message::Binary(line)
+        } else {
+            match String::from_utf8(line) {
+                Ok(text) => Message::Text(text),
+                Err(_) => {
+                    eprintln!(
+                        "sockeye connect: a line that is not UTF-8 was not sent (use --binary)"
+                    );
+                    continue;
                 }
             }
-        }
-        if close_at.is_some_and(|at| Instant::now() >= at) {
-            close_at = None;
-            if server_close.is_none() {
-                match ws.close(CloseCode::NORMAL, "") {
+        };
+        sink.send(message).await?;
+    }
+    tokio::time::sleep(linger).await;
+    sink.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::NORMAL,
+        reason: String::new(),
+    })))
+    .await
+}
+
+/// Sends lines and prints messages until the connection ends; returns the exit status. The
+/// two run side by side: a server that answers every message (and stops reading while its
+/// answers are not read) never finds this client stuck in a write.
+async fn converse(
+    ws: AsyncWebSocket,
+    mut lines: mpsc::Receiver<Vec<u8>>,
+    args: &ConnectArgs,
+) -> u8 {
+    let (mut sink, mut stream) = ws.split();
+    // `None` until the server's close frame arrives.
+    let mut server_close: Option<Option<CloseFrame>> = None;
+    let mut sending = Box::pin(send_lines(&mut sink, &mut lines, args.binary, args.linger));
+    let mut sent = false;
+    loop {
+        tokio::select! {
+            done = &mut sending, if !sent => {
+                sent = true;
+                match done {
+                    // The close went (its answer comes through the stream), or the server's
+                    // came first.
                     Ok(()) | Err(Error::Closed) => {}
                     Err(e) => return broken(&e),
                 }
             }
-        }
-        match ws.recv() {
-            Ok(Message::Close(frame)) => {
-                if !args.quiet {
-                    match &frame {
-                        Some(f) if f.reason.is_empty() => eprintln!("closed: {}", f.code.0),
-                        Some(f) => eprintln!("closed: {} {}", f.code.0, f.reason),
-                        None => eprintln!("closed (no code)"),
+            next = stream.next() => match next {
+                Some(Ok(Message::Close(frame))) => {
+                    if !args.quiet {
+                        match &frame {
+                            Some(f) if f.reason.is_empty() => eprintln!("closed: {}", f.code.0),
+                            Some(f) => eprintln!("closed: {} {}", f.code.0, f.reason),
+                            None => eprintln!("closed (no code)"),
+                        }
+                    }
+                    server_close = Some(frame);
+                }
+                Some(Ok(message)) => {
+                    if let Err(e) = print(&message, args) {
+                        // Nobody reads what comes (`| head`): say so to the server and stop.
+                        drop(sending);
+                        let going = Message::Close(Some(CloseFrame {
+                            code: CloseCode::GOING_AWAY,
+                            reason: String::new(),
+                        }));
+                        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(going)).await;
+                        eprintln!("sockeye connect: standard output: {e}");
+                        return BROKEN;
                     }
                 }
-                server_close = Some(frame);
+                Some(Err(e)) => return broken(&e),
+                None => {
+                    return match server_close {
+                        Some(frame) => closed_status(frame.as_ref(), args),
+                        None => {
+                            eprintln!("sockeye connect: the connection ended without a closing handshake");
+                            BROKEN
+                        }
+                    };
+                }
             }
-            Ok(message) => print(&message, args),
-            Err(Error::Timeout(Phase::Read)) => {}
-            Err(Error::Closed) => return closed_status(server_close.flatten().as_ref(), args),
-            Err(e) => return broken(&e),
         }
     }
 }
 
 /// Prints one message on standard output.
-fn print(message: &Message, args: &ConnectArgs) {
+fn print(message: &Message, args: &ConnectArgs) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    let _ = match message {
-        Message::Text(text) => writeln!(out, "{text}"),
-        Message::Binary(bytes) if args.binary => out.write_all(bytes).and_then(|()| writeln!(out)),
+    match message {
+        Message::Text(text) => writeln!(out, "{text}")?,
+        Message::Binary(bytes) if args.binary => {
+            out.write_all(bytes)?;
+            writeln!(out)?;
+        }
         Message::Binary(bytes) => {
             let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            writeln!(out, "{hex}")
+            writeln!(out, "{hex}")?;
         }
-        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(()),
-    };
-    let _ = out.flush();
+        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+    }
+    out.flush()
 }
 
 /// The exit status of a finished closing handshake.

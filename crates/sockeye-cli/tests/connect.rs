@@ -133,13 +133,16 @@ impl Session {
         }
     }
 
-    /// Writes `bytes` to its standard input (which stays open).
+    /// Writes `bytes` to its standard input (which stays open). A process that exited already
+    /// (a connection that could not open) takes none: its exit status tells.
     fn write(&mut self, bytes: &[u8]) {
         let stdin = self.stdin.as_mut().expect("standard input still open");
-        stdin
-            .write_all(bytes)
-            .and_then(|()| stdin.flush())
-            .expect("write to sockeye connect");
+        match stdin.write_all(bytes).and_then(|()| stdin.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                panic!("write to sockeye connect: {e}")
+            }
+            _ => {}
+        }
     }
 
     /// Closes its standard input: `sockeye connect` then closes the connection.
@@ -347,6 +350,11 @@ fn binary_lines_go_out_raw_and_come_back_raw() {
     let mut expected = raw.to_vec();
     expected.extend_from_slice(b"\nsecond\n");
     assert_eq!(out.stdout, expected, "{out}");
+
+    // Only the newline ends a binary line: carriage returns are part of it, and come back.
+    let out = connect(&["--binary", &url], b"a\r\r\n\r\n");
+    out.expect_code(0);
+    assert_eq!(out.stdout, b"a\r\r\n\r\n", "{out}");
 
     // Without --binary, a line that is not UTF-8 is skipped with a message; the others go.
     let out = connect(&[&url], b"before\n\xff\xfe\nafter\n");
@@ -582,4 +590,121 @@ fn against_interop_server(server: &ServerProcess) {
     server.expect_closed(1000, Some(""));
 
     eprintln!("{name}: {:.1?}", started.elapsed());
+}
+
+/// More input than the sockets and the server's queue hold, piped in at once: `sockeye
+/// serve` stops reading a connection whose answers are not read, so a client that only read
+/// between writes would wait in a write forever. Every echo comes back, in order.
+#[test]
+fn piped_input_larger_than_the_buffers_all_comes_back() {
+    const LINES: usize = 32 << 10;
+    let serve = Serve::start(&[]);
+    let url = serve.url();
+    let mut input = Vec::with_capacity(LINES * 1_001);
+    for i in 0..LINES {
+        input.extend_from_slice(format!("{i:07} ").as_bytes());
+        input.extend_from_slice(&[b'x'; 992]);
+        input.push(b'\n');
+    }
+    let mut session = Session::start(&["--quiet", &url]);
+    // Written from a thread: the pipe takes it only as fast as the client sends.
+    let mut stdin = session.stdin.take().expect("standard input");
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = session.wait();
+    writer
+        .join()
+        .expect("the writer thread")
+        .expect("standard input taken whole");
+    out.expect_code(0);
+    let lines: Vec<&[u8]> = out.stdout.split(|b| *b == b'\n').collect();
+    assert_eq!(lines.len(), LINES + 1, "lines echoed (and the empty rest)");
+    for (i, line) in lines[..LINES].iter().enumerate() {
+        assert!(
+            line.starts_with(format!("{i:07} ").as_bytes()),
+            "line {i} out of order"
+        );
+        assert_eq!(line.len(), 1_000, "line {i}");
+    }
+}
+
+/// `--linger` takes seconds, 0 or more: what cannot be a duration is a usage error, and a
+/// linger too long to add to the clock waits as long as it takes.
+#[test]
+fn linger_takes_seconds_and_refuses_what_is_not() {
+    let serve = Serve::start(&[]);
+    let url = serve.url();
+    for bad in [
+        "--linger=inf",
+        "--linger=-1",
+        "--linger=NaN",
+        "--linger=soon",
+    ] {
+        let out = Session::start(&[bad, &url]).wait();
+        out.expect_code(2);
+        assert!(out.stderr.contains("--linger"), "{out}");
+    }
+    // Lingers (the server closes first here: its going away ends the wait).
+    let mut session = Session::start(&["--linger", "1e19", &url]);
+    session.write(b"linger\n");
+    session.close_stdin();
+    session.wait_for_stdout("linger\n");
+    let term = Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(term.success(), "kill -TERM: {term}");
+    let out = session.wait();
+    out.expect_code(0);
+    assert!(out.stderr.contains("closed: 1001"), "{out}");
+}
+
+/// Standard output closed early (`| head -1`): the next message cannot be printed, so the
+/// client says goodbye to the server (1001) and exits 4, instead of running on unread.
+#[test]
+fn a_closed_standard_output_ends_the_client() {
+    let serve = Serve::start(&[]);
+    let url = serve.url();
+    let mut child = Command::new(BIN)
+        .args(["connect", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sockeye connect");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    stdin.write_all(b"first\n").expect("write");
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first)
+        .expect("the first echo");
+    assert_eq!(first, "first\n");
+    // The reader is gone; the next echoes have nowhere to go. Standard input stays open and
+    // a line goes every 50 ms: a child that another test forks in this process holds a copy of
+    // the pipe until it runs its program, and a print in that moment still succeeds.
+    let deadline = Instant::now() + LIMIT;
+    let mut next_line = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= next_line {
+            // It may have exited since the look above.
+            let _ = stdin.write_all(b"more\n");
+            next_line += Duration::from_millis(50);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut err = String::new();
+            let _ = stderr.read_to_string(&mut err);
+            panic!("still running with its output closed\n--- stderr\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).expect("stderr");
+    assert_eq!(status.code(), Some(4), "{err}");
+    assert!(err.contains("standard output"), "{err}");
+    drop(stdin);
 }
