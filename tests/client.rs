@@ -851,3 +851,62 @@ fn a_timed_out_blocking_write_breaks_the_connection() {
     let _ = tx.send(());
     server.join();
 }
+
+/// A blocking client polling with a short read timeout, against a server that stops reading
+/// for a while: the pongs it owes cannot all go before a read gives up, and what is left goes
+/// with later calls. The connection stays usable (a pong is not the caller's to send again),
+/// and the server gets every pong, whole and in order, then the close.
+#[test]
+fn read_timeouts_that_cut_pongs_short_leave_the_blocking_connection_usable() {
+    const PINGS: usize = 1_000;
+    let server = RawServer::start(|mut tcp| {
+        socket2::SockRef::from(&tcp)
+            .set_recv_buffer_size(4096)
+            .expect("a small receive buffer");
+        accept(&mut tcp);
+        let mut pings = Vec::new();
+        for _ in 0..PINGS {
+            pings.extend_from_slice(&[0x89, 125]);
+            pings.extend_from_slice(&[b'p'; 125]);
+        }
+        tcp.write_all(&pings).expect("the pings");
+        // Not reading for a while: the client's pongs back up.
+        thread::sleep(Duration::from_secs(1));
+        let mut frame = [0u8; 131];
+        for i in 0..PINGS {
+            tcp.read_exact(&mut frame).expect("a pong");
+            assert_eq!(&frame[..2], &[0x8a, 0x80 | 125], "pong {i}: its header");
+            let mask = [frame[2], frame[3], frame[4], frame[5]];
+            let payload = &mut frame[6..];
+            apply_mask(payload, mask, 0);
+            assert!(payload.iter().all(|b| *b == b'p'), "pong {i}: its payload");
+        }
+        tcp.write_all(&[0x81, 4]).expect("write");
+        tcp.write_all(b"done").expect("write");
+        let (opcode, _, _) = client_frame(&mut tcp);
+        assert_eq!(opcode, 0x8, "then the close");
+    });
+    let mut ws = WebSocket::connect(&server.url()).expect("connect");
+    socket2::SockRef::from(ws.get_ref())
+        .set_send_buffer_size(4096)
+        .expect("a small send buffer");
+    ws.set_read_timeout(Some(Duration::from_millis(20)));
+    let deadline = Instant::now() + PATIENCE;
+    let (mut pings, mut timeouts) = (0, 0);
+    loop {
+        assert!(Instant::now() < deadline, "no `done` after {pings} pings");
+        match ws.recv() {
+            Ok(Message::Ping(_)) => pings += 1,
+            Ok(Message::Text(text)) if text == "done" => break,
+            Err(Error::Timeout(_)) => timeouts += 1,
+            other => panic!("after {pings} pings and {timeouts} timeouts: {other:?}"),
+        }
+    }
+    assert_eq!(pings, PINGS);
+    assert!(
+        timeouts > 0,
+        "the pongs never waited: the test did not test anything"
+    );
+    ws.close(CloseCode::NORMAL, "").expect("close");
+    server.join();
+}

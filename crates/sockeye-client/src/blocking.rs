@@ -124,7 +124,8 @@ impl WebSocket {
     }
 
     /// Makes [`recv`](Self::recv) give up with [`Error::Timeout`] after `timeout` without a
-    /// message (`None`, the default: wait as long as it takes). The connection stays usable.
+    /// message (`None`, the default: wait as long as it takes). The connection stays usable:
+    /// pongs or a close echo the timeout cut short go out with the next call.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         self.read_timeout = timeout;
     }
@@ -157,12 +158,12 @@ impl WebSocket {
                 Ok(Some(message)) => {
                     // The message is the caller's now: a write that fails here fails again at
                     // the next call, where it is reported.
-                    let _ = self.write_out(wait, Phase::Write);
+                    let _ = self.write_owed(wait, Phase::Write);
                     return Ok(message);
                 }
-                Ok(None) => self.write_out(wait, Phase::Write)?,
+                Ok(None) => self.write_owed(wait, Phase::Write)?,
                 Err(e) => {
-                    let _ = self.write_out(wait, Phase::Write);
+                    let _ = self.write_owed(wait, Phase::Write);
                     if matches!(e, Error::Closed | Error::Timeout(_) | Error::Protocol(_)) {
                         let _ = self.tcp.shutdown(Shutdown::Both);
                     }
@@ -184,7 +185,7 @@ impl WebSocket {
                 self.session.end_of_input();
             } else if let Err(e) = self.session.received(n) {
                 // A TLS failure's alert goes out before the socket is shut.
-                let _ = self.write_out(wait, Phase::Write);
+                let _ = self.write_owed(wait, Phase::Write);
                 let _ = self.tcp.shutdown(Shutdown::Both);
                 return Err(e);
             }
@@ -282,21 +283,29 @@ impl WebSocket {
         Ok(())
     }
 
-    /// Writes the session's output whole, by `deadline`. Out of time with output left (the
-    /// socket's timer, or the deadline passed between writes: a write that runs out of time
-    /// part way returns the bytes it took), the connection is broken.
+    /// Writes the session's output whole, by `deadline`, after a message of the caller's went
+    /// into it. Out of time with output left (the socket's timer, or the deadline passed
+    /// between writes: a write that runs out of time part way returns the bytes it took), the
+    /// connection is broken: the rest of the frame would otherwise go out with the next call.
     fn write_out(&mut self, deadline: Option<Instant>, phase: Phase) -> Result<(), Error> {
+        let written = self.write_owed(deadline, phase);
+        if matches!(written, Err(Error::Timeout(_))) {
+            self.broken = true;
+        }
+        written
+    }
+
+    /// Writes what the session owes the server (pongs, the close echo), by `deadline`. Out
+    /// of time, what is left goes with the next call: none of it is the caller's to send again,
+    /// so a read timeout that cuts a pong short leaves the connection usable.
+    fn write_owed(&mut self, deadline: Option<Instant>, phase: Phase) -> Result<(), Error> {
         while !self.session.output().is_empty() {
-            let timeout = left(deadline, phase).inspect_err(|_| self.broken = true)?;
-            self.tcp.set_write_timeout(timeout)?;
+            self.tcp.set_write_timeout(left(deadline, phase)?)?;
             match self.tcp.write(self.session.output()) {
                 Ok(0) => return Err(Error::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.session.wrote(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => {
-                    self.broken = true;
-                    return Err(Error::Timeout(phase));
-                }
+                Err(e) if is_timeout(&e) => return Err(Error::Timeout(phase)),
                 Err(e) => return Err(Error::Io(e)),
             }
         }
