@@ -28,6 +28,14 @@ use sockeye_tests::tls::{Authority, SERVER_NAMES, tls_config};
 /// How long any single wait may take before the test fails (generous: a busy 2-core machine).
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// A current-thread tokio runtime, as the async tests and front end use.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// One client connection, whichever front end runs it.
 trait Front: Sized {
     fn connect(url: &str, options: &Options) -> Result<Self, Error>;
@@ -71,10 +79,7 @@ struct Async {
 
 impl Front for Async {
     fn connect(url: &str, options: &Options) -> Result<Self, Error> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let runtime = runtime();
         let ws = runtime.block_on(AsyncWebSocket::connect_with(url, options))?;
         Ok(Async { runtime, ws })
     }
@@ -321,6 +326,19 @@ impl RawServer {
         RawServer { addr, thread }
     }
 
+    /// A server that takes the client's close frame and then says nothing, the connection
+    /// open, until the sender is used or dropped.
+    fn silent_after_close() -> (RawServer, std::sync::mpsc::Sender<()>) {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let server = RawServer::start(move |mut tcp| {
+            accept(&mut tcp);
+            let (opcode, _, _) = client_frame(&mut tcp);
+            assert_eq!(opcode, 0x8, "a close frame");
+            let _ = rx.recv_timeout(PATIENCE);
+        });
+        (server, tx)
+    }
+
     fn url(&self) -> String {
         format!("ws://{}/", self.addr)
     }
@@ -461,13 +479,7 @@ fn server_faults<F: Front>() {
     server.join();
 
     // A server that never answers our close: the closing handshake times out.
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let server = RawServer::start(move |mut tcp| {
-        accept(&mut tcp);
-        let (opcode, _, _) = client_frame(&mut tcp);
-        assert_eq!(opcode, 0x8);
-        let _ = rx.recv_timeout(PATIENCE);
-    });
+    let (server, tx) = RawServer::silent_after_close();
     let options = Options::default().close_timeout(Duration::from_millis(300));
     let mut ws = F::connect(&server.url(), &options).expect("connect");
     ws.close(CloseCode::NORMAL, "").expect("close");
@@ -533,10 +545,7 @@ fn masks_differ_within_and_across_connections() {
 #[test]
 fn split_async_reader_and_writer() {
     let server = EchoServer::start();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         let ws = AsyncWebSocket::connect(&server.ws_url())
             .await
@@ -610,10 +619,7 @@ fn a_server_that_never_reads_cannot_grow_the_async_clients_output() {
         }
         let _ = rx.recv_timeout(PATIENCE);
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let held = runtime.block_on(async {
         let mut ws = AsyncWebSocket::connect(&server.url())
             .await
@@ -672,10 +678,7 @@ fn a_split_writer_is_not_stranded_by_the_readers_pongs() {
         let _ = pings.join();
         assert!(read >= MESSAGES * SIZE, "only {read} bytes arrived");
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         let ws = AsyncWebSocket::connect(&server.url())
             .await
@@ -714,17 +717,8 @@ fn a_split_writer_is_not_stranded_by_the_readers_pongs() {
 /// waiting for bytes that never come.
 #[test]
 fn a_split_reader_times_out_the_close_its_writer_started() {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let server = RawServer::start(move |mut tcp| {
-        accept(&mut tcp);
-        let (opcode, _, _) = client_frame(&mut tcp);
-        assert_eq!(opcode, 0x8, "a close frame");
-        let _ = rx.recv_timeout(PATIENCE);
-    });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (server, tx) = RawServer::silent_after_close();
+    let runtime = runtime();
     let options = Options::default().close_timeout(Duration::from_millis(300));
     runtime.block_on(async {
         let ws = AsyncWebSocket::connect_with(&server.url(), &options)
@@ -760,10 +754,7 @@ fn closing_the_sink_behind_a_full_socket_times_out() {
         // Never reads.
         let _ = rx.recv_timeout(PATIENCE);
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let options = Options::default().close_timeout(Duration::from_millis(300));
     runtime.block_on(async {
         let mut ws = AsyncWebSocket::connect_with(&server.url(), &options)
@@ -804,10 +795,7 @@ fn a_split_writer_is_woken_after_the_reader_stops_polling() {
         }
         assert!(read >= SIZE, "only {read} bytes arrived");
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         let ws = AsyncWebSocket::connect(&server.url())
             .await

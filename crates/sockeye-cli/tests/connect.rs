@@ -414,14 +414,9 @@ fn a_server_killed_mid_connection_exits_4() {
     assert!(!out.stderr.contains("closed: "), "{out}");
 }
 
-#[test]
-fn a_server_going_away_exits_0() {
-    let serve = Serve::start(&[]);
-    let url = serve.url();
-    let mut session = Session::start(&[&url]);
-    session.write(b"before the end\n");
-    session.wait_for_stdout("before the end\n");
-    // SIGTERM starts the graceful shutdown of `sockeye serve`: it closes with 1001.
+/// Sends SIGTERM to `serve`, whose graceful shutdown closes with 1001: `session` then exits 0,
+/// having printed `closed: 1001`.
+fn going_away_ends(serve: &Serve, session: &mut Session) {
     let term = Command::new("kill")
         .args(["-TERM", &serve.child.id().to_string()])
         .status()
@@ -430,6 +425,16 @@ fn a_server_going_away_exits_0() {
     let out = session.wait();
     out.expect_code(0);
     assert!(out.stderr.contains("closed: 1001"), "{out}");
+}
+
+#[test]
+fn a_server_going_away_exits_0() {
+    let serve = Serve::start(&[]);
+    let url = serve.url();
+    let mut session = Session::start(&[&url]);
+    session.write(b"before the end\n");
+    session.wait_for_stdout("before the end\n");
+    going_away_ends(&serve, &mut session);
 }
 
 /// The files of a wss:// test: the CA's certificate, and a server certificate it signed for
@@ -648,14 +653,7 @@ fn linger_takes_seconds_and_refuses_what_is_not() {
     session.write(b"linger\n");
     session.close_stdin();
     session.wait_for_stdout("linger\n");
-    let term = Command::new("kill")
-        .args(["-TERM", &serve.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(term.success(), "kill -TERM: {term}");
-    let out = session.wait();
-    out.expect_code(0);
-    assert!(out.stderr.contains("closed: 1001"), "{out}");
+    going_away_ends(&serve, &mut session);
 }
 
 /// Standard output closed early (`| head -1`): the next message cannot be printed, so the
