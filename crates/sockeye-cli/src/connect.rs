@@ -235,11 +235,15 @@ async fn send_lines(
         sink.send(message).await?;
     }
     tokio::time::sleep(linger).await;
-    sink.send(Message::Close(Some(CloseFrame {
-        code: CloseCode::NORMAL,
+    sink.send(close(CloseCode::NORMAL)).await
+}
+
+/// A close message with `code` and no reason.
+fn close(code: CloseCode) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
         reason: String::new(),
-    })))
-    .await
+    }))
 }
 
 /// Sends lines and prints messages until the connection ends; returns the exit status. The
@@ -281,11 +285,8 @@ async fn converse(
                     if let Err(e) = print(&message, args) {
                         // Nobody reads what comes (`| head`): say so to the server and stop.
                         drop(sending);
-                        let going = Message::Close(Some(CloseFrame {
-                            code: CloseCode::GOING_AWAY,
-                            reason: String::new(),
-                        }));
-                        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(going)).await;
+                        let going = sink.send(close(CloseCode::GOING_AWAY));
+                        let _ = tokio::time::timeout(Duration::from_secs(1), going).await;
                         eprintln!("sockeye connect: standard output: {e}");
                         return BROKEN;
                     }
@@ -315,8 +316,10 @@ fn print(message: &Message, args: &ConnectArgs) -> io::Result<()> {
             writeln!(out)?;
         }
         Message::Binary(bytes) => {
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            writeln!(out, "{hex}")?;
+            for byte in bytes {
+                write!(out, "{byte:02x}")?;
+            }
+            writeln!(out)?;
         }
         Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
     }

@@ -310,12 +310,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWebSocket<S> {
             self.sleep = None;
             return false;
         };
-        if self.sleep.as_ref().is_none_or(|(armed, _)| *armed != at) {
-            self.sleep = Some((at, Box::pin(tokio::time::sleep_until(at.into()))));
-        }
         self.park(side, cx);
-        let Some((_, sleep)) = self.sleep.as_mut() else {
-            return false;
+        let sleep = match &mut self.sleep {
+            Some((armed, sleep)) if *armed == at => sleep,
+            slot => {
+                &mut slot
+                    .insert((at, Box::pin(tokio::time::sleep_until(at.into()))))
+                    .1
+            }
         };
         if sleep
             .as_mut()
